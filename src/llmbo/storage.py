@@ -1,0 +1,1082 @@
+"""Durable study storage: studies, trials and their states in one SQL database.
+
+A *study* is one optimisation campaign over a finite pool of candidates (string ids). A
+*trial* is one attempt at measuring one candidate. Storage knows nothing about search: it
+only creates, reads and moves trials between the states of :class:`TrialState`, each change
+in one database transaction, so several processes (or machines, with PostgreSQL) can share a
+study safely.
+
+Storage is addressed by a SQLAlchemy URL (``sqlite:///runs.db``,
+``postgresql+psycopg://user@host/db``) or a bare file path (SQLite); see :func:`get_storage`.
+
+Rules
+-----
+* **One live trial per candidate.** A study never holds two trials that are not ``FAILED``
+  for the same candidate. The database enforces it (``UNIQUE(study_id, active_key)`` where
+  ``active_key`` is the candidate id, or ``NULL`` once the trial failed), so racing
+  processes cannot break it; :meth:`BaseStorage.reserve` raises
+  :class:`CandidateTakenError` and writes nothing when any requested id is taken.
+* **Pending suggestions.** A suggestion handed out but never told stays ``PENDING`` and keeps
+  its candidate taken. To offer such candidates again call
+  :meth:`BaseStorage.release_pending`: each ``PENDING`` trial becomes ``FAILED`` with the
+  error ``"released"``.
+* **Leases.** A ``RUNNING`` trial carries a lease that its worker extends with
+  :meth:`BaseStorage.heartbeat`. :meth:`BaseStorage.expire_stale` fails every ``RUNNING``
+  trial whose lease has passed (error ``"lease expired ..."``), freeing its candidate. A
+  ``RUNNING`` trial whose lease passed but that was not yet expired can still be completed.
+* **Late results.** :meth:`BaseStorage.complete` on a trial that failed because its lease
+  expired or because it was released is *accepted* (the trial becomes ``COMPLETE``) when its
+  candidate has not been reserved again meanwhile; otherwise it is rejected with a
+  :class:`~llmbo.errors.TrialStateError` naming the newer trial. A trial failed explicitly
+  with :meth:`BaseStorage.fail` cannot be completed; store a new measurement with
+  :meth:`BaseStorage.record` instead.
+* **Idempotent tells.** Completing a ``COMPLETE`` trial with the same value returns it
+  unchanged; a different value raises :class:`~llmbo.errors.TrialStateError`.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.pool import NullPool, StaticPool
+
+from llmbo.errors import InputError, ObjectiveValueError, StudyError, TrialStateError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BaseStorage",
+    "CandidateTakenError",
+    "SQLStorage",
+    "StudyRecord",
+    "TrialRecord",
+    "TrialState",
+    "get_storage",
+]
+
+logger = logging.getLogger("llmbo.storage")
+
+#: Version of the database layout written by this llmbo. Bump it with a migration.
+SCHEMA_VERSION = 1
+
+Direction = Literal["maximize", "minimize"]
+_DIRECTIONS = ("maximize", "minimize")
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# Why a trial failed; decides whether a late result is accepted (see module docstring).
+_FAIL_ERROR = "error"
+_FAIL_LEASE = "lease_expired"
+_FAIL_RELEASED = "released"
+_LATE_OK = (_FAIL_LEASE, _FAIL_RELEASED)
+
+
+class CandidateTakenError(StudyError):
+    """Some requested candidates already have a trial that is not ``FAILED``.
+
+    Attributes:
+        study_id: The study the reservation was for.
+        candidate_ids: The taken ids, sorted.
+    """
+
+    def __init__(self, study_id: int, candidate_ids: Iterable[str]) -> None:
+        self.study_id = study_id
+        self.candidate_ids = sorted(candidate_ids)
+        shown = ", ".join(repr(c) for c in self.candidate_ids[:20])
+        more = f" and {len(self.candidate_ids) - 20} more" if len(self.candidate_ids) > 20 else ""
+        super().__init__(
+            f"Candidate(s) {shown}{more} of study {study_id} already have a pending, running "
+            "or complete trial; nothing was reserved. Reserve other candidates (see "
+            "taken_candidates()), or fail/release the existing trials first."
+        )
+
+
+class TrialState(enum.Enum):
+    """Where a trial is in its life."""
+
+    #: Suggested (handed out), awaiting a measurement.
+    PENDING = "PENDING"
+    #: Claimed by a worker that keeps its lease alive with heartbeats.
+    RUNNING = "RUNNING"
+    #: Measured; ``value`` is set.
+    COMPLETE = "COMPLETE"
+    #: Given up (error, expired lease, or released); the candidate is free again.
+    FAILED = "FAILED"
+
+    def is_active(self) -> bool:
+        """Whether a trial in this state keeps its candidate taken."""
+        return self is not TrialState.FAILED
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A study as stored. ``space`` and ``config`` are the JSON dicts given at creation."""
+
+    study_id: int
+    name: str
+    space: dict[str, Any] = field(hash=False)
+    config: dict[str, Any] = field(hash=False)
+    seed: int
+    direction: Direction
+    schema_version: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial as stored. Timestamps are timezone-aware UTC; ``number`` counts from 0."""
+
+    trial_id: int
+    study_id: int
+    number: int
+    candidate_id: str
+    state: TrialState
+    value: float | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    lease_expires_at: datetime | None
+    worker: str | None
+    error: str | None
+
+
+class BaseStorage(abc.ABC):
+    """The narrow contract every storage backend implements (no search logic here).
+
+    See the module docstring for the rules on pending suggestions, leases and late results.
+    """
+
+    # -- studies -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_study(
+        self,
+        name: str,
+        *,
+        space: dict[str, Any],
+        config: dict[str, Any],
+        seed: int,
+        direction: str,
+    ) -> StudyRecord:
+        """Create a study; :class:`StudyError` if ``name`` exists."""
+
+    @abc.abstractmethod
+    def load_study(self, name: str) -> StudyRecord:
+        """Return the study called ``name``; :class:`StudyError` listing names if missing."""
+
+    @abc.abstractmethod
+    def study_names(self) -> list[str]:
+        """Names of all studies, sorted."""
+
+    @abc.abstractmethod
+    def delete_study(self, name: str) -> None:
+        """Delete a study with its trials and attributes."""
+
+    # -- trials --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def reserve(
+        self,
+        study_id: int,
+        candidate_ids: Sequence[str],
+        *,
+        state: TrialState = TrialState.PENDING,
+        worker: str | None = None,
+        lease_seconds: float | None = None,
+    ) -> list[TrialRecord]:
+        """Atomically create one ``PENDING`` (or ``RUNNING``) trial per candidate.
+
+        Raises :class:`CandidateTakenError` (and writes nothing) if any candidate already
+        has a trial that is not ``FAILED``.
+        """
+
+    @abc.abstractmethod
+    def taken_candidates(self, study_id: int) -> set[str]:
+        """Ids of candidates with a trial that is not ``FAILED``."""
+
+    @abc.abstractmethod
+    def complete(self, trial_id: int, value: float) -> TrialRecord:
+        """Store the measured ``value`` of a trial (idempotent for an equal value)."""
+
+    @abc.abstractmethod
+    def record(self, study_id: int, candidate_id: str, value: float) -> TrialRecord:
+        """Store a measurement of a candidate, completing its open trial if it has one."""
+
+    @abc.abstractmethod
+    def fail(self, trial_id: int, error: str) -> TrialRecord:
+        """Mark a ``PENDING``/``RUNNING`` trial ``FAILED`` with an error message."""
+
+    @abc.abstractmethod
+    def start(self, trial_id: int, worker: str, lease_seconds: float) -> TrialRecord:
+        """Move a ``PENDING`` trial to ``RUNNING`` under ``worker`` with a lease."""
+
+    @abc.abstractmethod
+    def heartbeat(self, trial_ids: Sequence[int], lease_seconds: float) -> list[TrialRecord]:
+        """Extend the leases of the ``RUNNING`` trials among ``trial_ids``."""
+
+    @abc.abstractmethod
+    def expire_stale(self, study_id: int, now: datetime | None = None) -> list[TrialRecord]:
+        """Fail every ``RUNNING`` trial whose lease ended before ``now``."""
+
+    @abc.abstractmethod
+    def release_pending(self, study_id: int) -> list[TrialRecord]:
+        """Fail every ``PENDING`` trial with error ``"released"`` so it can be re-offered."""
+
+    @abc.abstractmethod
+    def get_trial(self, trial_id: int) -> TrialRecord:
+        """Return one trial; :class:`StudyError` if it does not exist."""
+
+    @abc.abstractmethod
+    def trials(
+        self, study_id: int, states: Iterable[TrialState] | None = None
+    ) -> list[TrialRecord]:
+        """Trials of a study (optionally only in ``states``), ordered by ``number``."""
+
+    # -- attributes ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def set_attr(self, study_id: int, key: str, json_value: Any) -> None:
+        """Store a small JSON-serialisable value under ``key`` (replacing any old one)."""
+
+    @abc.abstractmethod
+    def get_attrs(self, study_id: int) -> dict[str, Any]:
+        """All attributes of a study."""
+
+
+# ---------------------------------------------------------------------------------------
+# Schema
+# ---------------------------------------------------------------------------------------
+
+
+class _UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise InputError(f"Timestamp {value!r} has no timezone; pass an aware UTC datetime.")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _SchemaRow(_Base):
+    __tablename__ = "llmbo_schema"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+
+
+class _StudyRow(_Base):
+    __tablename__ = "llmbo_studies"
+
+    study_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(512), unique=True, nullable=False)
+    space_json: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    config_json: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    seed: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    direction: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    schema_version: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(_UTCDateTime, nullable=False)
+
+
+class _TrialRow(_Base):
+    __tablename__ = "llmbo_trials"
+    __table_args__ = (
+        sa.UniqueConstraint("study_id", "number", name="uq_llmbo_trials_number"),
+        # The "one live trial per candidate" rule: active_key is NULL once FAILED, and
+        # NULLs never collide in a UNIQUE constraint (SQLite and PostgreSQL alike).
+        sa.UniqueConstraint("study_id", "active_key", name="uq_llmbo_trials_active"),
+        sa.Index("ix_llmbo_trials_candidate", "study_id", "candidate_id"),
+        sa.Index("ix_llmbo_trials_state", "study_id", "state"),
+    )
+
+    trial_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("llmbo_studies.study_id", ondelete="CASCADE"), nullable=False
+    )
+    number: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    candidate_id: Mapped[str] = mapped_column(sa.String(512), nullable=False)
+    active_key: Mapped[str | None] = mapped_column(sa.String(512), nullable=True)
+    state: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    value: Mapped[float | None] = mapped_column(sa.Double, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(_UTCDateTime, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(_UTCDateTime, nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(_UTCDateTime, nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(_UTCDateTime, nullable=True)
+    worker: Mapped[str | None] = mapped_column(sa.String(512), nullable=True)
+    error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    fail_kind: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+
+
+class _AttrRow(_Base):
+    __tablename__ = "llmbo_study_attrs"
+
+    study_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("llmbo_studies.study_id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(sa.String(512), primary_key=True)
+    value_json: Mapped[str] = mapped_column(sa.Text, nullable=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _check_value(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ObjectiveValueError(
+            f"Objective value {value!r} is not a number; pass a finite float."
+        ) from exc
+    if not math.isfinite(out):
+        raise ObjectiveValueError(
+            f"Objective value {value!r} is not finite; report a failed measurement with "
+            "fail(trial_id, error) instead."
+        )
+    return out
+
+
+def _check_lease(lease_seconds: float | None, *, allow_none: bool) -> float | None:
+    if lease_seconds is None:
+        if allow_none:
+            return None
+        raise InputError("lease_seconds is required; pass a positive number of seconds.")
+    lease = float(lease_seconds)
+    if not math.isfinite(lease) or lease <= 0:
+        raise InputError(f"lease_seconds={lease_seconds!r} must be a positive, finite number.")
+    return lease
+
+
+def _dumps(obj: Any, what: str) -> str:
+    try:
+        return json.dumps(obj, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"{what} is not JSON-serialisable ({exc}); store plain dicts, lists, strings, "
+            "finite numbers, booleans or None."
+        ) from exc
+
+
+def _trial_record(row: _TrialRow) -> TrialRecord:
+    return TrialRecord(
+        trial_id=row.trial_id,
+        study_id=row.study_id,
+        number=row.number,
+        candidate_id=row.candidate_id,
+        state=TrialState(row.state),
+        value=row.value,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        lease_expires_at=row.lease_expires_at,
+        worker=row.worker,
+        error=row.error,
+    )
+
+
+def _study_record(row: _StudyRow) -> StudyRecord:
+    return StudyRecord(
+        study_id=row.study_id,
+        name=row.name,
+        space=json.loads(row.space_json),
+        config=json.loads(row.config_json),
+        seed=row.seed,
+        direction=row.direction,  # type: ignore[arg-type]
+        schema_version=row.schema_version,
+        created_at=row.created_at,
+    )
+
+
+def _redact(url: sa.URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _install_sqlite_hooks(engine: Engine, *, memory: bool) -> None:
+    """WAL, busy timeout, foreign keys, and ``BEGIN IMMEDIATE`` for write transactions.
+
+    pysqlite's own transaction handling is switched off (``isolation_level = None``) so the
+    ``begin`` hook decides how each transaction starts; ``BEGIN IMMEDIATE`` takes the write
+    lock up front, so concurrent writers wait (up to the busy timeout) instead of failing
+    with "database is locked" when upgrading a read lock.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA foreign_keys = ON")
+            if not memory:
+                cur.execute("PRAGMA journal_mode = WAL")
+                cur.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        readonly = conn.get_execution_options().get("llmbo_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+# ---------------------------------------------------------------------------------------
+# SQL implementation
+# ---------------------------------------------------------------------------------------
+
+
+class SQLStorage(BaseStorage):
+    """Storage in any database SQLAlchemy reaches (tested on SQLite and PostgreSQL).
+
+    Args:
+        url: A SQLAlchemy URL such as ``"sqlite:///runs.db"`` or
+            ``"postgresql+psycopg://user:pw@host/db"``. ``"sqlite://"`` gives a private
+            in-memory database (one process only).
+        engine_kwargs: Extra keyword arguments for :func:`sqlalchemy.create_engine`.
+
+    The engine is created lazily and re-created in a forked child, so a storage object can
+    be shared with worker processes (it also pickles, without its engine). On open, the
+    tables are created if missing and the schema version is checked.
+    """
+
+    def __init__(self, url: str, *, engine_kwargs: dict[str, Any] | None = None) -> None:
+        try:
+            self._url = make_url(url)
+        except ArgumentError as exc:
+            raise StudyError(
+                f"Storage URL {url!r} is not a valid SQLAlchemy URL; use e.g. "
+                "'sqlite:///runs.db' or 'postgresql+psycopg://user@host/db'."
+            ) from exc
+        self._engine_kwargs = dict(engine_kwargs or {})
+        self._engine: Engine | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        self._get_engine()  # fail early on a bad or incompatible database
+
+    # -- engine management ---------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The database URL, with any password hidden."""
+        return _redact(self._url)
+
+    def __repr__(self) -> str:
+        return f"SQLStorage({self.url!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._is_memory():
+            raise StudyError(
+                "An in-memory SQLite storage cannot be shared with another process; use a "
+                "file, e.g. SQLStorage('sqlite:///runs.db')."
+            )
+        return {"url": self._url, "engine_kwargs": self._engine_kwargs}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._url = state["url"]
+        self._engine_kwargs = state["engine_kwargs"]
+        self._engine = None
+        self._pid = None
+        self._lock = threading.Lock()
+
+    def _is_sqlite(self) -> bool:
+        return self._url.get_backend_name() == "sqlite"
+
+    def _is_memory(self) -> bool:
+        return self._is_sqlite() and self._url.database in (None, "", ":memory:")
+
+    def _get_engine(self) -> Engine:
+        pid = os.getpid()
+        if self._engine is not None and self._pid == pid:
+            return self._engine
+        with self._lock:
+            if self._engine is not None and self._pid != pid:
+                # Forked child: never reuse the parent's pooled connections.
+                self._engine.dispose(close=False)
+                self._engine = None
+            if self._engine is None:
+                self._engine = self._create_engine()
+                self._pid = pid
+                self._init_schema(self._engine)
+        return self._engine
+
+    def _create_engine(self) -> Engine:
+        kwargs = dict(self._engine_kwargs)
+        if self._is_sqlite():
+            memory = self._is_memory()
+            if not memory:
+                parent = Path(self._url.database or "").expanduser().resolve().parent
+                if not parent.is_dir():
+                    raise StudyError(
+                        f"Cannot open SQLite database {self._url.database!r}: folder "
+                        f"{str(parent)!r} does not exist; create it first."
+                    )
+            if memory:
+                kwargs.setdefault("poolclass", StaticPool)
+                kwargs.setdefault("connect_args", {"check_same_thread": False})
+            else:
+                kwargs.setdefault("poolclass", NullPool)
+            engine = sa.create_engine(self._url, **kwargs)
+            _install_sqlite_hooks(engine, memory=memory)
+            return engine
+        kwargs.setdefault("pool_pre_ping", True)
+        try:
+            return sa.create_engine(self._url, **kwargs)
+        except ImportError as exc:
+            raise StudyError(
+                f"The database driver for {self.url!r} is not installed ({exc}); install it "
+                "(e.g. `pip install psycopg[binary]` for postgresql+psycopg)."
+            ) from exc
+
+    def _init_schema(self, engine: Engine, attempts: int = 3) -> None:
+        for attempt in range(attempts):
+            try:
+                with engine.begin() as conn:
+                    self._check_or_create_schema(conn)
+                return
+            except (OperationalError, IntegrityError, ProgrammingError) as exc:
+                # Another process may be creating the same tables right now; try again.
+                if attempt == attempts - 1:
+                    raise StudyError(
+                        f"Could not open storage {self.url!r}: {exc.orig!r}. Check the URL "
+                        "and that the database server is reachable."
+                    ) from exc
+                logger.debug("Retrying schema setup of %s after %r", self.url, exc)
+
+    def _check_or_create_schema(self, conn: sa.Connection) -> None:
+        insp = sa.inspect(conn)
+        if insp.has_table(_SchemaRow.__tablename__):
+            found = conn.execute(sa.select(_SchemaRow.version)).scalars().all()
+            if len(found) > 1 or (found and found[0] != SCHEMA_VERSION):
+                raise StudyError(
+                    f"Storage {self.url!r} has llmbo schema version {found}, but this llmbo "
+                    f"supports version {SCHEMA_VERSION} only. Open it with the llmbo version "
+                    "that wrote it, or start a new database."
+                )
+        elif insp.has_table(_StudyRow.__tablename__):
+            raise StudyError(
+                f"Storage {self.url!r} has llmbo tables but no schema version row (unknown "
+                f"schema); this llmbo supports version {SCHEMA_VERSION}. Use a new database."
+            )
+        _Base.metadata.create_all(conn, checkfirst=True)
+        if not conn.execute(sa.select(_SchemaRow.version)).first():
+            conn.execute(sa.insert(_SchemaRow).values(id=1, version=SCHEMA_VERSION))
+            logger.info("Created llmbo schema version %d in %s", SCHEMA_VERSION, self.url)
+
+    @contextmanager
+    def _tx(self, *, readonly: bool = False) -> Iterator[Session]:
+        """One transaction; committed on success, rolled back on any exception."""
+        engine = self._get_engine()
+        bind = engine.execution_options(llmbo_readonly=True) if readonly else engine
+        with Session(bind, expire_on_commit=False, autoflush=True) as session, session.begin():
+            yield session
+
+    # -- lookups inside a transaction ----------------------------------------------------
+    def _lock_study(self, s: Session, study_id: int) -> _StudyRow:
+        # FOR UPDATE serialises writers of one study on PostgreSQL; SQLite ignores it and
+        # relies on BEGIN IMMEDIATE.
+        row = s.execute(
+            sa.select(_StudyRow).where(_StudyRow.study_id == study_id).with_for_update()
+        ).scalar_one_or_none()
+        if row is None:
+            raise StudyError(
+                f"No study with id {study_id} in {self.url!r}; load it by name with "
+                "load_study(name) to get its id."
+            )
+        return row
+
+    def _lock_trial(self, s: Session, trial_id: int) -> _TrialRow:
+        study_id = s.execute(
+            sa.select(_TrialRow.study_id).where(_TrialRow.trial_id == trial_id)
+        ).scalar_one_or_none()
+        if study_id is None:
+            raise StudyError(f"No trial with id {trial_id} in {self.url!r}; check the trial id.")
+        self._lock_study(s, study_id)
+        return s.execute(
+            sa.select(_TrialRow).where(_TrialRow.trial_id == trial_id).with_for_update()
+        ).scalar_one()
+
+    def _active_trial(self, s: Session, study_id: int, candidate_id: str) -> _TrialRow | None:
+        return s.execute(
+            sa.select(_TrialRow).where(
+                _TrialRow.study_id == study_id, _TrialRow.active_key == candidate_id
+            )
+        ).scalar_one_or_none()
+
+    def _next_number(self, s: Session, study_id: int) -> int:
+        top = s.execute(
+            sa.select(sa.func.max(_TrialRow.number)).where(_TrialRow.study_id == study_id)
+        ).scalar_one()
+        return 0 if top is None else top + 1
+
+    def _taken(self, s: Session, study_id: int, candidate_ids: Iterable[str] | None) -> set[str]:
+        # active_key equals candidate_id whenever it is not NULL.
+        query = sa.select(_TrialRow.candidate_id).where(
+            _TrialRow.study_id == study_id, _TrialRow.active_key.is_not(None)
+        )
+        if candidate_ids is None:
+            return set(s.execute(query).scalars())
+        wanted = list(candidate_ids)
+        taken: set[str] = set()
+        for i in range(0, len(wanted), 500):  # stay under bound-parameter limits
+            chunk = wanted[i : i + 500]
+            taken.update(s.execute(query.where(_TrialRow.active_key.in_(chunk))).scalars())
+        return taken
+
+    @staticmethod
+    def _finish(row: _TrialRow, value: float, now: datetime) -> None:
+        row.state = TrialState.COMPLETE.value
+        row.value = value
+        row.completed_at = now
+        row.lease_expires_at = None
+        row.active_key = row.candidate_id
+
+    @staticmethod
+    def _mark_failed(row: _TrialRow, error: str, kind: str, now: datetime) -> None:
+        row.state = TrialState.FAILED.value
+        row.error = error
+        row.fail_kind = kind
+        row.completed_at = now
+        row.lease_expires_at = None
+        row.active_key = None
+
+    # -- studies -------------------------------------------------------------------------
+    def create_study(
+        self,
+        name: str,
+        *,
+        space: dict[str, Any],
+        config: dict[str, Any],
+        seed: int,
+        direction: str,
+    ) -> StudyRecord:
+        if not isinstance(name, str) or not name.strip():
+            raise InputError(f"Study name {name!r} is empty; pass a non-empty string.")
+        if direction not in _DIRECTIONS:
+            raise InputError(
+                f"direction={direction!r} is not supported; use 'maximize' or 'minimize'."
+            )
+        row = _StudyRow(
+            name=name,
+            space_json=_dumps(space, "The study's space"),
+            config_json=_dumps(config, "The study's config"),
+            seed=int(seed),
+            direction=direction,
+            schema_version=SCHEMA_VERSION,
+            created_at=_utcnow(),
+        )
+        try:
+            with self._tx() as s:
+                exists = s.execute(
+                    sa.select(_StudyRow.study_id).where(_StudyRow.name == name)
+                ).first()
+                if exists:
+                    raise StudyError(
+                        f"A study named {name!r} already exists in {self.url!r}; load it with "
+                        "load_study(name), delete it, or choose another name."
+                    )
+                s.add(row)
+                s.flush()
+                record = _study_record(row)
+        except IntegrityError as exc:  # lost a race with another process creating `name`
+            raise StudyError(
+                f"A study named {name!r} already exists in {self.url!r}; load it with "
+                "load_study(name), delete it, or choose another name."
+            ) from exc
+        logger.info("Created study %r (id %d) in %s", name, record.study_id, self.url)
+        return record
+
+    def load_study(self, name: str) -> StudyRecord:
+        with self._tx(readonly=True) as s:
+            row = s.execute(sa.select(_StudyRow).where(_StudyRow.name == name)).scalar_one_or_none()
+            if row is not None:
+                return _study_record(row)
+            names = sorted(s.execute(sa.select(_StudyRow.name)).scalars())
+        listed = ", ".join(repr(n) for n in names) if names else "none"
+        raise StudyError(
+            f"No study named {name!r} in {self.url!r}; existing studies: {listed}. "
+            "Create it with create_study(name, ...)."
+        )
+
+    def study_names(self) -> list[str]:
+        with self._tx(readonly=True) as s:
+            return sorted(s.execute(sa.select(_StudyRow.name)).scalars())
+
+    def delete_study(self, name: str) -> None:
+        study = self.load_study(name)
+        with self._tx() as s:
+            self._lock_study(s, study.study_id)
+            for table in (_TrialRow, _AttrRow):
+                s.execute(sa.delete(table).where(table.study_id == study.study_id))
+            s.execute(sa.delete(_StudyRow).where(_StudyRow.study_id == study.study_id))
+        logger.info("Deleted study %r from %s", name, self.url)
+
+    # -- trials --------------------------------------------------------------------------
+    def reserve(
+        self,
+        study_id: int,
+        candidate_ids: Sequence[str],
+        *,
+        state: TrialState = TrialState.PENDING,
+        worker: str | None = None,
+        lease_seconds: float | None = None,
+    ) -> list[TrialRecord]:
+        ids = [str(c) for c in candidate_ids] if not isinstance(candidate_ids, str) else None
+        if ids is None:
+            raise InputError(
+                f"candidate_ids={candidate_ids!r} is a single string; pass a list of ids."
+            )
+        repeated = sorted({c for c in ids if ids.count(c) > 1})
+        if repeated:
+            raise InputError(
+                f"Candidate id(s) {repeated} appear more than once in one reservation; pass "
+                "each id once."
+            )
+        state = TrialState(state)
+        if state not in (TrialState.PENDING, TrialState.RUNNING):
+            raise InputError(
+                f"reserve(state={state.name}) is not allowed; new trials start PENDING or "
+                "RUNNING (use record() to store a finished measurement)."
+            )
+        if state is TrialState.PENDING and (worker is not None or lease_seconds is not None):
+            raise InputError(
+                "worker and lease_seconds only apply to RUNNING trials; pass "
+                "state=TrialState.RUNNING or leave them out."
+            )
+        lease = _check_lease(lease_seconds, allow_none=True)
+        if not ids:
+            return []
+        try:
+            with self._tx() as s:
+                self._lock_study(s, study_id)
+                taken = self._taken(s, study_id, ids)
+                if taken:
+                    raise CandidateTakenError(study_id, taken)
+                now = _utcnow()
+                number = self._next_number(s, study_id)
+                running = state is TrialState.RUNNING
+                rows = [
+                    _TrialRow(
+                        study_id=study_id,
+                        number=number + i,
+                        candidate_id=cid,
+                        active_key=cid,
+                        state=state.value,
+                        created_at=now,
+                        started_at=now if running else None,
+                        lease_expires_at=(
+                            now + timedelta(seconds=lease) if running and lease else None
+                        ),
+                        worker=worker,
+                    )
+                    for i, cid in enumerate(ids)
+                ]
+                s.add_all(rows)
+                s.flush()
+                records = [_trial_record(r) for r in rows]
+        except IntegrityError as exc:
+            # Only reachable if another writer slipped past the study lock; report it the
+            # same way, from a fresh read.
+            with self._tx(readonly=True) as s:
+                taken = self._taken(s, study_id, ids)
+            if taken:
+                raise CandidateTakenError(study_id, taken) from exc
+            raise StudyError(
+                f"Reserving {len(ids)} candidate(s) in study {study_id} failed: {exc.orig!r}. "
+                "Retry the reservation."
+            ) from exc
+        logger.debug("Reserved %d candidate(s) in study %d", len(records), study_id)
+        return records
+
+    def taken_candidates(self, study_id: int) -> set[str]:
+        with self._tx(readonly=True) as s:
+            return self._taken(s, study_id, None)
+
+    def complete(self, trial_id: int, value: float) -> TrialRecord:
+        value = _check_value(value)
+        with self._tx() as s:
+            row = self._lock_trial(s, trial_id)
+            state = TrialState(row.state)
+            if state is TrialState.COMPLETE:
+                if row.value == value:
+                    return _trial_record(row)
+                raise TrialStateError(
+                    f"Trial {trial_id} (candidate {row.candidate_id!r}) is already COMPLETE "
+                    f"with value {row.value!r}; refusing to overwrite it with {value!r}. "
+                    "Tell each measurement once, or create a new trial with record()."
+                )
+            if state is TrialState.FAILED:
+                if row.fail_kind not in _LATE_OK:
+                    raise TrialStateError(
+                        f"Trial {trial_id} (candidate {row.candidate_id!r}) FAILED with error "
+                        f"{row.error!r} and cannot be completed with {value!r}; store the new "
+                        "measurement with record(study_id, candidate_id, value)."
+                    )
+                newer = self._active_trial(s, row.study_id, row.candidate_id)
+                if newer is not None:
+                    raise TrialStateError(
+                        f"Late result {value!r} for trial {trial_id} (candidate "
+                        f"{row.candidate_id!r}) rejected: the trial failed ({row.error}) and the "
+                        f"candidate was reserved again as trial {newer.trial_id} (number "
+                        f"{newer.number}, {newer.state}). Complete trial {newer.trial_id} "
+                        "instead, or fail it first."
+                    )
+                logger.info(
+                    "Accepting late result for trial %d (%s) after it failed: %s",
+                    trial_id,
+                    row.candidate_id,
+                    row.error,
+                )
+                row.error = None
+                row.fail_kind = None
+            self._finish(row, value, _utcnow())
+            s.flush()
+            return _trial_record(row)
+
+    def record(self, study_id: int, candidate_id: str, value: float) -> TrialRecord:
+        value = _check_value(value)
+        candidate_id = str(candidate_id)
+        with self._tx() as s:
+            self._lock_study(s, study_id)
+            now = _utcnow()
+            row = self._active_trial(s, study_id, candidate_id)
+            if row is None:
+                row = _TrialRow(
+                    study_id=study_id,
+                    number=self._next_number(s, study_id),
+                    candidate_id=candidate_id,
+                    active_key=candidate_id,
+                    state=TrialState.COMPLETE.value,
+                    value=value,
+                    created_at=now,
+                    completed_at=now,
+                )
+                s.add(row)
+            elif row.state == TrialState.COMPLETE.value:
+                if row.value != value:
+                    raise TrialStateError(
+                        f"Candidate {candidate_id!r} of study {study_id} already has value "
+                        f"{row.value!r} (trial {row.trial_id}); refusing to record {value!r}. "
+                        "Fail that trial first if the old measurement was wrong."
+                    )
+            else:
+                self._finish(row, value, now)
+            s.flush()
+            return _trial_record(row)
+
+    def fail(self, trial_id: int, error: str) -> TrialRecord:
+        with self._tx() as s:
+            row = self._lock_trial(s, trial_id)
+            state = TrialState(row.state)
+            if state is TrialState.FAILED:
+                return _trial_record(row)
+            if state is TrialState.COMPLETE:
+                raise TrialStateError(
+                    f"Trial {trial_id} (candidate {row.candidate_id!r}) is COMPLETE with value "
+                    f"{row.value!r} and cannot be failed; only PENDING or RUNNING trials can."
+                )
+            self._mark_failed(row, str(error), _FAIL_ERROR, _utcnow())
+            s.flush()
+            return _trial_record(row)
+
+    def start(self, trial_id: int, worker: str, lease_seconds: float) -> TrialRecord:
+        lease = _check_lease(lease_seconds, allow_none=False)
+        assert lease is not None
+        with self._tx() as s:
+            row = self._lock_trial(s, trial_id)
+            state = TrialState(row.state)
+            now = _utcnow()
+            if state is TrialState.RUNNING and row.worker == worker:
+                row.lease_expires_at = now + timedelta(seconds=lease)  # repeated start
+            elif state is TrialState.PENDING:
+                row.state = TrialState.RUNNING.value
+                row.worker = worker
+                row.started_at = now
+                row.lease_expires_at = now + timedelta(seconds=lease)
+            else:
+                owner = f" by worker {row.worker!r}" if row.worker else ""
+                raise TrialStateError(
+                    f"Trial {trial_id} (candidate {row.candidate_id!r}) is {state.name}{owner}; "
+                    f"worker {worker!r} can only start a PENDING trial."
+                )
+            s.flush()
+            return _trial_record(row)
+
+    def heartbeat(self, trial_ids: Sequence[int], lease_seconds: float) -> list[TrialRecord]:
+        """Extend the leases of the ``RUNNING`` trials among ``trial_ids``.
+
+        Returns every given trial's current record; one whose state is no longer
+        ``RUNNING`` (its lease expired, or it was finished elsewhere) was not extended and
+        its worker should stop.
+        """
+        lease = _check_lease(lease_seconds, allow_none=False)
+        assert lease is not None
+        ids = [int(t) for t in trial_ids]
+        if not ids:
+            return []
+        with self._tx() as s:
+            rows = {
+                r.trial_id: r
+                for r in s.execute(
+                    sa.select(_TrialRow).where(_TrialRow.trial_id.in_(ids)).with_for_update()
+                ).scalars()
+            }
+            missing = [t for t in ids if t not in rows]
+            if missing:
+                raise StudyError(f"No trial(s) with id {missing} in {self.url!r}.")
+            expires = _utcnow() + timedelta(seconds=lease)
+            for row in rows.values():
+                if row.state == TrialState.RUNNING.value:
+                    row.lease_expires_at = expires
+                else:
+                    logger.warning(
+                        "Heartbeat for trial %d (%s) ignored: it is %s",
+                        row.trial_id,
+                        row.candidate_id,
+                        row.state,
+                    )
+            s.flush()
+            return [_trial_record(rows[t]) for t in ids]
+
+    def expire_stale(self, study_id: int, now: datetime | None = None) -> list[TrialRecord]:
+        now = _utcnow() if now is None else now
+        if now.tzinfo is None:
+            raise InputError(f"now={now!r} has no timezone; pass an aware UTC datetime.")
+        with self._tx() as s:
+            self._lock_study(s, study_id)
+            rows = (
+                s.execute(
+                    sa.select(_TrialRow)
+                    .where(
+                        _TrialRow.study_id == study_id,
+                        _TrialRow.state == TrialState.RUNNING.value,
+                        _TrialRow.lease_expires_at.is_not(None),
+                        _TrialRow.lease_expires_at < now,
+                    )
+                    .order_by(_TrialRow.number)
+                )
+                .scalars()
+                .all()
+            )
+            for row in rows:
+                assert row.lease_expires_at is not None
+                msg = (
+                    f"lease expired at {row.lease_expires_at.isoformat()} "
+                    f"(worker {row.worker!r}, checked at {now.isoformat()})"
+                )
+                self._mark_failed(row, msg, _FAIL_LEASE, now)
+            s.flush()
+            records = [_trial_record(r) for r in rows]
+        if records:
+            logger.info(
+                "Expired %d stale trial(s) in study %d: %s",
+                len(records),
+                study_id,
+                [r.candidate_id for r in records],
+            )
+        return records
+
+    def release_pending(self, study_id: int) -> list[TrialRecord]:
+        with self._tx() as s:
+            self._lock_study(s, study_id)
+            rows = (
+                s.execute(
+                    sa.select(_TrialRow)
+                    .where(
+                        _TrialRow.study_id == study_id,
+                        _TrialRow.state == TrialState.PENDING.value,
+                    )
+                    .order_by(_TrialRow.number)
+                )
+                .scalars()
+                .all()
+            )
+            now = _utcnow()
+            for row in rows:
+                self._mark_failed(row, "released", _FAIL_RELEASED, now)
+            s.flush()
+            records = [_trial_record(r) for r in rows]
+        if records:
+            logger.info("Released %d pending trial(s) in study %d", len(records), study_id)
+        return records
+
+    def get_trial(self, trial_id: int) -> TrialRecord:
+        with self._tx(readonly=True) as s:
+            row = s.get(_TrialRow, trial_id)
+            if row is None:
+                raise StudyError(
+                    f"No trial with id {trial_id} in {self.url!r}; check the trial id."
+                )
+            return _trial_record(row)
+
+    def trials(
+        self, study_id: int, states: Iterable[TrialState] | None = None
+    ) -> list[TrialRecord]:
+        query = (
+            sa.select(_TrialRow).where(_TrialRow.study_id == study_id).order_by(_TrialRow.number)
+        )
+        if states is not None:
+            query = query.where(_TrialRow.state.in_([TrialState(x).value for x in states]))
+        with self._tx(readonly=True) as s:
+            return [_trial_record(r) for r in s.execute(query).scalars()]
+
+    # -- attributes ----------------------------------------------------------------------
+    def set_attr(self, study_id: int, key: str, json_value: Any) -> None:
+        text = _dumps(json_value, f"Attribute {key!r}")
+        with self._tx() as s:
+            self._lock_study(s, study_id)
+            row = s.get(_AttrRow, (study_id, key))
+            if row is None:
+                s.add(_AttrRow(study_id=study_id, key=key, value_json=text))
+            else:
+                row.value_json = text
+
+    def get_attrs(self, study_id: int) -> dict[str, Any]:
+        with self._tx(readonly=True) as s:
+            rows = s.execute(sa.select(_AttrRow).where(_AttrRow.study_id == study_id)).scalars()
+            return {r.key: json.loads(r.value_json) for r in rows}
+
+
+def get_storage(url_or_path: str | os.PathLike[str] | BaseStorage) -> BaseStorage:
+    """Open storage from a SQLAlchemy URL, a bare file path (SQLite), or pass one through.
+
+    >>> get_storage("runs.db")  # doctest: +SKIP
+    SQLStorage('sqlite:////abs/path/runs.db')
+    """
+    if isinstance(url_or_path, BaseStorage):
+        return url_or_path
+    text = os.fspath(url_or_path)
+    if "://" in text:
+        return SQLStorage(text)
+    path = Path(text).expanduser().resolve()
+    return SQLStorage(f"sqlite:///{path}")

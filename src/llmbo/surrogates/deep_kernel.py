@@ -1,0 +1,206 @@
+"""LLM deep-kernel GP (GOLLuM): transformer features -> projection -> GP, trained jointly.
+
+The encoder's trainable parts (LoRA adapters, soft tokens), the projection head and the GP
+hyperparameters are optimised together by maximising the exact marginal likelihood of the
+observations. After fitting, the features of the whole pool are computed once and the GP is
+returned as a BoTorch model on those fixed features, so acquisition scores the pool in
+large batches.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from botorch.models import SingleTaskGP
+from botorch.models.transforms.outcome import Standardize
+from botorch.settings import validate_input_scaling
+from gpytorch.constraints import GreaterThan
+from gpytorch.kernels import MaternKernel, ScaleKernel
+from gpytorch.likelihoods import GaussianLikelihood
+from gpytorch.means import ConstantMean
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from gpytorch.utils.grid import ScaleToBounds
+from linear_operator.utils.errors import NotPSDError
+from torch import Tensor, nn
+
+from llmbo.encoders.transformer import TextEncoder
+from llmbo.errors import FitError
+from llmbo.space import CandidateSpace
+from llmbo.surrogates.base import FittedSurrogate, Surrogate, as_train_tensors
+from llmbo.surrogates.numerics import robust_cholesky
+
+logger = logging.getLogger("llmbo.surrogates")
+
+__all__ = ["DeepKernelConfig", "DeepKernelGP"]
+
+
+@dataclass
+class DeepKernelConfig:
+    """Training settings of the deep kernel (defaults follow GOLLuM where it states them).
+
+    Attributes:
+        projection_dim: Width of the Linear+ELU projection head; ``None`` feeds pooled
+            features to the GP directly.
+        steps: AdamW steps on the negative exact marginal log likelihood per fit.
+        lr: Learning rate of the encoder's trainable parameters and the projection.
+        gp_lr: Learning rate of the GP hyperparameters.
+        weight_decay: AdamW weight decay.
+        noise_lower_bound: Smallest GP noise variance (standardised units).
+        warm_start: Continue from the previous fit's parameters instead of re-initialising
+            (fewer steps needed; results then depend on the fit history).
+        warm_steps: Steps used for warm-started fits (``None``: ``steps``).
+    """
+
+    projection_dim: int | None = 64
+    steps: int = 100
+    lr: float = 2e-3
+    gp_lr: float = 0.05
+    weight_decay: float = 1e-3
+    noise_lower_bound: float = 1e-4
+    warm_start: bool = False
+    warm_steps: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _FeatureHead(nn.Module):
+    """Projection (optional) followed by scaling of features to [-1, 1]."""
+
+    def __init__(self, in_dim: int, out_dim: int | None) -> None:
+        super().__init__()
+        self.proj: nn.Module = (
+            nn.Sequential(nn.Linear(in_dim, out_dim), nn.ELU()) if out_dim else nn.Identity()
+        )
+        self.scale = ScaleToBounds(-1.0, 1.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.scale(self.proj(x)).to(torch.float64)
+
+
+class DeepKernelGP(Surrogate):
+    """GP whose inputs are learned features of a (partly trainable) transformer.
+
+    Args:
+        encoder: A :class:`TextEncoder`; with LoRA/soft tokens its parameters are trained.
+        config: Training settings.
+        name: Label recorded in studies (``"projection"``, ``"lora"``, ...).
+    """
+
+    def __init__(
+        self, encoder: TextEncoder, config: DeepKernelConfig | None = None, *, name: str = "deep_kernel"
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.config_ = config or DeepKernelConfig()
+        self.name = name  # type: ignore[misc]
+        self._head: _FeatureHead | None = None
+        self._gp_state: dict[str, Tensor] | None = None
+
+    def _prepare(self, space: CandidateSpace, *, progress: bool) -> None:
+        self.encoder.prepare(space.texts, progress=progress)
+        self._head = None
+        self._gp_state = None
+
+    # ------------------------------------------------------------------ pieces
+    def _new_gp(self, z: Tensor, y: Tensor) -> SingleTaskGP:
+        # Features live in [-1, 1] by construction; BoTorch's unit-cube check does not apply.
+        with validate_input_scaling(False):
+            return self._build_gp(z, y)
+
+    def _build_gp(self, z: Tensor, y: Tensor) -> SingleTaskGP:
+        return SingleTaskGP(
+            z,
+            y,
+            covar_module=ScaleKernel(MaternKernel(nu=2.5)),
+            mean_module=ConstantMean(),
+            likelihood=GaussianLikelihood(
+                noise_constraint=GreaterThan(self.config_.noise_lower_bound)
+            ),
+            outcome_transform=Standardize(m=1) if y.shape[0] > 1 else None,
+        ).to(z.device)
+
+    def features(self, index: Tensor) -> Tensor:
+        """Differentiable GP inputs (``n x d``, float64) for pool rows ``index``."""
+        assert self._head is not None
+        return self._head(self.encoder(index))
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, train_index: Tensor, train_y: Tensor) -> FittedSurrogate:
+        idx, y = as_train_tensors(train_index, train_y)
+        device = self.encoder.device
+        y = y.to(device)
+        warm = self.config_.warm_start and self._head is not None
+        if not warm:
+            self.encoder.reset_parameters()
+            self._head = _FeatureHead(self.encoder.hidden_size, self.config_.projection_dim).to(device)
+        steps = self.config_.steps
+        if warm and self.config_.warm_steps is not None:
+            steps = self.config_.warm_steps
+
+        last_error: Exception | None = None
+        for attempt, jitter in enumerate((1e-6, 1e-5, 1e-4, 1e-3)):
+            try:
+                with robust_cholesky(jitter=jitter):
+                    return self._fit(idx, y, steps=steps, warm=warm)
+            except NotPSDError as exc:  # pragma: no cover - exercised via reliability tests
+                last_error = exc
+                logger.warning(
+                    "Deep-kernel fit hit a non-positive-definite matrix (attempt %d, jitter %.0e); "
+                    "retrying with more jitter.", attempt + 1, jitter,
+                )
+                self.encoder.reset_parameters()
+                self._head = _FeatureHead(self.encoder.hidden_size, self.config_.projection_dim).to(device)
+                warm = False
+        raise FitError(f"Deep-kernel GP fit failed after jitter retries: {last_error}") from last_error
+
+    def _fit(self, idx: Tensor, y: Tensor, *, steps: int, warm: bool) -> FittedSurrogate:
+        assert self._head is not None
+        head = self._head
+        with torch.no_grad():
+            z0 = self.features(idx)
+        gp = self._new_gp(z0, y)
+        if warm and self._gp_state is not None:
+            gp.load_state_dict(self._gp_state, strict=False)
+        mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
+        net_params = [*self.encoder.trainable_parameters(), *head.parameters()]
+        groups = [{"params": list(gp.parameters()), "lr": self.config_.gp_lr}]
+        if net_params:
+            groups.insert(0, {"params": net_params, "lr": self.config_.lr})
+        opt = torch.optim.AdamW(groups, weight_decay=self.config_.weight_decay)
+        gp.train()
+        head.train()
+        losses: list[float] = []
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            z = self.features(idx)
+            gp.set_train_data(inputs=z, strict=False)
+            loss = -mll(gp(z), gp.train_targets)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        # Final pass in train mode fixes the feature scaling on the training set.
+        with torch.no_grad():
+            z_train = self.features(idx)
+        head.eval()
+        with torch.no_grad():
+            z_all = head(self.encoder.embed())
+        gp.set_train_data(inputs=z_all[idx], strict=False)
+        gp.eval()
+        self._gp_state = {k: v.detach().clone() for k, v in gp.state_dict().items()}
+        del z_train
+        return FittedSurrogate(model=gp, features=z_all.detach(), losses=losses)
+
+    def config(self) -> dict[str, Any]:
+        enc = self.encoder
+        return {
+            "name": self.name,
+            "encoder": enc.config.to_dict(),
+            "top_layers": enc.n_top,
+            "lora": enc.lora_settings.to_dict() if enc.lora_settings else None,
+            "soft_tokens": enc.n_soft,
+            "deep_kernel": self.config_.to_dict(),
+        }

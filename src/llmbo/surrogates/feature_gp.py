@@ -1,0 +1,96 @@
+"""Exact GPs on fixed candidate features: frozen LLM embeddings, fingerprints, one-hot."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.models.transforms.input import Normalize
+from botorch.models.transforms.outcome import Standardize
+from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from gpytorch.constraints import GreaterThan
+from gpytorch.kernels import Kernel, ScaleKernel
+from gpytorch.likelihoods import GaussianLikelihood
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from torch import Tensor
+
+from llmbo.encoders.base import Featurizer
+from llmbo.space import CandidateSpace
+from llmbo.surrogates.base import FittedSurrogate, Surrogate, as_train_tensors
+from llmbo.surrogates.numerics import robust_cholesky
+
+__all__ = ["FeatureGP"]
+
+KernelName = Literal["matern", "tanimoto"]
+
+
+class FeatureGP(Surrogate):
+    """A BoTorch ``SingleTaskGP`` on features computed once per pool.
+
+    Args:
+        featurizer: Computes the ``N x d`` features of the pool.
+        kernel: ``"matern"`` (Matérn-5/2 with ARD and BoTorch's dimension-scaled
+            lengthscale prior, inputs normalised to the pool's bounds) or ``"tanimoto"``
+            (for fingerprints and other non-negative features), each with an output scale.
+        name: Label of this surrogate (e.g. ``"drfp"``).
+        noise_lower_bound: Smallest noise variance (standardised units).
+    """
+
+    def __init__(
+        self,
+        featurizer: Featurizer,
+        *,
+        kernel: KernelName = "matern",
+        name: str = "feature_gp",
+        noise_lower_bound: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        if kernel not in ("matern", "tanimoto"):
+            raise ValueError(f"kernel must be 'matern' or 'tanimoto', got {kernel!r}.")
+        self.featurizer = featurizer
+        self.kernel = kernel
+        self.name = name  # type: ignore[misc]
+        self.noise_lower_bound = noise_lower_bound
+        self.features_: Tensor | None = None
+
+    def _prepare(self, space: CandidateSpace, *, progress: bool) -> None:
+        feats = self.featurizer.featurize(space).to(torch.float64)
+        if feats.ndim != 2 or feats.shape[0] != len(space):
+            raise ValueError(f"Featurizer returned shape {tuple(feats.shape)} for {len(space)} candidates.")
+        self.features_ = feats
+
+    def _covar(self, d: int) -> Kernel:
+        if self.kernel == "tanimoto":
+            from llmbo.surrogates.kernels import TanimotoKernel
+
+            return ScaleKernel(TanimotoKernel())
+        return get_covar_module_with_dim_scaled_prior(ard_num_dims=d, use_rbf_kernel=False)
+
+    def fit(self, train_index: Tensor, train_y: Tensor) -> FittedSurrogate:
+        if self.features_ is None:
+            raise RuntimeError("Call prepare(space) before fit().")
+        idx, y = as_train_tensors(train_index, train_y)
+        X = self.features_
+        d = X.shape[-1]
+        input_transform = None
+        if self.kernel == "matern":
+            bounds = torch.stack([X.min(0).values, X.max(0).values])
+            input_transform = Normalize(d=d, bounds=bounds)
+        model = SingleTaskGP(
+            X[idx],
+            y,
+            covar_module=self._covar(d),
+            likelihood=GaussianLikelihood(noise_constraint=GreaterThan(self.noise_lower_bound)),
+            input_transform=input_transform,
+            outcome_transform=Standardize(m=1) if y.shape[0] > 1 else None,
+        )
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        with robust_cholesky():
+            fit_gpytorch_mll(mll)
+        model.eval()
+        return FittedSurrogate(model=model, features=X)
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "kernel": self.kernel, "featurizer": type(self.featurizer).__name__}
