@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -264,7 +265,9 @@ class TextEncoder(nn.Module):
             layers_to_transform=list(range(self.split, self.n_layers)),
             layers_pattern=self.stack_name.split(".")[-1],
         )
-        wrapped = peft.get_peft_model(net, peft_config)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # transformers deprecation inside PEFT
+            wrapped = peft.get_peft_model(net, peft_config)
         n_adapted = sum(1 for m in net.modules() if isinstance(m, peft.tuners.lora.LoraLayer))
         if n_adapted == 0:
             raise ModelLoadError(

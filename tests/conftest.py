@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny random-weight transformer saved to disk (no download)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+WORDS = (
+    "a an the in on of with and at by red green blue yellow purple orange black white "
+    "cat dog fox owl bee eel yak emu ant bat forest desert river city farm sea hill "
+    "ligand base additive solvent catalyst temperature rank alpha dropout batch rate "
+    "high low fast slow hot cold big small good bad"
+).split()
+
+
+def build_tiny_model(directory: Path, *, hidden: int = 32, layers: int = 4, seed: int = 0) -> Path:
+    """Save a 4-layer BERT with random weights and a word-level vocabulary."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *list("0123456789.,:;-=()")]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(directory)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path of a tiny random BERT usable as ``model=...`` anywhere."""
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny-bert")))
+
+
+def synthetic_pool(seed: int = 0, noise: float = 0.05) -> pd.DataFrame:
+    """A 400-candidate text pool; the best candidates contain the rare word 'fox'.
+
+    The value adds a graded effect of the colour, a smaller one of the place, and a large
+    bonus for 'fox' (1 animal in 10), so a model that reads the words can home in on it.
+    """
+    rng = np.random.default_rng(seed)
+    colors = ["red", "green", "blue", "yellow", "purple", "orange", "black", "white"]
+    animals = ["cat", "dog", "fox", "owl", "bee", "eel", "yak", "emu", "ant", "bat"]
+    places = ["forest", "desert", "river", "city", "farm"]
+    rows = []
+    for ci, c in enumerate(colors):
+        for a in animals:
+            for pi, p in enumerate(places):
+                value = 0.3 * ci + 0.1 * pi + (3.0 if a == "fox" else 0.0) + noise * rng.normal()
+                rows.append({"color": c, "animal": a, "place": p, "y": value})
+    return pd.DataFrame(rows)
