@@ -1,0 +1,59 @@
+"""The ``llmbo`` command line: each subcommand lives in its own module with ``register()``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from llmbo.errors import LlmboError
+
+#: Modules under ``llmbo.cli`` that define ``register(subparsers)``.
+COMMAND_MODULES = ("run", "study", "bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from llmbo import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="llmbo",
+        description="Bayesian optimisation over text-described candidates with LLM deep kernels.",
+    )
+    parser.add_argument("--version", action="version", version=f"llmbo {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"llmbo.cli.{name}")
+        except ModuleNotFoundError as exc:  # a command module not written yet
+            if exc.name == f"llmbo.cli.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code (0 ok, 2 bad input, 1 other llmbo error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except LlmboError as exc:
+        from llmbo.errors import InputError
+
+        print(f"llmbo {args.command}: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, InputError) else 1
+    except KeyboardInterrupt:
+        print(f"llmbo {args.command}: interrupted; everything measured so far is saved.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

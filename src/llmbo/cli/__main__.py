@@ -1,0 +1,5 @@
+import sys
+
+from llmbo.cli import main
+
+sys.exit(main())
