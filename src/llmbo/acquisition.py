@@ -20,6 +20,7 @@ from botorch.acquisition import (
     qLogExpectedImprovement,
     qUpperConfidenceBound,
 )
+from botorch.acquisition.analytic import _log_ei_helper
 from botorch.exceptions.errors import UnsupportedError
 from botorch.models.model import Model
 from botorch.sampling import SobolQMCNormalSampler
@@ -42,15 +43,16 @@ class AcquisitionConfig:
             bound) or ``"ts"`` (Thompson sampling).
         beta: UCB exploration weight.
         batch_strategy: How earlier picks of a batch and pending candidates are handled:
-            ``"mc"`` (joint Monte-Carlo acquisition with ``X_pending``) or
-            ``"kriging_believer"`` (condition on the posterior mean).
+            ``"kriging_believer"`` (default: condition the GP on its posterior mean at
+            them, then score analytically) or ``"mc"`` (joint quasi-Monte-Carlo acquisition
+            with ``X_pending``; exact in expectation but costlier on large pools).
         mc_samples: Quasi-MC samples for ``"mc"``.
         chunk_size: Candidates scored per posterior call.
     """
 
     name: AcquisitionName = "logei"
     beta: float = 2.0
-    batch_strategy: Literal["mc", "kriging_believer"] = "mc"
+    batch_strategy: Literal["mc", "kriging_believer"] = "kriging_believer"
     mc_samples: int = 256
     chunk_size: int = 8192
 
@@ -67,12 +69,33 @@ class AcquisitionConfig:
 
 
 def _score(acqf: AcquisitionFunction, X: Tensor, chunk: int) -> Tensor:
-    """Acquisition values of each row of ``X`` (``n x d``) as ``q = 1`` candidates."""
+    """Acquisition values of each row of ``X`` (``n x d``) as ``q = 1`` candidates.
+
+    Analytic acquisitions are computed from one marginal posterior per chunk of ``X``
+    (an ``n x d`` call, whose variance GPyTorch evaluates as a diagonal in ``O(n)``), not
+    from ``n`` batched ``1 x d`` posteriors: the batched form re-evaluates the training
+    covariance for every candidate and grows as ``n * n_train**2 * d``.
+    """
     out = []
     with torch.no_grad():
         for part in torch.split(X, chunk):
-            out.append(acqf(part.unsqueeze(-2)))
+            if isinstance(acqf, LogExpectedImprovement | UpperConfidenceBound):
+                out.append(_analytic_values(acqf, part))
+            else:
+                out.append(acqf(part.unsqueeze(-2)))
     return torch.cat(out)
+
+
+def _analytic_values(acqf: AcquisitionFunction, X: Tensor) -> Tensor:
+    posterior = acqf.model.posterior(X)
+    mean = posterior.mean.squeeze(-1)
+    sigma = posterior.variance.squeeze(-1).clamp_min(1e-12).sqrt()
+    if isinstance(acqf, LogExpectedImprovement):
+        # Same formula as BoTorch's LogExpectedImprovement.forward (maximisation).
+        u = (mean - acqf.best_f) / sigma
+        return _log_ei_helper(u) + sigma.log()
+    assert isinstance(acqf, UpperConfidenceBound)
+    return mean + acqf.beta.sqrt() * sigma
 
 
 def _analytic(model: Model, name: str, best_f: float, beta: float) -> AcquisitionFunction:

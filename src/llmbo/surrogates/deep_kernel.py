@@ -18,7 +18,7 @@ from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
 from botorch.settings import validate_input_scaling
 from gpytorch.constraints import GreaterThan
-from gpytorch.kernels import MaternKernel, ScaleKernel
+from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.means import ConstantMean
 from gpytorch.mlls import ExactMarginalLogLikelihood
@@ -26,10 +26,12 @@ from gpytorch.utils.grid import ScaleToBounds
 from linear_operator.utils.errors import NotPSDError
 from torch import Tensor, nn
 
+from llmbo.encoders.base import Featurizer
 from llmbo.encoders.transformer import TextEncoder
 from llmbo.errors import FitError
 from llmbo.space import CandidateSpace
 from llmbo.surrogates.base import FittedSurrogate, Surrogate, as_train_tensors
+from llmbo.surrogates.kernels import TanimotoKernel
 from llmbo.surrogates.numerics import robust_cholesky
 
 logger = logging.getLogger("llmbo.surrogates")
@@ -91,10 +93,17 @@ class DeepKernelGP(Surrogate):
     """
 
     def __init__(
-        self, encoder: TextEncoder, config: DeepKernelConfig | None = None, *, name: str = "deep_kernel"
+        self,
+        encoder: TextEncoder,
+        config: DeepKernelConfig | None = None,
+        *,
+        name: str = "deep_kernel",
+        side_featurizer: Featurizer | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
+        self.side_featurizer = side_featurizer
+        self._side: Tensor | None = None
         self.config_ = config or DeepKernelConfig()
         self.name = name  # type: ignore[misc]
         self._head: _FeatureHead | None = None
@@ -102,6 +111,9 @@ class DeepKernelGP(Surrogate):
 
     def _prepare(self, space: CandidateSpace, *, progress: bool) -> None:
         self.encoder.prepare(space.texts, progress=progress)
+        if self.side_featurizer is not None:
+            side = self.side_featurizer.featurize(space).to(self.encoder.device, torch.float64)
+            self._side = side
         self._head = None
         self._gp_state = None
 
@@ -111,11 +123,20 @@ class DeepKernelGP(Surrogate):
         with validate_input_scaling(False):
             return self._build_gp(z, y)
 
+    def _covar(self, d: int) -> Kernel:
+        """Matérn-5/2 on the learned features, plus Tanimoto on side fingerprints if any."""
+        if self._side is None:
+            return ScaleKernel(MaternKernel(nu=2.5))
+        learned = ScaleKernel(MaternKernel(nu=2.5, active_dims=tuple(range(d))))
+        side = ScaleKernel(TanimotoKernel(active_dims=tuple(range(d, d + self._side.shape[1]))))
+        return learned + side
+
     def _build_gp(self, z: Tensor, y: Tensor) -> SingleTaskGP:
+        d = z.shape[-1] - (0 if self._side is None else self._side.shape[1])
         return SingleTaskGP(
             z,
             y,
-            covar_module=ScaleKernel(MaternKernel(nu=2.5)),
+            covar_module=self._covar(d),
             mean_module=ConstantMean(),
             likelihood=GaussianLikelihood(
                 noise_constraint=GreaterThan(self.config_.noise_lower_bound)
@@ -126,7 +147,10 @@ class DeepKernelGP(Surrogate):
     def features(self, index: Tensor) -> Tensor:
         """Differentiable GP inputs (``n x d``, float64) for pool rows ``index``."""
         assert self._head is not None
-        return self._head(self.encoder(index))
+        z = self._head(self.encoder(index))
+        if self._side is not None:
+            z = torch.cat([z, self._side[index.to(self._side.device)]], dim=-1)
+        return z
 
     # --------------------------------------------------------------------- fit
     def fit(self, train_index: Tensor, train_y: Tensor) -> FittedSurrogate:
@@ -188,6 +212,8 @@ class DeepKernelGP(Surrogate):
         head.eval()
         with torch.no_grad():
             z_all = head(self.encoder.embed())
+            if self._side is not None:
+                z_all = torch.cat([z_all, self._side], dim=-1)
         gp.set_train_data(inputs=z_all[idx], strict=False)
         gp.eval()
         self._gp_state = {k: v.detach().clone() for k, v in gp.state_dict().items()}
@@ -202,5 +228,6 @@ class DeepKernelGP(Surrogate):
             "top_layers": enc.n_top,
             "lora": enc.lora_settings.to_dict() if enc.lora_settings else None,
             "soft_tokens": enc.n_soft,
+            "side_features": type(self.side_featurizer).__name__ if self.side_featurizer else None,
             "deep_kernel": self.config_.to_dict(),
         }

@@ -30,6 +30,9 @@ class SurrogateSpec:
         cache_hidden_states: Cache frozen-layer outputs (``False``: naive reference path).
         featurizer: Keyword arguments of the fingerprint featurizer (column names, sizes).
         kernel: Kernel of fixed-feature GPs (``matern`` or ``tanimoto``; default by method).
+        side_features: A registered featurizer (e.g. ``drfp``) whose Tanimoto kernel is added
+            to a deep kernel's learned-feature kernel (``projection``/``lora`` only).
+        side_featurizer: Keyword arguments of that featurizer.
     """
 
     name: str = "lora"
@@ -41,6 +44,8 @@ class SurrogateSpec:
     cache_hidden_states: bool = True
     featurizer: dict[str, Any] = field(default_factory=dict)
     kernel: str | None = None
+    side_features: str | None = None
+    side_featurizer: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,14 +91,27 @@ def _static(spec: SurrogateSpec) -> Surrogate:
     return FeatureGP(EmbeddingFeaturizer(spec.encoder), kernel=spec.kernel or "matern", name="static")  # type: ignore[arg-type]
 
 
+def _side(spec: SurrogateSpec) -> Any:
+    if spec.side_features is None:
+        return None
+    from llmbo.encoders import fingerprints  # noqa: F401  (registers featurizers)
+    from llmbo.encoders.base import FEATURIZERS
+
+    return FEATURIZERS.get(spec.side_features)(**spec.side_featurizer)
+
+
 @SURROGATES.register("projection")
 def _projection(spec: SurrogateSpec) -> Surrogate:
-    return DeepKernelGP(_encoder(spec, lora=False), spec.deep_kernel, name="projection")
+    return DeepKernelGP(
+        _encoder(spec, lora=False), spec.deep_kernel, name="projection", side_featurizer=_side(spec)
+    )
 
 
 @SURROGATES.register("lora")
 def _lora(spec: SurrogateSpec) -> Surrogate:
-    return DeepKernelGP(_encoder(spec, lora=True), spec.deep_kernel, name="lora")
+    return DeepKernelGP(
+        _encoder(spec, lora=True), spec.deep_kernel, name="lora", side_featurizer=_side(spec)
+    )
 
 
 def _fingerprint(name: str, default_kernel: str) -> None:

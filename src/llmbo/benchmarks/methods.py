@@ -1,0 +1,232 @@
+"""Benchmark methods: named recipes that turn a reaction pool into a surrogate spec.
+
+A method is registered once in :data:`METHODS` and called as
+``method(pool, model, device, template, options) -> SurrogateSpec``. The base methods are
+the baselines of issue 3 and the three LLM surrogates; a *variant* is a base method plus
+fixed spec overrides, added in one line::
+
+    register_variant("lora-cls", "lora", {"encoder.pooling": "cls"}, "LoRA, CLS pooling")
+
+Overrides (and the run-time ``options``) are dotted paths into :class:`SurrogateSpec`:
+``"deep_kernel.steps"``, ``"encoder.pooling"``, ``"lora.r"``, ``"top_layers"``,
+``"soft_tokens"``, ``"kernel"``, ``"featurizer.n_bits"``...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from llmbo.errors import InputError
+from llmbo.registry import Registry
+
+if TYPE_CHECKING:
+    from llmbo.benchmarks.datasets import ReactionPool
+    from llmbo.surrogates.factory import SurrogateSpec
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "METHODS",
+    "BenchmarkMethod",
+    "apply_overrides",
+    "method_label",
+    "register_variant",
+]
+
+#: ``build(pool, model, device, template) -> SurrogateSpec`` (before overrides).
+SpecBuilder = Callable[["ReactionPool", str, "str | None", str], "SurrogateSpec"]
+
+
+@dataclass(frozen=True)
+class BenchmarkMethod:
+    """A named way of building the surrogate for one benchmark pool.
+
+    Attributes:
+        name: Registry name (``"drfp"``, ``"lora-soft"``...).
+        build: Makes the base spec from the pool, model, device and template.
+        overrides: Dotted-path spec overrides applied on top of ``build``'s spec.
+        uses_model: Whether the transformer ``model`` matters (LLM methods); results of
+            other methods are recorded with an empty model.
+        default: Part of ``--methods all``.
+        description: One line for ``llmbo bench --help`` and reports.
+    """
+
+    name: str
+    build: SpecBuilder
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    uses_model: bool = False
+    default: bool = True
+    description: str = ""
+
+    def __call__(
+        self,
+        pool: ReactionPool,
+        model: str = "minilm",
+        device: str | None = None,
+        template: str = "procedure",
+        options: Mapping[str, Any] | None = None,
+    ) -> SurrogateSpec:
+        """The surrogate spec of this method on ``pool`` (``options`` override last)."""
+        spec = self.build(pool, model, device, template)
+        spec = apply_overrides(spec, self.overrides)
+        return apply_overrides(spec, options or {})
+
+
+#: Benchmark methods by name.
+METHODS: Registry[BenchmarkMethod] = Registry("benchmark method")
+
+
+def _register(method: BenchmarkMethod) -> BenchmarkMethod:
+    METHODS.register(method.name)(method)
+    return method
+
+
+def default_methods() -> list[str]:
+    """Names selected by ``--methods all``, in registration order."""
+    return [name for name in _ORDER if METHODS.get(name).default]
+
+
+_ORDER: list[str] = []
+
+
+def _add(method: BenchmarkMethod) -> None:
+    _register(method)
+    _ORDER.append(method.name)
+
+
+# ------------------------------------------------------------------ overrides
+def _set_path(obj: Any, path: list[str], value: Any, full: str) -> Any:
+    """Return a copy of ``obj`` (dataclass or dict) with ``path`` set to ``value``."""
+    head, rest = path[0], path[1:]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        names = {f.name for f in dataclasses.fields(obj)}
+        if head not in names:
+            raise InputError(
+                f"Unknown setting {full!r}: {type(obj).__name__} has no field {head!r}; "
+                f"known: {sorted(names)}."
+            )
+        current = getattr(obj, head)
+        new = _set_path(current, rest, value, full) if rest else value
+        try:
+            return dataclasses.replace(obj, **{head: new})
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"Bad value {value!r} for {full!r}: {exc}") from exc
+    if isinstance(obj, dict):
+        out = dict(obj)
+        out[head] = _set_path(out.get(head, {}), rest, value, full) if rest else value
+        return out
+    raise InputError(f"Cannot set {full!r}: {path[0]!r} is inside a {type(obj).__name__}.")
+
+
+def apply_overrides(spec: SurrogateSpec, overrides: Mapping[str, Any]) -> SurrogateSpec:
+    """A copy of ``spec`` with dotted-path overrides applied (``{"deep_kernel.lr": 1e-3}``).
+
+    Dataclass fields are checked by name (a typo raises :class:`InputError`); entries of
+    dict fields such as ``featurizer`` are free.
+    """
+    for key, value in overrides.items():
+        parts = [p for p in str(key).split(".") if p]
+        if not parts:
+            raise InputError(f"Empty setting name in {dict(overrides)!r}.")
+        spec = _set_path(spec, parts, value, str(key))
+    return spec
+
+
+def method_label(name: str, options: Mapping[str, Any] | None = None) -> str:
+    """How a run is named in the results: ``"lora"`` or ``"lora{deep_kernel.steps=50}"``."""
+    if not options:
+        return name.lower()
+    parts = ",".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
+                     for k, v in sorted(options.items()))
+    return f"{name.lower()}{{{parts}}}"
+
+
+# -------------------------------------------------------------------- builders
+def _spec(**kwargs: Any) -> SurrogateSpec:
+    from llmbo.surrogates.factory import SurrogateSpec
+
+    return SurrogateSpec(**kwargs)
+
+
+def _components(pool: ReactionPool) -> list[str]:
+    if not pool.smiles_columns:
+        raise InputError(f"Pool {pool.name!r} declares no component columns.")
+    return list(pool.smiles_columns)
+
+
+def _random(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
+    return _spec(name="random")
+
+
+def _onehot(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
+    # The component columns only: the reaction SMILES is unique per row (identity only).
+    return _spec(name="onehot", featurizer={"columns": _components(pool)}, kernel="matern")
+
+
+def _drfp(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
+    return _spec(name="drfp", featurizer={"column": "rxn"}, kernel="tanimoto")
+
+
+def _morgan(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
+    return _spec(name="morgan", featurizer={"columns": _components(pool)}, kernel="tanimoto")
+
+
+def _llm(surrogate: str) -> SpecBuilder:
+    def build(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
+        from llmbo.encoders.transformer import EncoderConfig
+
+        return _spec(name=surrogate, encoder=EncoderConfig(model=model, device=device))
+
+    return build
+
+
+_add(BenchmarkMethod("random", _random, description="random search"))
+_add(BenchmarkMethod("onehot", _onehot, description="GP (Matérn-5/2, ARD) on one-hot components"))
+_add(BenchmarkMethod("drfp", _drfp, description="GP (Tanimoto) on DRFP of the reaction SMILES"))
+_add(BenchmarkMethod("morgan", _morgan, description="GP (Tanimoto) on Morgan bits per component"))
+_add(BenchmarkMethod("static", _llm("static"), uses_model=True,
+                     description="GP (Matérn-5/2) on frozen mean-pooled embeddings"))
+_add(BenchmarkMethod("projection", _llm("projection"), uses_model=True,
+                     description="deep kernel: frozen transformer + trained projection"))
+_add(BenchmarkMethod("lora", _llm("lora"), uses_model=True,
+                     description="deep kernel: LoRA on the top layers + projection"))
+
+
+def register_variant(
+    name: str,
+    base: str,
+    overrides: Mapping[str, Any],
+    description: str = "",
+    *,
+    default: bool = False,
+) -> BenchmarkMethod:
+    """Register ``name`` as method ``base`` with fixed spec ``overrides``.
+
+    Variants are not part of ``--methods all`` unless ``default=True``.
+    """
+    parent = METHODS.get(base)
+    method = BenchmarkMethod(
+        name=name,
+        build=parent.build,
+        overrides={**parent.overrides, **overrides},
+        uses_model=parent.uses_model,
+        default=default,
+        description=description or f"{base} with {dict(overrides)}",
+    )
+    if default:
+        _add(method)
+    else:
+        _register(method)
+    return method
+
+
+register_variant("lora-soft", "lora", {"soft_tokens": 4},
+                 "LoRA deep kernel + 4 learnable soft tokens", default=True)
+register_variant("projection-soft", "projection", {"soft_tokens": 4},
+                 "projection deep kernel + 4 learnable soft tokens", default=True)
+
+#: ``--methods all``.
+DEFAULT_METHODS: tuple[str, ...] = tuple(default_methods())

@@ -1,0 +1,534 @@
+"""Run the reaction benchmark protocol and append results to CSV files, resumably.
+
+One *run* is (pool, method, seed): tell the protocol's 10 below-median starts, then ask for
+``iterations`` sequential suggestions from an :class:`~llmbo.optimizer.Optimizer` scored
+by a :class:`~llmbo.optimizer.TableObjective`. :func:`run_benchmarks` builds each surrogate
+once per (pool, method) and shares it across seeds, so a transformer is loaded, the pool
+tokenised and the frozen layers cached once, not once per seed.
+
+Each finished run is appended at once to ``reactions.csv`` (one row) and
+``reactions_curves.csv`` (its best-so-far curve); a run already in the CSV is skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import logging
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from llmbo.benchmarks.methods import METHODS, method_label
+from llmbo.benchmarks.metrics import best_so_far, iteration_of_max, top_fraction_coverage
+from llmbo.benchmarks.protocol import ProtocolConfig, initial_design
+from llmbo.errors import InputError
+
+if TYPE_CHECKING:
+    from llmbo.benchmarks.datasets import ReactionPool
+    from llmbo.space import CandidateSpace
+    from llmbo.surrogates.base import Surrogate
+    from llmbo.surrogates.factory import SurrogateSpec
+
+logger = logging.getLogger("llmbo.benchmarks")
+
+__all__ = [
+    "CURVE_COLUMNS",
+    "QUICK",
+    "RESULT_COLUMNS",
+    "RunResult",
+    "build_surrogate",
+    "read_csv_rows",
+    "run_benchmarks",
+    "run_one",
+]
+
+RESULTS_FILE = "reactions.csv"
+CURVES_FILE = "reactions_curves.csv"
+
+#: Columns of ``reactions.csv``, in order.
+RESULT_COLUMNS: tuple[str, ...] = (
+    "benchmark",
+    "method",
+    "seed",
+    "iterations",
+    "top5_coverage",
+    "best_found",
+    "pool_max",
+    "iteration_of_max",
+    "n_evaluated",
+    "n_initial",
+    "batch_size",
+    "fit_fallbacks",
+    "template",
+    "model",
+    "device",
+    "options",
+    "seconds",
+    "date",
+    "llmbo_version",
+    "torch_version",
+    "hostname",
+    "hardware",
+    "git_commit",
+)
+#: Columns of ``reactions_curves.csv``: best-so-far after each iteration (0 = the starts).
+CURVE_COLUMNS: tuple[str, ...] = (
+    "benchmark",
+    "method",
+    "seed",
+    "iterations",
+    "template",
+    "model",
+    "iteration",
+    "best_so_far",
+)
+#: A run is identified by these columns; a run already in the CSV is not repeated.
+RUN_KEY: tuple[str, ...] = (
+    "benchmark", "method", "seed", "iterations", "template", "model", "n_initial", "batch_size",
+)
+#: The ``--quick`` protocol (CI): one pool, two seeds, five iterations.
+QUICK: dict[str, Any] = {"benchmarks": ("bh1",), "seeds": (0, 1), "iterations": 5}
+
+
+@dataclass
+class RunResult:
+    """Outcome of one benchmark run.
+
+    Attributes:
+        row: One row of ``reactions.csv`` (keys: :data:`RESULT_COLUMNS`).
+        curve: Best value after the starts (index 0) and after each iteration,
+            shape ``iterations + 1``.
+        evaluated_ids: Candidate ids in evaluation order (starts first).
+        evaluated_values: Their yields, same order.
+    """
+
+    row: dict[str, Any]
+    curve: np.ndarray
+    evaluated_ids: list[str] = field(default_factory=list)
+    evaluated_values: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def curve_rows(self) -> list[dict[str, Any]]:
+        base = {k: self.row[k] for k in CURVE_COLUMNS if k in self.row}
+        return [
+            {**base, "iteration": i, "best_so_far": float(v)} for i, v in enumerate(self.curve)
+        ]
+
+
+# ------------------------------------------------------------------ environment
+@functools.cache
+def _environment() -> dict[str, str]:
+    import torch
+
+    from llmbo import __version__
+
+    return {
+        "llmbo_version": __version__,
+        "torch_version": torch.__version__,
+        "hostname": platform.node(),
+        "git_commit": _git_commit(),
+    }
+
+
+def _git_commit() -> str:
+    """Short commit of the llmbo checkout (``+dirty`` with local changes); ``""`` if none."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{head}+dirty" if dirty else head
+
+
+@functools.cache
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _hardware(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(torch.device(device))} (CUDA)"
+    return f"{_cpu_name()} ({os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads)"
+
+
+# ---------------------------------------------------------------------- pools
+@functools.lru_cache(maxsize=8)
+def _pool(name: str) -> ReactionPool:
+    from llmbo.benchmarks.datasets import load_pool
+
+    return load_pool(name)
+
+
+@functools.lru_cache(maxsize=16)
+def _space(name: str, template: str) -> CandidateSpace:
+    return _pool(name).space(template)
+
+
+# ------------------------------------------------------------------ one run
+def build_surrogate(
+    pool: str | ReactionPool,
+    method: str,
+    *,
+    template: str = "procedure",
+    model: str = "minilm",
+    device: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Surrogate:
+    """A fresh surrogate for ``method`` on ``pool`` (share it across seeds of that pool)."""
+    from llmbo.surrogates.base import Surrogate
+    from llmbo.surrogates.factory import make_surrogate
+
+    pool_obj = _pool(pool) if isinstance(pool, str) else pool
+    made: SurrogateSpec | Surrogate = METHODS.get(method)(pool_obj, model, device, template, options)
+    return made if isinstance(made, Surrogate) else make_surrogate(made)
+
+
+def _reset(surrogate: Surrogate) -> None:
+    """Forget what a shared surrogate learned in an earlier seed (warm starts)."""
+    reset = getattr(surrogate, "reset", None)
+    if callable(reset):
+        reset()
+        return
+    # DeepKernelGP keeps the last fit's head and GP state for warm starts; a new seed must
+    # not inherit them. (Only prepare() clears them, and prepare is skipped for a space
+    # already prepared.)
+    if hasattr(surrogate, "_head"):
+        surrogate._head = None  # type: ignore[attr-defined]
+    if hasattr(surrogate, "_gp_state"):
+        surrogate._gp_state = None  # type: ignore[attr-defined]
+
+
+def _device_of(surrogate: Surrogate) -> str:
+    encoder = getattr(surrogate, "encoder", None)
+    if encoder is not None and hasattr(encoder, "device"):
+        return str(encoder.device)
+    featurizer = getattr(surrogate, "featurizer", None)
+    config = getattr(featurizer, "config", None)
+    if config is not None and getattr(config, "device", None):
+        return str(config.device)
+    return "cpu"
+
+
+def run_one(
+    pool_name: str,
+    method: str,
+    seed: int,
+    *,
+    template: str = "procedure",
+    protocol: ProtocolConfig | None = None,
+    model: str = "minilm",
+    device: str | None = None,
+    surrogate: Surrogate | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Run the benchmark protocol once and measure it.
+
+    Args:
+        pool_name: A registered pool (``"bh1"`` ... ``"bh5"``, ``"suzuki"``).
+        method: A registered benchmark method (:data:`~llmbo.benchmarks.methods.METHODS`).
+        seed: Seed of the initial design and of the optimizer.
+        template: Text template of the pool (``"procedure"`` or ``"names"``).
+        protocol: Run settings (default: 10 starts, 50 iterations, batch 1, maximise).
+        model: Transformer of LLM methods.
+        device: Where the transformer runs (``None``: CUDA when available).
+        surrogate: A surrogate built by :func:`build_surrogate` for this pool, method,
+            template and model, to share its prepared state across seeds. Built here if
+            omitted.
+        options: Spec overrides (dotted paths) on top of the method's own.
+
+    Returns:
+        The run's CSV row, best-so-far curve and evaluated candidates.
+    """
+    from llmbo.optimizer import Optimizer, TableObjective
+
+    protocol = protocol or ProtocolConfig()
+    spec_method = METHODS.get(method)
+    pool = _pool(pool_name)
+    space = _space(pool_name, template)
+    values = pool.values
+    start = time.perf_counter()
+    if surrogate is None:
+        surrogate = build_surrogate(
+            pool, method, template=template, model=model, device=device, options=options
+        )
+    _reset(surrogate)
+    sign = 1.0 if protocol.maximize else -1.0
+
+    optimizer = Optimizer(
+        space, surrogate, maximize=protocol.maximize, seed=int(seed), progress=False
+    )
+    starts = initial_design(values, protocol.n_initial, int(seed), maximize=protocol.maximize)
+    optimizer.tell([space.ids[i] for i in starts], values[starts].tolist())
+    fallbacks = 0
+
+    def count_fallbacks(opt: Optimizer, ids: list[str], vals: list[float]) -> None:
+        nonlocal fallbacks
+        if opt.last_fit.get("fallback") is not None:
+            fallbacks += 1
+
+    optimizer.run(
+        TableObjective(space, pool.target),
+        protocol.iterations,
+        batch_size=protocol.batch_size,
+        callback=count_fallbacks,
+    )
+    seconds = time.perf_counter() - start
+
+    history = optimizer.history
+    done = history[history["state"] == "complete"].sort_values("trial")
+    ids = done["candidate_id"].astype(str).tolist()
+    evaluated = done["value"].to_numpy(dtype=np.float64)
+    if len(ids) != protocol.budget:
+        raise RuntimeError(f"Run evaluated {len(ids)} candidates, expected {protocol.budget}.")
+    running = best_so_far(sign * evaluated) * sign
+    curve = running[protocol.n_initial - 1 :: protocol.batch_size]
+    pool_best = float(np.max(sign * values) * sign)
+    hit = iteration_of_max(
+        sign * evaluated, sign * pool_best, protocol.n_initial, batch_size=protocol.batch_size
+    )
+    used_device = _device_of(surrogate)
+    row: dict[str, Any] = {
+        "benchmark": pool_name,
+        "method": method_label(method, options),
+        "seed": int(seed),
+        "iterations": protocol.iterations,
+        "top5_coverage": top_fraction_coverage(sign * evaluated, sign * values, 0.05),
+        "best_found": float(curve[-1]),
+        "pool_max": pool_best,
+        "iteration_of_max": "" if hit is None else int(hit),
+        "n_evaluated": len(ids),
+        "n_initial": protocol.n_initial,
+        "batch_size": protocol.batch_size,
+        "fit_fallbacks": 0 if surrogate.name == "random" else fallbacks,
+        "template": template,
+        "model": model if spec_method.uses_model else "",
+        "device": used_device,
+        "options": json.dumps(dict(options), sort_keys=True) if options else "",
+        "seconds": round(seconds, 3),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **_environment(),
+        "hardware": _hardware(used_device),
+    }
+    return RunResult(row=row, curve=curve, evaluated_ids=ids, evaluated_values=evaluated)
+
+
+# --------------------------------------------------------------------- CSV I/O
+def read_csv_rows(path: str | Path) -> pd.DataFrame:
+    """Read a results CSV, ignoring a trailing partial line left by a crash.
+
+    Every column is read as text (missing file: empty frame); numeric columns are
+    converted by the caller.
+    """
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame()
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # drop the partial line
+    if not text.strip():
+        return pd.DataFrame()
+    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+
+
+class _CsvAppender:
+    """Append rows to a CSV one durable line at a time (write + flush + fsync)."""
+
+    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._repair()
+        existing = self._header()
+        if existing is None:
+            self.columns = list(columns)
+            self._write([self.columns])
+        else:
+            missing = [c for c in ("benchmark", "method", "seed") if c not in existing]
+            if missing:
+                raise InputError(f"{path} is not an llmbo results file (no column(s) {missing}).")
+            self.columns = existing
+            extra = [c for c in columns if c not in existing]
+            if extra:
+                logger.warning("%s lacks the newer column(s) %s; they are not written.", path, extra)
+
+    def _repair(self) -> None:
+        """Cut a partial last line (a crash mid-write) so the next row starts cleanly."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb+") as fh:
+            data = fh.read()
+            if data.endswith(b"\n"):
+                return
+            keep = data.rfind(b"\n") + 1
+            logger.warning("Dropping a partial last line of %s (interrupted write).", self.path)
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _header(self) -> list[str] | None:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return None
+        with open(self.path, encoding="utf-8", newline="") as fh:
+            return next(csv.reader(fh), None)
+
+    def _write(self, rows: Iterable[Sequence[Any]]) -> None:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        for row in rows:
+            writer.writerow(["" if v is None else str(v).replace("\n", " ") for v in row])
+        data = buf.getvalue().encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def append(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        self._write([[row.get(c, "") for c in self.columns] for row in rows])
+
+
+def _done_keys(frame: pd.DataFrame, present: Sequence[str]) -> set[tuple[str, ...]]:
+    if frame.empty:
+        return set()
+    return {tuple(str(v) for v in row) for row in frame[present].itertuples(index=False)}
+
+
+def _key(values: Mapping[str, Any], present: Sequence[str]) -> tuple[str, ...]:
+    return tuple(str(values[c]) for c in present)
+
+
+# ------------------------------------------------------------------- many runs
+def run_benchmarks(
+    pools: Sequence[str],
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    template: str = "procedure",
+    protocol: ProtocolConfig | None = None,
+    model: str = "minilm",
+    device: str | None = None,
+    results_dir: str | Path = "benchmarks/results",
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: bool = True,
+    on_result: Callable[[RunResult], None] | None = None,
+) -> pd.DataFrame:
+    """Run every (pool, method, seed) not yet in ``results_dir/reactions.csv``.
+
+    Args:
+        pools, methods, seeds: What to run (all combinations).
+        options: Per-method spec overrides, ``{method: {"deep_kernel.steps": 50}}``; they
+            become part of the method's label in the results.
+        progress: Show a progress bar over runs (the optimizer's own bar stays off).
+        on_result: Called with each finished run (after it is saved).
+
+    Returns:
+        The rows of ``reactions.csv`` for the requested runs (earlier ones included).
+    """
+    protocol = protocol or ProtocolConfig()
+    options = options or {}
+    for m in methods:
+        METHODS.get(m)  # unknown names fail before anything runs
+    from llmbo.benchmarks.datasets import POOLS
+
+    for p in pools:
+        POOLS.get(p)
+    results_dir = Path(results_dir)
+    results = _CsvAppender(results_dir / RESULTS_FILE, RESULT_COLUMNS)
+    curves = _CsvAppender(results_dir / CURVES_FILE, CURVE_COLUMNS)
+    existing = read_csv_rows(results.path)
+    # Key columns an older file lacks are left out of the comparison.
+    present = [c for c in RUN_KEY if c in results.columns]
+    done = _done_keys(existing, present)
+
+    plan: list[tuple[str, str, int]] = []
+    wanted: list[tuple[str, ...]] = []
+    for pool in pools:
+        for method in methods:
+            opts = options.get(method) or {}
+            for seed in seeds:
+                key = {
+                    "benchmark": pool,
+                    "method": method_label(method, opts),
+                    "seed": int(seed),
+                    "iterations": protocol.iterations,
+                    "template": template,
+                    "model": model if METHODS.get(method).uses_model else "",
+                    "n_initial": protocol.n_initial,
+                    "batch_size": protocol.batch_size,
+                }
+                wanted.append(_key(key, present))
+                if _key(key, present) not in done:
+                    plan.append((pool, method, int(seed)))
+    skipped = len(wanted) - len(plan)
+    if skipped:
+        logger.info("Skipping %d finished run(s) found in %s.", skipped, results.path)
+
+    bar = None
+    if progress and plan:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(plan), desc="llmbo bench", unit="run")
+    try:
+        surrogate: Surrogate | None = None
+        built_for: tuple[str, str] | None = None
+        for pool, method, seed in plan:
+            opts = options.get(method) or {}
+            if built_for != (pool, method):
+                surrogate = None  # free the previous transformer first
+                surrogate = build_surrogate(
+                    pool, method, template=template, model=model, device=device, options=opts
+                )
+                built_for = (pool, method)
+            if bar is not None:
+                bar.set_description(f"{pool} {method} seed {seed}")
+            result = run_one(
+                pool, method, seed, template=template, protocol=protocol, model=model,
+                device=device, surrogate=surrogate, options=opts,
+            )
+            curves.append(result.curve_rows())  # curve first: a row means a complete run
+            results.append([result.row])
+            logger.info(
+                "%s %s seed %d: top-5%% coverage %.3f, best %.2f (%.1f s)", pool,
+                result.row["method"], seed, result.row["top5_coverage"],
+                result.row["best_found"], result.row["seconds"],
+            )
+            if on_result is not None:
+                on_result(result)
+            if bar is not None:
+                bar.set_postfix(coverage=f"{result.row['top5_coverage']:.2f}")
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    table = read_csv_rows(results.path)
+    if table.empty:
+        return table
+    keep = [k in set(wanted) for k in (_key(r, present) for r in table.to_dict("records"))]
+    return table.loc[keep].reset_index(drop=True)

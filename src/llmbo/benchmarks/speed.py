@@ -1,0 +1,269 @@
+"""Wall time and memory of one BO iteration (fit + scoring the remaining pool).
+
+Measures, side by side in one process, the ``static``, ``projection`` and ``lora``
+surrogates on a reaction pool at several training-set sizes, the naive reference for
+``lora`` (no hidden-state cache: every step and every pool pass runs the full
+transformer), and how an iteration scales with pool size on a synthetic text pool.
+Results are appended to a CSV; run ``python benchmarks/speed.py --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import os
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from llmbo.acquisition import select_candidates
+from llmbo.encoders.transformer import EncoderConfig
+from llmbo.space import CandidateSpace
+from llmbo.surrogates import Surrogate, SurrogateSpec, make_surrogate
+from llmbo.surrogates.deep_kernel import DeepKernelConfig
+
+COLUMNS = [
+    "experiment", "surrogate", "device", "n_train", "pool_size", "sec_per_iter",
+    "reference_sec_per_iter", "speedup", "fit_sec", "score_sec", "peak_mem_mb", "prepare_sec",
+    "template", "model", "steps", "threads", "repeats", "cpu", "torch", "date",
+]
+
+
+@contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
+    """Peak memory (MB) while the block runs: CUDA allocator peak, or sampled process RSS."""
+    out: dict[str, float] = {}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        yield out
+        torch.cuda.synchronize(device)
+        out["mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        return
+    import psutil
+
+    proc = psutil.Process()
+    peak = [proc.memory_info().rss]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            stop.wait(0.005)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        thread.join()
+        out["mb"] = max(peak[0], proc.memory_info().rss) / 2**20
+
+
+def one_iteration(
+    surrogate: Surrogate, train_idx: torch.Tensor, train_y: torch.Tensor, pool_size: int
+) -> tuple[float, float]:
+    """Fit on the training rows and pick the next candidate from the rest: (fit s, score s)."""
+    mask = torch.ones(pool_size, dtype=torch.bool)
+    mask[train_idx] = False
+    available = torch.nonzero(mask).flatten()
+    sync = _synchronizer()
+    start = time.perf_counter()
+    fitted = surrogate.fit(train_idx, train_y)
+    sync()
+    mid = time.perf_counter()
+    select_candidates(fitted, available, 1, best_f=float(train_y.max()), seed=0)
+    sync()
+    return mid - start, time.perf_counter() - mid
+
+
+def _synchronizer() -> Callable[[], None]:
+    if torch.cuda.is_available():
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def measure(
+    surrogate: Surrogate, space: CandidateSpace, values: np.ndarray, n_train: int, *,
+    repeats: int, seed: int = 0,
+) -> dict[str, float]:
+    """Median seconds per iteration over ``repeats`` (after preparing the surrogate)."""
+    start = time.perf_counter()
+    surrogate.prepare(space, progress=True)
+    prepare = time.perf_counter() - start
+    rng = np.random.default_rng(seed)
+    train = torch.from_numpy(rng.choice(len(space), n_train, replace=False))
+    y = torch.from_numpy(values[train.numpy()].astype(np.float64))
+    device = getattr(getattr(surrogate, "encoder", None), "device", torch.device("cpu"))
+    fits, scores, peaks = [], [], []
+    for _ in range(repeats):
+        torch.manual_seed(seed)
+        with peak_memory(device) as mem:
+            fit_s, score_s = one_iteration(surrogate, train, y, len(space))
+        fits.append(fit_s)
+        scores.append(score_s)
+        peaks.append(mem["mb"])
+    total = [f + s for f, s in zip(fits, scores, strict=True)]
+    return {
+        "sec_per_iter": statistics.median(total),
+        "fit_sec": statistics.median(fits),
+        "score_sec": statistics.median(scores),
+        "peak_mem_mb": max(peaks),
+        "prepare_sec": prepare,
+    }
+
+
+def synthetic_space(size: int, seed: int = 0) -> tuple[CandidateSpace, np.ndarray]:
+    """A pool of ``size`` short distinct texts with a smooth objective (for scaling runs)."""
+    rng = np.random.default_rng(seed)
+    adjectives = ["red", "green", "blue", "hot", "cold", "fast", "slow", "big", "small", "old",
+                  "new", "dark", "light", "soft", "hard", "wet", "dry", "loud", "calm", "rich"]
+    nouns = ["cat", "dog", "fox", "owl", "bee", "eel", "yak", "emu", "ant", "bat", "cow", "pig",
+             "hen", "elk", "ram", "doe", "jay", "koi", "gnu", "asp"]
+    places = ["forest", "desert", "river", "city", "farm", "sea", "hill", "lake", "cave", "field"]
+    n_rep = int(np.ceil(size / (len(adjectives) * len(nouns) * len(places))))
+    rows = []
+    for k in range(n_rep):
+        for a in adjectives:
+            for n in nouns:
+                for p in places:
+                    rows.append({"a": a, "n": n, "p": p, "k": k})
+                    if len(rows) == size:
+                        break
+                if len(rows) == size:
+                    break
+            if len(rows) == size:
+                break
+    frame = pd.DataFrame(rows)
+    values = (frame["a"].map({a: i for i, a in enumerate(adjectives)}).to_numpy() * 0.1
+              + (frame["n"] == "fox").to_numpy() * 2.0 + rng.normal(0, 0.1, len(frame)))
+    space = CandidateSpace(frame, "a {a} {n} near the {p}, batch {k}", name=f"synthetic-{size}")
+    return space, values
+
+
+def _spec(name: str, encoder: EncoderConfig, steps: int, *, cached: bool = True) -> SurrogateSpec:
+    return SurrogateSpec(
+        name=name,
+        encoder=encoder,
+        deep_kernel=replace(DeepKernelConfig(), steps=steps),
+        cache_hidden_states=cached,
+    )
+
+
+def _append(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--benchmark", default="bh1")
+    parser.add_argument("--template", default="procedure")
+    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--surrogates", default="static,projection,lora")
+    parser.add_argument("--n-train", default="10,30,60")
+    parser.add_argument("--steps", type=int, default=DeepKernelConfig().steps)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the naive uncached lora iteration (slow)")
+    parser.add_argument("--reference-n-train", default="60")
+    parser.add_argument("--pool-sizes", default="", help="synthetic scaling run, e.g. 1000,10000,100000")
+    parser.add_argument("--scaling-surrogates", default="projection,lora")
+    parser.add_argument("--scaling-n-train", default="30")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--output", default="benchmarks/results/speed.csv")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    encoder = EncoderConfig(model=args.model, device=args.device)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    common = {
+        "device": device.type if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "model": args.model, "steps": args.steps, "threads": torch.get_num_threads(),
+        "repeats": args.repeats, "torch": torch.__version__,
+        "cpu": _cpu_name(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    out = Path(args.output)
+    n_trains = [int(n) for n in args.n_train.split(",") if n]
+    ref_n = {int(n) for n in args.reference_n_train.split(",") if n}
+
+    if args.surrogates:
+        from llmbo.benchmarks.datasets import load_pool
+
+        pool = load_pool(args.benchmark)
+        space = pool.space(args.template)
+        values = np.asarray(pool.values, dtype=np.float64)
+        reference = None
+        if args.reference and "lora" in args.surrogates.split(","):
+            reference = make_surrogate(_spec("lora", encoder, args.steps, cached=False))
+        for name in args.surrogates.split(","):
+            surrogate = make_surrogate(_spec(name, encoder, args.steps))
+            for n in n_trains:
+                res = measure(surrogate, space, values, n, repeats=args.repeats)
+                row = {**common, **res, "experiment": args.benchmark, "surrogate": name,
+                       "n_train": n, "pool_size": len(space), "template": args.template}
+                if name == "lora" and reference is not None and n in ref_n:
+                    ref = measure(reference, space, values, n, repeats=1)
+                    row["reference_sec_per_iter"] = ref["sec_per_iter"]
+                    row["speedup"] = ref["sec_per_iter"] / res["sec_per_iter"]
+                _append(out, [row])
+                print(_fmt(row), flush=True)
+
+    for size in [int(s) for s in args.pool_sizes.split(",") if s]:
+        space, values = synthetic_space(size)
+        for name in args.scaling_surrogates.split(","):
+            surrogate = make_surrogate(_spec(name, encoder, args.steps))
+            for n in [int(v) for v in args.scaling_n_train.split(",") if v]:
+                res = measure(surrogate, space, values, n, repeats=args.repeats)
+                row = {**common, **res, "experiment": "synthetic-pool", "surrogate": name,
+                       "n_train": n, "pool_size": size, "template": "synthetic"}
+                _append(out, [row])
+                print(_fmt(row), flush=True)
+            del surrogate
+    return 0
+
+
+def _fmt(row: dict[str, Any]) -> str:
+    ref = row.get("reference_sec_per_iter")
+    extra = f"  reference {ref:.2f}s ({row['speedup']:.1f}x)" if ref else ""
+    return (
+        f"{row['experiment']:>15} {row['surrogate']:>10} n={row['n_train']:<4} pool={row['pool_size']:<7}"
+        f" {row['sec_per_iter']:.3f}s/iter (fit {row['fit_sec']:.3f}, score {row['score_sec']:.3f})"
+        f" peak {row['peak_mem_mb']:.0f}MB prepare {row['prepare_sec']:.1f}s{extra}"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

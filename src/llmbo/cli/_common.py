@@ -1,0 +1,230 @@
+"""Option groups and helpers shared by ``llmbo run``, ``suggest``, ``observe`` and ``status``.
+
+Heavy modules (torch, transformers, the optimizer) are imported inside functions so that
+``llmbo --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmbo.errors import InputError
+
+if TYPE_CHECKING:
+    from llmbo.benchmarks.datasets import ReactionPool
+    from llmbo.space import CandidateSpace
+    from llmbo.surrogates.factory import SurrogateSpec
+
+ACQUISITIONS = ("logei", "ucb", "ts")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+# ------------------------------------------------------------------------ option groups
+def add_space_options(parser: argparse.ArgumentParser, *, target: bool) -> None:
+    """``--benchmark NAME`` or ``--table FILE --template T [--id-column C]`` (+ ``--target``)."""
+    group = parser.add_argument_group("candidates")
+    group.add_argument(
+        "--benchmark",
+        metavar="NAME",
+        help="a packaged reaction pool: bh1..bh5 or suzuki (target: yield)",
+    )
+    group.add_argument("--table", metavar="FILE", help="CSV, TSV or Parquet file, one row per candidate")
+    group.add_argument(
+        "--template",
+        help="text of each candidate: a format string over the table's columns, e.g. "
+        "'{ligand} with {base} at {temp:.0f} C'; with --benchmark: procedure (default) or names",
+    )
+    if target:
+        group.add_argument("--target", metavar="COL", help="column holding the measured value (with --table)")
+    group.add_argument(
+        "--id-column",
+        metavar="COL",
+        help="column with unique candidate ids (default: ids derived from the text)",
+    )
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """Surrogate, model and acquisition options.
+
+    With ``defaults=False`` every option defaults to ``None`` so a command can tell which
+    ones were given (``llmbo suggest`` only uses them when it creates a study).
+    """
+
+    def d(value: Any) -> Any:
+        return value if defaults else None
+
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--surrogate",
+        default=d("lora"),
+        help="lora (default), projection, static, drfp, morgan, onehot or random",
+    )
+    group.add_argument(
+        "--model",
+        default=d("minilm"),
+        help="transformer: minilm (packaged default), a Hugging Face id or a local directory",
+    )
+    group.add_argument(
+        "--acquisition", default=d("logei"), choices=ACQUISITIONS, help="acquisition function (default logei)"
+    )
+    group.add_argument("--seed", type=int, default=d(0), help="seed of every random choice (default 0)")
+    group.add_argument(
+        "--minimize", action="store_true", default=d(False), help="minimise the target (default: maximise)"
+    )
+    group.add_argument("--soft-tokens", type=non_negative_int, default=None, help="learnable soft tokens (default 0)")
+    group.add_argument(
+        "--steps", type=positive_int, default=None, help="deep-kernel training steps per fit (default: the library's)"
+    )
+    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)")
+
+
+def add_study_options(parser: Any, *, required: bool) -> None:
+    """``--study PATH`` (SQLite file or SQLAlchemy URL) and ``--study-name``."""
+    parser.add_argument(
+        "--study",
+        metavar="PATH",
+        required=required,
+        help="SQLite file (or SQLAlchemy URL) that keeps the study between calls",
+    )
+    parser.add_argument("--study-name", default="default", help="name of the study in that file (default: default)")
+
+
+# ------------------------------------------------------------------------------ spaces
+@dataclass
+class SpaceChoice:
+    """A candidate space with where it came from and, when known, its target column."""
+
+    space: CandidateSpace
+    target: str | None
+    pool: ReactionPool | None
+    label: str
+
+
+def space_given(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "benchmark", None) or getattr(args, "table", None))
+
+
+def build_space(args: argparse.Namespace, *, need_target: bool) -> SpaceChoice:
+    """The space described by ``--benchmark`` or ``--table``/``--template``."""
+    from llmbo.space import CandidateSpace
+
+    benchmark, table = args.benchmark, args.table
+    target = getattr(args, "target", None)
+    if benchmark and table:
+        raise InputError("Give either --benchmark or --table, not both.")
+    if benchmark:
+        from llmbo.benchmarks.datasets import load_pool
+
+        if target is not None:
+            raise InputError("--target applies to --table only; a --benchmark's target is its yield.")
+        if args.id_column is not None:
+            raise InputError("--id-column applies to --table only; benchmark pools carry reaction ids.")
+        pool = load_pool(benchmark)
+        template = args.template or "procedure"
+        space = pool.space(template)
+        return SpaceChoice(space, pool.target, pool, f"{pool.name} ({template} template)")
+    if not table:
+        raise InputError("Say which candidates to use: --benchmark NAME, or --table FILE --template '...'.")
+    if not args.template:
+        raise InputError(
+            "--table needs --template, a format string over the table's columns, e.g. --template '{name} at {temp} C'."
+        )
+    if need_target and not target:
+        raise InputError("--table needs --target COL: the column holding the measured value.")
+    space = CandidateSpace.from_file(table, args.template, id_column=args.id_column)
+    if target is not None and target not in space.frame.columns:
+        raise InputError(
+            f"Target column {target!r} is not in {table}; available columns: {list(map(str, space.frame.columns))}."
+        )
+    return SpaceChoice(space, target, None, f"{Path(table).name}")
+
+
+def surrogate_spec(args: argparse.Namespace) -> SurrogateSpec:
+    """A :class:`SurrogateSpec` from the model options (library defaults where not given)."""
+    from llmbo.encoders.transformer import EncoderConfig
+    from llmbo.surrogates.base import SURROGATES
+    from llmbo.surrogates.factory import SurrogateSpec
+
+    name = args.surrogate or "lora"
+    SURROGATES.get(name)  # unknown name -> InputError listing the choices
+    spec = SurrogateSpec(name=name)
+    spec = replace(spec, encoder=EncoderConfig(model=args.model or "minilm", device=args.device))
+    if args.steps is not None:
+        spec = replace(spec, deep_kernel=replace(spec.deep_kernel, steps=int(args.steps)))
+    if args.soft_tokens is not None:
+        spec = replace(spec, soft_tokens=int(args.soft_tokens))
+    return spec
+
+
+# ----------------------------------------------------------------------------- output
+def is_url(text: str) -> bool:
+    return "://" in text
+
+
+def check_output_path(path: str, option: str) -> Path:
+    """Fail early (before anything is written) if ``path`` cannot be written."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{option} {path!r} is a directory; give a file name such as results.csv.")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{option} {path!r}: folder {str(parent)!r} does not exist; create it first.")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{option} {path!r}: folder {str(parent)!r} is not writable.")
+    return p
+
+
+def write_csv_atomic(frame: Any, path: Path) -> None:
+    """Write a DataFrame to CSV through a temporary file, so a failure leaves no half file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def short(text: str, width: int = 100) -> str:
+    """One line of at most ``width`` characters (newlines shown as ' | ')."""
+    line = " | ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def format_value(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Print a small left-aligned table."""
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip())

@@ -1,0 +1,198 @@
+"""``llmbo bench`` and ``llmbo bench-report``: the reaction benchmarks from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from llmbo.errors import InputError
+
+DEFAULT_BENCHMARKS = ("bh1", "bh2", "bh3", "bh4", "bh5")
+REPORT_MD = "reactions.md"
+REPORT_PNG = "reactions_convergence.png"
+
+
+def register(subparsers: Any) -> None:
+    """Add ``bench`` and ``bench-report`` to the ``llmbo`` parser."""
+    p = subparsers.add_parser(
+        "bench",
+        help="run the reaction benchmarks (resumable) and report top-5 %% coverage",
+        description=(
+            "Run the reaction benchmark protocol (10 below-median starts, N sequential "
+            "iterations) for every benchmark x method x seed not yet in "
+            "RESULTS_DIR/reactions.csv, then write reactions.md and "
+            "reactions_convergence.png there and print the table."
+        ),
+    )
+    p.add_argument("--benchmarks", default=None,
+                   help="comma-separated pools (bh1..bh5, suzuki) or 'all' (= bh1..bh5); "
+                        "default all")
+    p.add_argument("--methods", default="all",
+                   help="comma-separated methods or 'all'; see --list-methods")
+    p.add_argument("--seeds", default=None, help="seeds, e.g. '0-9' or '0,3,5-7'; default 0-9")
+    p.add_argument("--template", default="procedure", help="text template: procedure or names")
+    p.add_argument("--iterations", type=int, default=None, help="BO iterations (default 50)")
+    p.add_argument("--model", default="minilm",
+                   help="transformer of the LLM methods (default: the packaged MiniLM)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA if present)")
+    p.add_argument("--results-dir", default="benchmarks/results", type=Path,
+                   help="where reactions.csv and the report go (default benchmarks/results)")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="[METHOD:]KEY=VALUE",
+                   help="override a surrogate setting, e.g. deep_kernel.steps=50 or "
+                        "lora:encoder.pooling=cls; without METHOD: applies to every LLM method. "
+                        "Overridden runs are labelled method{key=value} in the results.")
+    p.add_argument("--quick", action="store_true",
+                   help="CI mode: bh1, seeds 0-1, 5 iterations (explicit options still win)")
+    p.add_argument("--no-report", action="store_true", help="do not write reactions.md / .png")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--list-methods", action="store_true", help="list the methods and exit")
+    p.set_defaults(func=_bench)
+
+    r = subparsers.add_parser(
+        "bench-report",
+        help="regenerate reactions.md and the convergence plot from the CSVs",
+        description="Rebuild RESULTS_DIR/reactions.md and reactions_convergence.png from "
+                    "reactions.csv and reactions_curves.csv, and print the table.",
+    )
+    r.add_argument("--results-dir", default="benchmarks/results", type=Path)
+    r.set_defaults(func=_report)
+
+
+# ------------------------------------------------------------------- parsing
+def parse_seeds(text: str) -> list[int]:
+    """``"0-9"`` -> 0..9; ``"0,3,5-7"`` -> [0, 3, 5, 6, 7] (order kept, duplicates dropped)."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
+        if match is None or (match[2] is not None and int(match[2]) < int(match[1])):
+            raise InputError(f"Bad seed list {text!r}: use e.g. '0-9' or '0,3,5-7'.")
+        lo = int(match[1])
+        seeds.extend(range(lo, int(match[2] or lo) + 1))
+    if not seeds:
+        raise InputError(f"Bad seed list {text!r}: need at least one seed.")
+    return list(dict.fromkeys(seeds))
+
+
+def _names(text: str, all_names: tuple[str, ...] | list[str], registry: Any) -> list[str]:
+    if text.strip().lower() == "all":
+        return list(all_names)
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if not names:
+        raise InputError(f"Empty list {text!r}.")
+    for n in names:
+        registry.get(n)  # raises InputError listing the choices
+    return list(dict.fromkeys(names))
+
+
+def _value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        low = text.lower()
+        if low in ("true", "false"):
+            return low == "true"
+        if low in ("none", "null"):
+            return None
+        return text
+
+
+def parse_settings(items: list[str], methods: list[str]) -> dict[str, dict[str, Any]]:
+    """``["deep_kernel.steps=5", "drfp:featurizer.n_bits=1024"]`` -> per-method overrides."""
+    from llmbo.benchmarks.methods import METHODS
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if "=" not in item:
+            raise InputError(f"--set needs KEY=VALUE, got {item!r}.")
+        key, raw = item.split("=", 1)
+        target, _, path = key.strip().rpartition(":")
+        if not path:
+            raise InputError(f"--set {item!r} names no setting.")
+        value = _value(raw.strip())
+        if target:
+            METHODS.get(target)
+            chosen = [target.lower()]
+        else:
+            chosen = [m for m in methods if METHODS.get(m).uses_model]
+        for m in chosen:
+            out.setdefault(m, {})[path] = value
+    return out
+
+
+# ------------------------------------------------------------------ commands
+def _bench(args: argparse.Namespace) -> int:
+    from llmbo.benchmarks.datasets import POOLS
+    from llmbo.benchmarks.methods import DEFAULT_METHODS, METHODS
+    from llmbo.benchmarks.protocol import ProtocolConfig
+    from llmbo.benchmarks.runner import QUICK, run_benchmarks
+
+    if args.list_methods:
+        for name in METHODS.names():
+            m = METHODS.get(name)
+            flag = "" if m.default else "  (variant; not in 'all')"
+            print(f"{name:18s} {m.description}{flag}")
+        return 0
+    benchmarks = args.benchmarks or (",".join(QUICK["benchmarks"]) if args.quick else "all")
+    seeds = args.seeds or ("0-1" if args.quick else "0-9")
+    iterations = args.iterations if args.iterations is not None else (
+        QUICK["iterations"] if args.quick else 50
+    )
+    pools = _names(benchmarks, DEFAULT_BENCHMARKS, POOLS)
+    methods = _names(args.methods, DEFAULT_METHODS, METHODS)
+    settings = parse_settings(args.settings, methods)
+    protocol = ProtocolConfig(iterations=iterations)
+    run_benchmarks(
+        pools,
+        methods,
+        parse_seeds(seeds),
+        template=args.template,
+        protocol=protocol,
+        model=args.model,
+        device=args.device,
+        results_dir=args.results_dir,
+        options=settings,
+        progress=not args.no_progress,
+    )
+    if args.no_report:
+        return 0
+    return _write_report(args.results_dir)
+
+
+def _report(args: argparse.Namespace) -> int:
+    if not (args.results_dir / "reactions.csv").exists():
+        raise InputError(f"No reactions.csv in {args.results_dir}; run 'llmbo bench' first.")
+    return _write_report(args.results_dir)
+
+
+def _write_report(results_dir: Path) -> int:
+    from llmbo.benchmarks.report import (
+        convergence_figure,
+        describe_runs,
+        load_curves,
+        load_results,
+        markdown_table,
+    )
+
+    results = load_results(results_dir)
+    table = markdown_table(results)
+    text = (
+        "# Reaction benchmarks: top-5 % coverage\n\n"
+        "Mean ± standard error over seeds of the share of the pool's top-5 % reactions "
+        "found (10 below-median starts, sequential BO; see DESIGN.md, 'Benchmark "
+        "protocol'). Generated by `llmbo bench-report` from `reactions.csv`.\n\n"
+        f"{table}\n{describe_runs(results)}"
+    )
+    (results_dir / REPORT_MD).write_text(text, encoding="utf-8")
+    curves = load_curves(results_dir)
+    if not curves.empty:
+        fig = convergence_figure(curves)
+        fig.savefig(results_dir / REPORT_PNG, dpi=120)
+    print(table, end="")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,196 @@
+"""``llmbo run``: a simulated campaign on a table whose target column is known.
+
+The benchmark use: every suggested candidate is "measured" by looking up its value in the
+table, so a whole campaign runs unattended and can be scored against the full pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from llmbo.cli._common import (
+    add_model_options,
+    add_space_options,
+    add_study_options,
+    build_space,
+    check_output_path,
+    format_value,
+    is_url,
+    non_negative_int,
+    positive_int,
+    short,
+    surrogate_spec,
+    write_csv_atomic,
+)
+from llmbo.errors import InputError
+
+DEFAULT_ITERATIONS = 20
+DEFAULT_N_INITIAL = 10
+
+
+def register(subparsers: Any) -> None:
+    """Add ``llmbo run`` to the ``llmbo`` parser."""
+    p = subparsers.add_parser(
+        "run",
+        help="simulated campaign on a table with a known target (benchmark use)",
+        description=(
+            "Run Bayesian optimisation on a pool whose values are already known: each "
+            "suggestion is 'measured' by looking up its target value. With --benchmark the "
+            f"campaign starts from {DEFAULT_N_INITIAL} random below-median candidates (the "
+            "benchmark protocol); with --table from --n-initial random rows."
+        ),
+        epilog=(
+            "examples:\n"
+            "  llmbo run --benchmark bh1 --iterations 10\n"
+            "  llmbo run --table runs.csv --template '{catalyst} in {solvent} at {temp} C' "
+            "--target yield --surrogate projection --output history.csv"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_space_options(p, target=True)
+    campaign = p.add_argument_group("campaign")
+    campaign.add_argument(
+        "--iterations", type=non_negative_int, default=DEFAULT_ITERATIONS, help=f"BO iterations (default {DEFAULT_ITERATIONS})"
+    )
+    campaign.add_argument("--batch-size", type=positive_int, default=1, help="candidates per iteration (default 1)")
+    campaign.add_argument(
+        "--n-initial",
+        type=non_negative_int,
+        default=DEFAULT_N_INITIAL,
+        help=f"random starting candidates (default {DEFAULT_N_INITIAL}; below-median ones for --benchmark)",
+    )
+    add_model_options(p, defaults=True)
+    out = p.add_argument_group("output")
+    add_study_options(out, required=False)
+    out.add_argument("--output", metavar="CSV", help="write the history (one row per trial) to this CSV")
+    out.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_command)
+
+
+def _initial_rows(values: np.ndarray, n: int, seed: int, *, benchmark: bool, maximize: bool) -> np.ndarray:
+    if benchmark:
+        from llmbo.benchmarks.protocol import initial_design
+
+        return initial_design(values, n, seed, maximize=maximize)
+    rng = np.random.default_rng(seed)
+    return rng.choice(len(values), size=n, replace=False).astype(np.int64)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from llmbo.benchmarks import metrics
+    from llmbo.optimizer import Optimizer, TableObjective
+    from llmbo.storage import get_storage
+
+    started = time.perf_counter()
+    # Everything that can be checked is checked before a study is created or a model loaded.
+    choice = build_space(args, need_target=True)
+    space = choice.space
+    assert choice.target is not None
+    objective = TableObjective(space, choice.target)
+    pool_values = pd.to_numeric(space.frame[choice.target]).to_numpy(dtype=np.float64)
+    maximize = not args.minimize
+    n, n_init, budget = len(space), args.n_initial, args.iterations * args.batch_size
+    if n_init > n:
+        raise InputError(f"--n-initial {n_init} is larger than the pool ({n} candidates); lower it.")
+    if args.batch_size > n - n_init:
+        raise InputError(
+            f"--batch-size {args.batch_size} is larger than the pool left after the initial design "
+            f"({n - n_init} of {n} candidates); lower --batch-size or --n-initial."
+        )
+    if n_init + budget > n:
+        raise InputError(
+            f"{n_init} initial + {args.iterations} iterations x {args.batch_size} = {n_init + budget} "
+            f"evaluations, but the pool has only {n} candidates; lower --iterations."
+        )
+    spec = surrogate_spec(args)
+    output = check_output_path(args.output, "--output") if args.output else None
+    start_rows = _initial_rows(pool_values, n_init, args.seed, benchmark=choice.pool is not None, maximize=maximize)
+
+    storage: Any = None
+    created = False
+    if args.study:
+        if not is_url(args.study):
+            check_output_path(args.study, "--study")
+        storage = get_storage(args.study)
+        created = args.study_name not in storage.study_names()
+    opt = Optimizer(
+        space,
+        spec,
+        acquisition=args.acquisition,
+        maximize=maximize,
+        seed=args.seed,
+        storage=storage,
+        study_name=args.study_name if args.study else None,
+        progress=not args.no_progress,
+    )
+    try:
+        # Load the model now: a bad model path fails here, before anything is measured.
+        opt.surrogate.prepare(space, progress=not args.no_progress)
+    except BaseException:
+        if created:
+            opt.storage.delete_study(args.study_name)
+        raise
+    load_seconds = time.perf_counter() - started
+
+    start_ids = [space.ids[i] for i in start_rows]
+    if start_ids:
+        opt.tell(start_ids, pool_values[start_rows].tolist())
+    history = opt.run(objective, args.iterations, batch_size=args.batch_size)
+    seconds = time.perf_counter() - started
+
+    if output is not None:
+        write_csv_atomic(history, output)
+    _summary(args, choice, opt, history, pool_values, n_init, seconds, load_seconds, metrics)
+    if output is not None:
+        print(f"history written to {output}")
+    if args.study:
+        print(f"study {args.study_name!r} kept in {args.study}")
+    return 0
+
+
+def _summary(
+    args: argparse.Namespace,
+    choice: Any,
+    opt: Any,
+    history: Any,
+    pool_values: np.ndarray,
+    n_init: int,
+    seconds: float,
+    load_seconds: float,
+    metrics: Any,
+) -> None:
+    space = choice.space
+    maximize = opt.maximize
+    done = history[history["state"] == "complete"]
+    values = done["value"].to_numpy(dtype=np.float64)
+    sign = 1.0 if maximize else -1.0
+    pool_best = float(pool_values.max() if maximize else pool_values.min())
+    best = opt.best(1)
+    best_value = float(best["value"].iloc[0])
+    rank = int(np.count_nonzero(sign * pool_values > sign * best_value)) + 1
+    found_at = metrics.iteration_of_max(sign * values, sign * pool_best, n_init, batch_size=args.batch_size)
+    coverage = metrics.top_fraction_coverage(sign * values, sign * pool_values, 0.05)
+    threshold = np.quantile(sign * pool_values, 0.95)
+    n_top = int(np.count_nonzero(sign * pool_values >= threshold))
+    hits = int(np.count_nonzero(sign * values >= threshold))
+    model = f" on {opt.spec.encoder.model}" if opt.spec and opt.surrogate_name not in ("random",) else ""
+    direction = "max" if maximize else "min"
+
+    print()
+    print(f"llmbo run: {choice.label}, {len(space)} candidates, target {choice.target!r} ({direction}imised)")
+    print(
+        f"  surrogate {opt.surrogate_name}{model}, acquisition {opt.acquisition.name}, seed {opt.seed}; "
+        f"{n_init} initial + {args.iterations} iterations x {args.batch_size} = {len(values)} evaluations"
+    )
+    print(f"best found    {format_value(best_value)}  (rank {rank} of {len(space)} in the pool)")
+    print(f"  id          {best.index[0]}")
+    print(f"  text        {short(best['text'].iloc[0], 110)}")
+    where = "never" if found_at is None else ("in the initial design" if found_at == 0 else f"at iteration {found_at}")
+    print(f"pool {direction}      {format_value(pool_best)}  (found {where})")
+    print(f"top-5% hits   {hits} of {n_top}  (coverage {100 * coverage:.1f} %)")
+    print(f"time          {seconds:.1f} s  (model and pool set-up {load_seconds:.1f} s)")
