@@ -104,8 +104,15 @@ def _analytic(model: Model, name: str, best_f: float, beta: float) -> Acquisitio
     return UpperConfidenceBound(model, beta=beta)
 
 
-def _mc(model: Model, name: str, best_f: float, beta: float, cfg: AcquisitionConfig, seed: int,
-        pending: Tensor | None) -> AcquisitionFunction:
+def _mc(
+    model: Model,
+    name: str,
+    best_f: float,
+    beta: float,
+    cfg: AcquisitionConfig,
+    seed: int,
+    pending: Tensor | None,
+) -> AcquisitionFunction:
     sampler = SobolQMCNormalSampler(sample_shape=torch.Size([cfg.mc_samples]), seed=seed)
     if name == "logei":
         return qLogExpectedImprovement(model, best_f=best_f, sampler=sampler, X_pending=pending)
@@ -182,8 +189,9 @@ def select_candidates(
     return torch.tensor(chosen, dtype=torch.long)
 
 
-def _thompson(model: Model, feats: Tensor, available: Tensor, q: int, X_pending: Tensor | None,
-              seed: int) -> Tensor:
+def _thompson(
+    model: Model, feats: Tensor, available: Tensor, q: int, X_pending: Tensor | None, seed: int
+) -> Tensor:
     """Thompson sampling: each pick maximises one posterior sample path over the pool."""
     if X_pending is not None:
         model = _believe(model, X_pending)

@@ -109,7 +109,9 @@ class Optimizer:
             raise InputError(f"min_observations must be >= 1, got {min_observations}.")
         self.space = space
         self.acquisition = (
-            acquisition if isinstance(acquisition, AcquisitionConfig) else AcquisitionConfig(name=acquisition)  # type: ignore[arg-type]
+            acquisition
+            if isinstance(acquisition, AcquisitionConfig)
+            else AcquisitionConfig(name=acquisition)  # type: ignore[arg-type]
         )
         self.maximize = bool(maximize)
         self.seed = int(seed)
@@ -178,17 +180,27 @@ class Optimizer:
         )
 
     @classmethod
-    def load(cls, storage: str | BaseStorage, study_name: str, *, progress: bool = True,
-             device: str | None = None) -> Optimizer:
+    def load(
+        cls,
+        storage: str | BaseStorage,
+        study_name: str,
+        *,
+        progress: bool = True,
+        device: str | None = None,
+    ) -> Optimizer:
         """Reopen a stored study with the space and settings it was created with."""
         store = get_storage(storage)
         study = store.load_study(study_name)
         if "records" not in study.space:
-            raise StudyError(f"Study {study_name!r} does not store its space; rebuild the Optimizer with the space.")
+            raise StudyError(
+                f"Study {study_name!r} does not store its space; rebuild the Optimizer with the space."
+            )
         space = CandidateSpace.from_dict(study.space)
         cfg = study.config
         if "instance" in cfg["surrogate"]:
-            raise StudyError(f"Study {study_name!r} used a custom surrogate object; pass it again to Optimizer().")
+            raise StudyError(
+                f"Study {study_name!r} used a custom surrogate object; pass it again to Optimizer()."
+            )
         spec = SurrogateSpec.from_dict(cfg["surrogate"])
         return cls(
             space,
@@ -218,7 +230,11 @@ class Optimizer:
     # ----------------------------------------------------------------- ask/tell
     def _observations(self) -> tuple[np.ndarray, np.ndarray]:
         trials = self.storage.trials(self.study.study_id, states=[TrialState.COMPLETE])
-        idx = self.space.index_of([t.candidate_id for t in trials]) if trials else np.empty(0, np.int64)
+        idx = (
+            self.space.index_of([t.candidate_id for t in trials])
+            if trials
+            else np.empty(0, np.int64)
+        )
         values = np.array([t.value for t in trials], dtype=np.float64)
         return idx, values
 
@@ -233,12 +249,16 @@ class Optimizer:
             except CandidateTakenError:  # another worker took one meanwhile: propose again
                 continue
             return chosen
-        raise StudyError("Could not reserve candidates after 5 attempts; too many concurrent workers?")
+        raise StudyError(
+            "Could not reserve candidates after 5 attempts; too many concurrent workers?"
+        )
 
     def _propose(self, n: int) -> list[str]:
         trials = self.storage.trials(self.study.study_id)
         taken = {t.candidate_id for t in trials if t.state.is_active()}
-        pending = [t.candidate_id for t in trials if t.state in (TrialState.PENDING, TrialState.RUNNING)]
+        pending = [
+            t.candidate_id for t in trials if t.state in (TrialState.PENDING, TrialState.RUNNING)
+        ]
         taken_mask = np.zeros(len(self.space), dtype=bool)
         if taken:
             taken_mask[self.space.index_of(sorted(taken))] = True
@@ -285,7 +305,11 @@ class Optimizer:
         try:
             return surrogate.fit(torch.from_numpy(idx), y)
         except FitError as exc:
-            logger.warning("Surrogate %r failed to fit (%s); choosing at random this time.", surrogate.name, exc)
+            logger.warning(
+                "Surrogate %r failed to fit (%s); choosing at random this time.",
+                surrogate.name,
+                exc,
+            )
             return None
 
     def tell(self, ids: str | Sequence[str], values: float | Sequence[float]) -> None:
@@ -302,7 +326,9 @@ class Optimizer:
         ids = [str(i) for i in ids]
         values = list(values)  # type: ignore[arg-type]
         if len(ids) != len(values):
-            raise InputError(f"Got {len(ids)} candidate ids but {len(values)} values; give one value per id.")
+            raise InputError(
+                f"Got {len(ids)} candidate ids but {len(values)} values; give one value per id."
+            )
         checked = finite_values(values)
         self.space.index_of(ids)  # unknown ids -> UnknownCandidateError before anything is written
         for cid, value in zip(ids, checked, strict=True):
@@ -313,7 +339,9 @@ class Optimizer:
         if isinstance(ids, str):
             ids = [ids]
         wanted = set(map(str, ids))
-        for t in self.storage.trials(self.study.study_id, states=[TrialState.PENDING, TrialState.RUNNING]):
+        for t in self.storage.trials(
+            self.study.study_id, states=[TrialState.PENDING, TrialState.RUNNING]
+        ):
             if t.candidate_id in wanted:
                 self.storage.fail(t.trial_id, error)
 
@@ -344,7 +372,9 @@ class Optimizer:
                     raw = objective(self.space.rows(ids))
                     values = finite_values(list(raw), "objective value")
                     if len(values) != len(ids):
-                        raise InputError(f"The objective returned {len(values)} values for {len(ids)} candidates.")
+                        raise InputError(
+                            f"The objective returned {len(values)} values for {len(ids)} candidates."
+                        )
                 except BaseException as exc:
                     self.fail(ids, f"objective raised {type(exc).__name__}: {exc}")
                     raise
@@ -378,7 +408,16 @@ class Optimizer:
             }
             for t in trials
         ]
-        columns = ["trial", "candidate_id", "text", "state", "value", "created_at", "completed_at", "error"]
+        columns = [
+            "trial",
+            "candidate_id",
+            "text",
+            "state",
+            "value",
+            "created_at",
+            "completed_at",
+            "error",
+        ]
         return pd.DataFrame(rows, columns=columns)
 
     @property

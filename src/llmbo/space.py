@@ -97,7 +97,9 @@ class CandidateSpace:
                     f"available columns: {list(map(str, frame.columns))}."
                 )
             if frame[id_column].isna().any():
-                raise SpaceError(f"id_column {id_column!r} has missing values; every row needs an id.")
+                raise SpaceError(
+                    f"id_column {id_column!r} has missing values; every row needs an id."
+                )
             ids = [str(v) for v in frame[id_column]]
         else:
             ids = [_stable_id(t) for t in texts]
@@ -159,7 +161,10 @@ class CandidateSpace:
             if len(values) == 0:
                 raise SpaceError(f"Parameter {key!r} has no values; give it at least one.")
         names = list(parameters)
-        rows = (dict(zip(names, combo, strict=True)) for combo in itertools.product(*parameters.values()))
+        rows = (
+            dict(zip(names, combo, strict=True))
+            for combo in itertools.product(*parameters.values())
+        )
         if constraint is not None:
             rows = (r for r in rows if constraint(r))
         frame = pd.DataFrame(list(rows), columns=names)
@@ -195,7 +200,9 @@ class CandidateSpace:
                     "specs (e.g. '{temp:.1f}') are only used on numeric columns."
                 ) from exc
         else:
-            raise SpaceError(f"template must be a string or a callable, got {type(template).__name__}.")
+            raise SpaceError(
+                f"template must be a string or a callable, got {type(template).__name__}."
+            )
         empty = [i for i, t in enumerate(texts) if not t.strip()]
         if empty:
             raise SpaceError(f"Template renders empty text for rows {empty[:5]}.")
@@ -270,7 +277,9 @@ class CandidateSpace:
         frame = pd.read_json(StringIO(data["records"]), orient="split", dtype=False)
         space = cls(frame, data["template"], id_column=data.get("id_column"), name=data.get("name"))
         if data.get("content_hash") and space.content_hash() != data["content_hash"]:
-            raise SpaceError("The stored space does not reproduce its own content hash; the study is damaged.")
+            raise SpaceError(
+                "The stored space does not reproduce its own content hash; the study is damaged."
+            )
         return space
 
 
@@ -293,7 +302,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
         else:
             frame = pd.read_csv(p)
     except pd.errors.EmptyDataError as exc:
-        raise SpaceError(f"Table file {str(p)!r} is empty: it needs a header row and data rows.") from exc
+        raise SpaceError(
+            f"Table file {str(p)!r} is empty: it needs a header row and data rows."
+        ) from exc
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         raise SpaceError(f"Could not read table {str(p)!r}: {exc}") from exc
     if len(frame) == 0:

@@ -139,8 +139,9 @@ def method_label(name: str, options: Mapping[str, Any] | None = None) -> str:
     """How a run is named in the results: ``"lora"`` or ``"lora{deep_kernel.steps=50}"``."""
     if not options:
         return name.lower()
-    parts = ",".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
-                     for k, v in sorted(options.items()))
+    parts = ",".join(
+        f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in sorted(options.items())
+    )
     return f"{name.lower()}{{{parts}}}"
 
 
@@ -187,12 +188,30 @@ _add(BenchmarkMethod("random", _random, description="random search"))
 _add(BenchmarkMethod("onehot", _onehot, description="GP (Matérn-5/2, ARD) on one-hot components"))
 _add(BenchmarkMethod("drfp", _drfp, description="GP (Tanimoto) on DRFP of the reaction SMILES"))
 _add(BenchmarkMethod("morgan", _morgan, description="GP (Tanimoto) on Morgan bits per component"))
-_add(BenchmarkMethod("static", _llm("static"), uses_model=True,
-                     description="GP (Matérn-5/2) on frozen mean-pooled embeddings"))
-_add(BenchmarkMethod("projection", _llm("projection"), uses_model=True,
-                     description="deep kernel: frozen transformer + trained projection"))
-_add(BenchmarkMethod("lora", _llm("lora"), uses_model=True,
-                     description="deep kernel: LoRA on the top layers + projection"))
+_add(
+    BenchmarkMethod(
+        "static",
+        _llm("static"),
+        uses_model=True,
+        description="GP (Matérn-5/2) on frozen mean-pooled embeddings",
+    )
+)
+_add(
+    BenchmarkMethod(
+        "projection",
+        _llm("projection"),
+        uses_model=True,
+        description="deep kernel: frozen transformer + trained projection",
+    )
+)
+_add(
+    BenchmarkMethod(
+        "lora",
+        _llm("lora"),
+        uses_model=True,
+        description="deep kernel: LoRA on the top layers + projection",
+    )
+)
 
 
 def register_variant(
@@ -223,10 +242,20 @@ def register_variant(
     return method
 
 
-register_variant("lora-soft", "lora", {"soft_tokens": 4},
-                 "LoRA deep kernel + 4 learnable soft tokens", default=True)
-register_variant("projection-soft", "projection", {"soft_tokens": 4},
-                 "projection deep kernel + 4 learnable soft tokens", default=True)
+register_variant(
+    "lora-soft",
+    "lora",
+    {"soft_tokens": 4},
+    "LoRA deep kernel + 4 learnable soft tokens",
+    default=True,
+)
+register_variant(
+    "projection-soft",
+    "projection",
+    {"soft_tokens": 4},
+    "projection deep kernel + 4 learnable soft tokens",
+    default=True,
+)
 
 #: ``--methods all``.
 DEFAULT_METHODS: tuple[str, ...] = tuple(default_methods())

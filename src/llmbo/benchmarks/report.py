@@ -34,8 +34,19 @@ __all__ = [
 BH_POOLS: tuple[str, ...] = ("bh1", "bh2", "bh3", "bh4", "bh5")
 MEAN_COLUMN = "mean bh1–bh5"
 
-_NUMERIC = ("seed", "iterations", "top5_coverage", "best_found", "pool_max", "seconds",
-            "iteration", "best_so_far", "n_evaluated", "n_initial", "batch_size")
+_NUMERIC = (
+    "seed",
+    "iterations",
+    "top5_coverage",
+    "best_found",
+    "pool_max",
+    "seconds",
+    "iteration",
+    "best_so_far",
+    "n_evaluated",
+    "n_initial",
+    "batch_size",
+)
 
 
 def _numeric(frame: pd.DataFrame) -> pd.DataFrame:
@@ -58,8 +69,20 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
     frame = _numeric(read_csv_rows(Path(results_dir) / RESULTS_FILE))
     if frame.empty:
         return frame
-    key = [c for c in ("benchmark", "method", "seed", "iterations", "template", "model",
-                       "n_initial", "batch_size") if c in frame.columns]
+    key = [
+        c
+        for c in (
+            "benchmark",
+            "method",
+            "seed",
+            "iterations",
+            "template",
+            "model",
+            "n_initial",
+            "batch_size",
+        )
+        if c in frame.columns
+    ]
     return frame.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
 
 
@@ -68,8 +91,11 @@ def load_curves(results_dir: str | Path) -> pd.DataFrame:
     frame = _numeric(read_csv_rows(Path(results_dir) / CURVES_FILE))
     if frame.empty:
         return frame
-    key = [c for c in ("benchmark", "method", "seed", "iterations", "template", "model",
-                       "iteration") if c in frame.columns]
+    key = [
+        c
+        for c in ("benchmark", "method", "seed", "iterations", "template", "model", "iteration")
+        if c in frame.columns
+    ]
     return frame.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
 
 
@@ -115,24 +141,34 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     seconds_mean``. The standard error is ``std(ddof=1) / sqrt(n)`` over seeds (NaN for
     one seed).
     """
-    columns = ["label", "method", "benchmark", "n", "coverage_mean", "coverage_sem",
-               "best_found_mean", "seconds_mean"]
+    columns = [
+        "label",
+        "method",
+        "benchmark",
+        "n",
+        "coverage_mean",
+        "coverage_sem",
+        "best_found_mean",
+        "seconds_mean",
+    ]
     if results.empty:
         return pd.DataFrame(columns=columns)
     frame = results.assign(label=_labels(results))
     rows = []
     for (label, bench), group in frame.groupby(["label", "benchmark"], sort=False):
         cov_mean, cov_sem = mean_and_sem(group["top5_coverage"].to_numpy(dtype=float))
-        rows.append({
-            "label": label,
-            "method": group["method"].iloc[0],
-            "benchmark": bench,
-            "n": len(group),
-            "coverage_mean": cov_mean,
-            "coverage_sem": cov_sem,
-            "best_found_mean": float(group["best_found"].mean()),
-            "seconds_mean": float(group["seconds"].mean()) if "seconds" in group else math.nan,
-        })
+        rows.append(
+            {
+                "label": label,
+                "method": group["method"].iloc[0],
+                "benchmark": bench,
+                "n": len(group),
+                "coverage_mean": cov_mean,
+                "coverage_sem": cov_sem,
+                "best_found_mean": float(group["best_found"].mean()),
+                "seconds_mean": float(group["seconds"].mean()) if "seconds" in group else math.nan,
+            }
+        )
     out = pd.DataFrame(rows, columns=columns)
     order = _method_order(out["label"].tolist(), out["method"].tolist())
     bench_order = _benchmark_order(out["benchmark"].tolist())
@@ -184,7 +220,8 @@ def markdown_table(results: pd.DataFrame) -> str:
             hit = summary[(summary["label"] == lab) & (summary["benchmark"] == bench)]
             cells.append(
                 _cell(hit["coverage_mean"].iloc[0], hit["coverage_sem"].iloc[0])
-                if len(hit) else "—"
+                if len(hit)
+                else "—"
             )
         if with_mean:
             combined = _mean_over_bh(summary, lab)
@@ -212,10 +249,15 @@ def describe_runs(results: pd.DataFrame) -> str:
     if results.empty:
         return ""
     out = []
-    for col, title in (("hardware", "Hardware"), ("device", "Devices"),
-                       ("torch_version", "torch"), ("llmbo_version", "llmbo"),
-                       ("git_commit", "Commits"), ("template", "Templates"),
-                       ("iterations", "Iterations")):
+    for col, title in (
+        ("hardware", "Hardware"),
+        ("device", "Devices"),
+        ("torch_version", "torch"),
+        ("llmbo_version", "llmbo"),
+        ("git_commit", "Commits"),
+        ("template", "Templates"),
+        ("iterations", "Iterations"),
+    ):
         if col in results.columns:
             values = sorted({str(v) for v in results[col] if str(v) not in ("", "nan")})
             if values:

@@ -96,7 +96,14 @@ CURVE_COLUMNS: tuple[str, ...] = (
 )
 #: A run is identified by these columns; a run already in the CSV is not repeated.
 RUN_KEY: tuple[str, ...] = (
-    "benchmark", "method", "seed", "iterations", "template", "model", "n_initial", "batch_size",
+    "benchmark",
+    "method",
+    "seed",
+    "iterations",
+    "template",
+    "model",
+    "n_initial",
+    "batch_size",
 )
 #: The ``--quick`` protocol (CI): one pool, two seeds, five iterations.
 QUICK: dict[str, Any] = {"benchmarks": ("bh1",), "seeds": (0, 1), "iterations": 5}
@@ -121,9 +128,7 @@ class RunResult:
 
     def curve_rows(self) -> list[dict[str, Any]]:
         base = {k: self.row[k] for k in CURVE_COLUMNS if k in self.row}
-        return [
-            {**base, "iteration": i, "best_so_far": float(v)} for i, v in enumerate(self.curve)
-        ]
+        return [{**base, "iteration": i, "best_so_far": float(v)} for i, v in enumerate(self.curve)]
 
 
 # ------------------------------------------------------------------ environment
@@ -147,11 +152,17 @@ def _git_commit() -> str:
     try:
         head = subprocess.run(
             ["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -205,7 +216,9 @@ def build_surrogate(
     from llmbo.surrogates.factory import make_surrogate
 
     pool_obj = _pool(pool) if isinstance(pool, str) else pool
-    made: SurrogateSpec | Surrogate = METHODS.get(method)(pool_obj, model, device, template, options)
+    made: SurrogateSpec | Surrogate = METHODS.get(method)(
+        pool_obj, model, device, template, options
+    )
     return made if isinstance(made, Surrogate) else make_surrogate(made)
 
 
@@ -374,7 +387,9 @@ class _CsvAppender:
             self.columns = existing
             extra = [c for c in columns if c not in existing]
             if extra:
-                logger.warning("%s lacks the newer column(s) %s; they are not written.", path, extra)
+                logger.warning(
+                    "%s lacks the newer column(s) %s; they are not written.", path, extra
+                )
 
     def _repair(self) -> None:
         """Cut a partial last line (a crash mid-write) so the next row starts cleanly."""
@@ -508,15 +523,26 @@ def run_benchmarks(
             if bar is not None:
                 bar.set_description(f"{pool} {method} seed {seed}")
             result = run_one(
-                pool, method, seed, template=template, protocol=protocol, model=model,
-                device=device, surrogate=surrogate, options=opts,
+                pool,
+                method,
+                seed,
+                template=template,
+                protocol=protocol,
+                model=model,
+                device=device,
+                surrogate=surrogate,
+                options=opts,
             )
             curves.append(result.curve_rows())  # curve first: a row means a complete run
             results.append([result.row])
             logger.info(
-                "%s %s seed %d: top-5%% coverage %.3f, best %.2f (%.1f s)", pool,
-                result.row["method"], seed, result.row["top5_coverage"],
-                result.row["best_found"], result.row["seconds"],
+                "%s %s seed %d: top-5%% coverage %.3f, best %.2f (%.1f s)",
+                pool,
+                result.row["method"],
+                seed,
+                result.row["top5_coverage"],
+                result.row["best_found"],
+                result.row["seconds"],
             )
             if on_result is not None:
                 on_result(result)

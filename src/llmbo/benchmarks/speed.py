@@ -34,9 +34,26 @@ from llmbo.surrogates import Surrogate, SurrogateSpec, make_surrogate
 from llmbo.surrogates.deep_kernel import DeepKernelConfig
 
 COLUMNS = [
-    "experiment", "surrogate", "device", "n_train", "pool_size", "sec_per_iter",
-    "reference_sec_per_iter", "speedup", "fit_sec", "score_sec", "peak_mem_mb", "prepare_sec",
-    "template", "model", "steps", "threads", "repeats", "cpu", "torch", "date",
+    "experiment",
+    "surrogate",
+    "device",
+    "n_train",
+    "pool_size",
+    "sec_per_iter",
+    "reference_sec_per_iter",
+    "speedup",
+    "fit_sec",
+    "score_sec",
+    "peak_mem_mb",
+    "prepare_sec",
+    "template",
+    "model",
+    "steps",
+    "threads",
+    "repeats",
+    "cpu",
+    "torch",
+    "date",
 ]
 
 
@@ -96,8 +113,13 @@ def _synchronizer() -> Callable[[], None]:
 
 
 def measure(
-    surrogate: Surrogate, space: CandidateSpace, values: np.ndarray, n_train: int, *,
-    repeats: int, seed: int = 0,
+    surrogate: Surrogate,
+    space: CandidateSpace,
+    values: np.ndarray,
+    n_train: int,
+    *,
+    repeats: int,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Median seconds per iteration over ``repeats`` (after preparing the surrogate)."""
     start = time.perf_counter()
@@ -128,10 +150,50 @@ def measure(
 def synthetic_space(size: int, seed: int = 0) -> tuple[CandidateSpace, np.ndarray]:
     """A pool of ``size`` short distinct texts with a smooth objective (for scaling runs)."""
     rng = np.random.default_rng(seed)
-    adjectives = ["red", "green", "blue", "hot", "cold", "fast", "slow", "big", "small", "old",
-                  "new", "dark", "light", "soft", "hard", "wet", "dry", "loud", "calm", "rich"]
-    nouns = ["cat", "dog", "fox", "owl", "bee", "eel", "yak", "emu", "ant", "bat", "cow", "pig",
-             "hen", "elk", "ram", "doe", "jay", "koi", "gnu", "asp"]
+    adjectives = [
+        "red",
+        "green",
+        "blue",
+        "hot",
+        "cold",
+        "fast",
+        "slow",
+        "big",
+        "small",
+        "old",
+        "new",
+        "dark",
+        "light",
+        "soft",
+        "hard",
+        "wet",
+        "dry",
+        "loud",
+        "calm",
+        "rich",
+    ]
+    nouns = [
+        "cat",
+        "dog",
+        "fox",
+        "owl",
+        "bee",
+        "eel",
+        "yak",
+        "emu",
+        "ant",
+        "bat",
+        "cow",
+        "pig",
+        "hen",
+        "elk",
+        "ram",
+        "doe",
+        "jay",
+        "koi",
+        "gnu",
+        "asp",
+    ]
     places = ["forest", "desert", "river", "city", "farm", "sea", "hill", "lake", "cave", "field"]
     n_rep = int(np.ceil(size / (len(adjectives) * len(nouns) * len(places))))
     rows = []
@@ -147,8 +209,11 @@ def synthetic_space(size: int, seed: int = 0) -> tuple[CandidateSpace, np.ndarra
             if len(rows) == size:
                 break
     frame = pd.DataFrame(rows)
-    values = (frame["a"].map({a: i for i, a in enumerate(adjectives)}).to_numpy() * 0.1
-              + (frame["n"] == "fox").to_numpy() * 2.0 + rng.normal(0, 0.1, len(frame)))
+    values = (
+        frame["a"].map({a: i for i, a in enumerate(adjectives)}).to_numpy() * 0.1
+        + (frame["n"] == "fox").to_numpy() * 2.0
+        + rng.normal(0, 0.1, len(frame))
+    )
     space = CandidateSpace(frame, "a {a} {n} near the {p}, batch {k}", name=f"synthetic-{size}")
     return space, values
 
@@ -195,10 +260,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-train", default="10,30,60")
     parser.add_argument("--steps", type=int, default=DeepKernelConfig().steps)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time the naive uncached lora iteration (slow)")
+    parser.add_argument(
+        "--reference",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the naive uncached lora iteration (slow)",
+    )
     parser.add_argument("--reference-n-train", default="60")
-    parser.add_argument("--pool-sizes", default="", help="synthetic scaling run, e.g. 1000,10000,100000")
+    parser.add_argument(
+        "--pool-sizes", default="", help="synthetic scaling run, e.g. 1000,10000,100000"
+    )
     parser.add_argument("--scaling-surrogates", default="projection,lora")
     parser.add_argument("--scaling-n-train", default="30")
     parser.add_argument("--threads", type=int, default=None)
@@ -211,9 +282,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     common = {
         "device": device.type if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "model": args.model, "steps": args.steps, "threads": torch.get_num_threads(),
-        "repeats": args.repeats, "torch": torch.__version__,
-        "cpu": _cpu_name(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": args.model,
+        "steps": args.steps,
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "torch": torch.__version__,
+        "cpu": _cpu_name(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     out = Path(args.output)
     n_trains = [int(n) for n in args.n_train.split(",") if n]
@@ -232,8 +307,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             surrogate = make_surrogate(_spec(name, encoder, args.steps))
             for n in n_trains:
                 res = measure(surrogate, space, values, n, repeats=args.repeats)
-                row = {**common, **res, "experiment": args.benchmark, "surrogate": name,
-                       "n_train": n, "pool_size": len(space), "template": args.template}
+                row = {
+                    **common,
+                    **res,
+                    "experiment": args.benchmark,
+                    "surrogate": name,
+                    "n_train": n,
+                    "pool_size": len(space),
+                    "template": args.template,
+                }
                 if name == "lora" and reference is not None and n in ref_n:
                     ref = measure(reference, space, values, n, repeats=1)
                     row["reference_sec_per_iter"] = ref["sec_per_iter"]
@@ -247,8 +329,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             surrogate = make_surrogate(_spec(name, encoder, args.steps))
             for n in [int(v) for v in args.scaling_n_train.split(",") if v]:
                 res = measure(surrogate, space, values, n, repeats=args.repeats)
-                row = {**common, **res, "experiment": "synthetic-pool", "surrogate": name,
-                       "n_train": n, "pool_size": size, "template": "synthetic"}
+                row = {
+                    **common,
+                    **res,
+                    "experiment": "synthetic-pool",
+                    "surrogate": name,
+                    "n_train": n,
+                    "pool_size": size,
+                    "template": "synthetic",
+                }
                 _append(out, [row])
                 print(_fmt(row), flush=True)
             del surrogate

@@ -51,7 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"llmbo {args.command}: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, InputError) else 1
     except KeyboardInterrupt:
-        print(f"llmbo {args.command}: interrupted; everything measured so far is saved.", file=sys.stderr)
+        print(
+            f"llmbo {args.command}: interrupted; everything measured so far is saved.",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -55,14 +55,18 @@ def add_space_options(parser: argparse.ArgumentParser, *, target: bool) -> None:
         metavar="NAME",
         help="a packaged reaction pool: bh1..bh5 or suzuki (target: yield)",
     )
-    group.add_argument("--table", metavar="FILE", help="CSV, TSV or Parquet file, one row per candidate")
+    group.add_argument(
+        "--table", metavar="FILE", help="CSV, TSV or Parquet file, one row per candidate"
+    )
     group.add_argument(
         "--template",
         help="text of each candidate: a format string over the table's columns, e.g. "
         "'{ligand} with {base} at {temp:.0f} C'; with --benchmark: procedure (default) or names",
     )
     if target:
-        group.add_argument("--target", metavar="COL", help="column holding the measured value (with --table)")
+        group.add_argument(
+            "--target", metavar="COL", help="column holding the measured value (with --table)"
+        )
     group.add_argument(
         "--id-column",
         metavar="COL",
@@ -92,17 +96,42 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         help="transformer: minilm (packaged default), a Hugging Face id or a local directory",
     )
     group.add_argument(
-        "--acquisition", default=d("logei"), choices=ACQUISITIONS, help="acquisition function (default logei)"
+        "--acquisition",
+        default=d("logei"),
+        choices=ACQUISITIONS,
+        help="acquisition function (default logei)",
     )
-    group.add_argument("--seed", type=int, default=d(0), help="seed of every random choice (default 0)")
     group.add_argument(
-        "--minimize", action="store_true", default=d(False), help="minimise the target (default: maximise)"
+        "--seed", type=int, default=d(0), help="seed of every random choice (default 0)"
     )
-    group.add_argument("--soft-tokens", type=non_negative_int, default=None, help="learnable soft tokens (default 0)")
     group.add_argument(
-        "--steps", type=positive_int, default=None, help="deep-kernel training steps per fit (default: the library's)"
+        "--minimize",
+        action="store_true",
+        default=d(False),
+        help="minimise the target (default: maximise)",
     )
-    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)")
+    group.add_argument(
+        "--soft-tokens",
+        type=non_negative_int,
+        default=None,
+        help="learnable soft tokens (default 0)",
+    )
+    group.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="deep-kernel training steps per fit (default: the library's)",
+    )
+    group.add_argument(
+        "--fingerprint-columns",
+        metavar="COLS",
+        default=None,
+        help="comma-separated table columns for the drfp (one reaction-SMILES column), morgan "
+        "(SMILES columns) and onehot surrogates; benchmark pools know their own",
+    )
+    group.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)"
+    )
 
 
 def add_study_options(parser: Any, *, required: bool) -> None:
@@ -113,7 +142,9 @@ def add_study_options(parser: Any, *, required: bool) -> None:
         required=required,
         help="SQLite file (or SQLAlchemy URL) that keeps the study between calls",
     )
-    parser.add_argument("--study-name", default="default", help="name of the study in that file (default: default)")
+    parser.add_argument(
+        "--study-name", default="default", help="name of the study in that file (default: default)"
+    )
 
 
 # ------------------------------------------------------------------------------ spaces
@@ -143,30 +174,38 @@ def build_space(args: argparse.Namespace, *, need_target: bool) -> SpaceChoice:
         from llmbo.benchmarks.datasets import load_pool
 
         if target is not None:
-            raise InputError("--target applies to --table only; a --benchmark's target is its yield.")
+            raise InputError(
+                "--target applies to --table only; a --benchmark's target is its yield."
+            )
         if args.id_column is not None:
-            raise InputError("--id-column applies to --table only; benchmark pools carry reaction ids.")
+            raise InputError(
+                "--id-column applies to --table only; benchmark pools carry reaction ids."
+            )
         pool = load_pool(benchmark)
         template = args.template or "procedure"
         space = pool.space(template)
         return SpaceChoice(space, pool.target, pool, f"{pool.name} ({template} template)")
     if not table:
-        raise InputError("Say which candidates to use: --benchmark NAME, or --table FILE --template '...'.")
+        raise InputError(
+            "Say which candidates to use: --benchmark NAME, or --table FILE --template '...'."
+        )
     if not args.template:
         raise InputError(
-            "--table needs --template, a format string over the table's columns, e.g. --template '{name} at {temp} C'."
+            "--table needs --template, a format string over the table's columns, "
+            "e.g. --template '{name} at {temp} C'."
         )
     if need_target and not target:
         raise InputError("--table needs --target COL: the column holding the measured value.")
     space = CandidateSpace.from_file(table, args.template, id_column=args.id_column)
     if target is not None and target not in space.frame.columns:
         raise InputError(
-            f"Target column {target!r} is not in {table}; available columns: {list(map(str, space.frame.columns))}."
+            f"Target column {target!r} is not in {table}; available columns: "
+            f"{list(map(str, space.frame.columns))}."
         )
     return SpaceChoice(space, target, None, f"{Path(table).name}")
 
 
-def surrogate_spec(args: argparse.Namespace) -> SurrogateSpec:
+def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -> SurrogateSpec:
     """A :class:`SurrogateSpec` from the model options (library defaults where not given)."""
     from llmbo.encoders.transformer import EncoderConfig
     from llmbo.surrogates.base import SURROGATES
@@ -180,7 +219,39 @@ def surrogate_spec(args: argparse.Namespace) -> SurrogateSpec:
         spec = replace(spec, deep_kernel=replace(spec.deep_kernel, steps=int(args.steps)))
     if args.soft_tokens is not None:
         spec = replace(spec, soft_tokens=int(args.soft_tokens))
+    featurizer = _featurizer_options(name.lower(), args.fingerprint_columns, pool)
+    if featurizer:
+        spec = replace(spec, featurizer=featurizer)
     return spec
+
+
+def _featurizer_options(
+    name: str, columns: str | None, pool: ReactionPool | None
+) -> dict[str, Any] | None:
+    if name not in ("drfp", "morgan", "onehot"):
+        if columns:
+            raise InputError(
+                f"--fingerprint-columns applies to the drfp, morgan and onehot surrogates, "
+                f"not {name!r}."
+            )
+        return None
+    if columns:
+        cols = [c.strip() for c in columns.split(",") if c.strip()]
+    elif pool is not None:
+        cols = ["rxn"] if name == "drfp" else list(pool.smiles_columns)
+    elif name == "onehot":
+        return None  # every text-like column of the table
+    else:
+        what = "the reaction-SMILES column" if name == "drfp" else "the SMILES columns"
+        raise InputError(f"--surrogate {name} on a table needs --fingerprint-columns: {what}.")
+    if name == "drfp":
+        if len(cols) != 1:
+            raise InputError(
+                f"--surrogate drfp reads one reaction-SMILES column; got --fingerprint-columns "
+                f"{columns!r}."
+            )
+        return {"column": cols[0]}
+    return {"columns": cols}
 
 
 # ----------------------------------------------------------------------------- output
@@ -195,7 +266,9 @@ def check_output_path(path: str, option: str) -> Path:
         raise InputError(f"{option} {path!r} is a directory; give a file name such as results.csv.")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
-        raise InputError(f"{option} {path!r}: folder {str(parent)!r} does not exist; create it first.")
+        raise InputError(
+            f"{option} {path!r}: folder {str(parent)!r} does not exist; create it first."
+        )
     if not os.access(parent, os.W_OK):
         raise InputError(f"{option} {path!r}: folder {str(parent)!r} is not writable.")
     return p
@@ -224,7 +297,9 @@ def format_value(value: float | None) -> str:
 
 def print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     """Print a small left-aligned table."""
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
+    widths = {
+        c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns
+    }
     print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
     for r in rows:
         print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip())

@@ -28,26 +28,52 @@ def register(subparsers: Any) -> None:
             "reactions_convergence.png there and print the table."
         ),
     )
-    p.add_argument("--benchmarks", default=None,
-                   help="comma-separated pools (bh1..bh5, suzuki) or 'all' (= bh1..bh5); "
-                        "default all")
-    p.add_argument("--methods", default="all",
-                   help="comma-separated methods or 'all'; see --list-methods")
+    p.add_argument(
+        "--benchmarks",
+        default=None,
+        help="comma-separated pools (bh1..bh5, suzuki) or 'all' (= bh1..bh5); default all",
+    )
+    p.add_argument(
+        "--methods", default="all", help="comma-separated methods or 'all'; see --list-methods"
+    )
     p.add_argument("--seeds", default=None, help="seeds, e.g. '0-9' or '0,3,5-7'; default 0-9")
     p.add_argument("--template", default="procedure", help="text template: procedure or names")
     p.add_argument("--iterations", type=int, default=None, help="BO iterations (default 50)")
-    p.add_argument("--model", default="minilm",
-                   help="transformer of the LLM methods (default: the packaged MiniLM)")
+    p.add_argument(
+        "--model",
+        default="minilm",
+        help="transformer of the LLM methods (default: the packaged MiniLM)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA if present)")
-    p.add_argument("--results-dir", default="benchmarks/results", type=Path,
-                   help="where reactions.csv and the report go (default benchmarks/results)")
-    p.add_argument("--set", dest="settings", action="append", default=[], metavar="[METHOD:]KEY=VALUE",
-                   help="override a surrogate setting, e.g. deep_kernel.steps=50 or "
-                        "lora:encoder.pooling=cls; without METHOD: applies to every LLM method. "
-                        "Overridden runs are labelled method{key=value} in the results.")
-    p.add_argument("--quick", action="store_true",
-                   help="CI mode: bh1, seeds 0-1, 5 iterations (explicit options still win)")
+    p.add_argument(
+        "--results-dir",
+        default="benchmarks/results",
+        type=Path,
+        help="where reactions.csv and the report go (default benchmarks/results)",
+    )
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="[METHOD:]KEY=VALUE",
+        help="override a surrogate setting, e.g. deep_kernel.steps=50 or "
+        "lora:encoder.pooling=cls; without METHOD: applies to every LLM method. "
+        "Overridden runs are labelled method{key=value} in the results.",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI mode: bh1, seeds 0-1, 5 iterations (explicit options still win)",
+    )
     p.add_argument("--no-report", action="store_true", help="do not write reactions.md / .png")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice); 1 is fastest for these "
+        "small GPs on a busy machine",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--list-methods", action="store_true", help="list the methods and exit")
     p.set_defaults(func=_bench)
@@ -56,7 +82,7 @@ def register(subparsers: Any) -> None:
         "bench-report",
         help="regenerate reactions.md and the convergence plot from the CSVs",
         description="Rebuild RESULTS_DIR/reactions.md and reactions_convergence.png from "
-                    "reactions.csv and reactions_curves.csv, and print the table.",
+        "reactions.csv and reactions_curves.csv, and print the table.",
     )
     r.add_argument("--results-dir", default="benchmarks/results", type=Path)
     r.set_defaults(func=_report)
@@ -138,10 +164,18 @@ def _bench(args: argparse.Namespace) -> int:
             flag = "" if m.default else "  (variant; not in 'all')"
             print(f"{name:18s} {m.description}{flag}")
         return 0
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {args.threads}.")
+        import torch
+
+        torch.set_num_threads(args.threads)
     benchmarks = args.benchmarks or (",".join(QUICK["benchmarks"]) if args.quick else "all")
     seeds = args.seeds or ("0-1" if args.quick else "0-9")
-    iterations = args.iterations if args.iterations is not None else (
-        QUICK["iterations"] if args.quick else 50
+    iterations = (
+        args.iterations
+        if args.iterations is not None
+        else (QUICK["iterations"] if args.quick else 50)
     )
     pools = _names(benchmarks, DEFAULT_BENCHMARKS, POOLS)
     methods = _names(args.methods, DEFAULT_METHODS, METHODS)

@@ -55,24 +55,34 @@ def register(subparsers: Any) -> None:
     add_space_options(p, target=True)
     campaign = p.add_argument_group("campaign")
     campaign.add_argument(
-        "--iterations", type=non_negative_int, default=DEFAULT_ITERATIONS, help=f"BO iterations (default {DEFAULT_ITERATIONS})"
+        "--iterations",
+        type=non_negative_int,
+        default=DEFAULT_ITERATIONS,
+        help=f"BO iterations (default {DEFAULT_ITERATIONS})",
     )
-    campaign.add_argument("--batch-size", type=positive_int, default=1, help="candidates per iteration (default 1)")
+    campaign.add_argument(
+        "--batch-size", type=positive_int, default=1, help="candidates per iteration (default 1)"
+    )
     campaign.add_argument(
         "--n-initial",
         type=non_negative_int,
         default=DEFAULT_N_INITIAL,
-        help=f"random starting candidates (default {DEFAULT_N_INITIAL}; below-median ones for --benchmark)",
+        help=f"random starting candidates (default {DEFAULT_N_INITIAL}; "
+        "below-median ones for --benchmark)",
     )
     add_model_options(p, defaults=True)
     out = p.add_argument_group("output")
     add_study_options(out, required=False)
-    out.add_argument("--output", metavar="CSV", help="write the history (one row per trial) to this CSV")
+    out.add_argument(
+        "--output", metavar="CSV", help="write the history (one row per trial) to this CSV"
+    )
     out.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_command)
 
 
-def _initial_rows(values: np.ndarray, n: int, seed: int, *, benchmark: bool, maximize: bool) -> np.ndarray:
+def _initial_rows(
+    values: np.ndarray, n: int, seed: int, *, benchmark: bool, maximize: bool
+) -> np.ndarray:
     if benchmark:
         from llmbo.benchmarks.protocol import initial_design
 
@@ -96,7 +106,9 @@ def run_command(args: argparse.Namespace) -> int:
     maximize = not args.minimize
     n, n_init, budget = len(space), args.n_initial, args.iterations * args.batch_size
     if n_init > n:
-        raise InputError(f"--n-initial {n_init} is larger than the pool ({n} candidates); lower it.")
+        raise InputError(
+            f"--n-initial {n_init} is larger than the pool ({n} candidates); lower it."
+        )
     if args.batch_size > n - n_init:
         raise InputError(
             f"--batch-size {args.batch_size} is larger than the pool left after the initial design "
@@ -104,12 +116,15 @@ def run_command(args: argparse.Namespace) -> int:
         )
     if n_init + budget > n:
         raise InputError(
-            f"{n_init} initial + {args.iterations} iterations x {args.batch_size} = {n_init + budget} "
-            f"evaluations, but the pool has only {n} candidates; lower --iterations."
+            f"{n_init} initial + {args.iterations} iterations x {args.batch_size} = "
+            f"{n_init + budget} evaluations, but the pool has only {n} candidates; "
+            "lower --iterations."
         )
-    spec = surrogate_spec(args)
+    spec = surrogate_spec(args, choice.pool)
     output = check_output_path(args.output, "--output") if args.output else None
-    start_rows = _initial_rows(pool_values, n_init, args.seed, benchmark=choice.pool is not None, maximize=maximize)
+    start_rows = _initial_rows(
+        pool_values, n_init, args.seed, benchmark=choice.pool is not None, maximize=maximize
+    )
 
     storage: Any = None
     created = False
@@ -173,24 +188,38 @@ def _summary(
     best = opt.best(1)
     best_value = float(best["value"].iloc[0])
     rank = int(np.count_nonzero(sign * pool_values > sign * best_value)) + 1
-    found_at = metrics.iteration_of_max(sign * values, sign * pool_best, n_init, batch_size=args.batch_size)
+    found_at = metrics.iteration_of_max(
+        sign * values, sign * pool_best, n_init, batch_size=args.batch_size
+    )
     coverage = metrics.top_fraction_coverage(sign * values, sign * pool_values, 0.05)
     threshold = np.quantile(sign * pool_values, 0.95)
     n_top = int(np.count_nonzero(sign * pool_values >= threshold))
     hits = int(np.count_nonzero(sign * values >= threshold))
-    model = f" on {opt.spec.encoder.model}" if opt.spec and opt.surrogate_name not in ("random",) else ""
+    model = (
+        f" on {opt.spec.encoder.model}"
+        if opt.spec and opt.surrogate_name not in ("random",)
+        else ""
+    )
     direction = "max" if maximize else "min"
 
     print()
-    print(f"llmbo run: {choice.label}, {len(space)} candidates, target {choice.target!r} ({direction}imised)")
     print(
-        f"  surrogate {opt.surrogate_name}{model}, acquisition {opt.acquisition.name}, seed {opt.seed}; "
-        f"{n_init} initial + {args.iterations} iterations x {args.batch_size} = {len(values)} evaluations"
+        f"llmbo run: {choice.label}, {len(space)} candidates, "
+        f"target {choice.target!r} ({direction}imised)"
+    )
+    print(
+        f"  surrogate {opt.surrogate_name}{model}, acquisition {opt.acquisition.name}, "
+        f"seed {opt.seed}; {n_init} initial + {args.iterations} iterations x "
+        f"{args.batch_size} = {len(values)} evaluations"
     )
     print(f"best found    {format_value(best_value)}  (rank {rank} of {len(space)} in the pool)")
     print(f"  id          {best.index[0]}")
     print(f"  text        {short(best['text'].iloc[0], 110)}")
-    where = "never" if found_at is None else ("in the initial design" if found_at == 0 else f"at iteration {found_at}")
+    where = (
+        "never"
+        if found_at is None
+        else ("in the initial design" if found_at == 0 else f"at iteration {found_at}")
+    )
     print(f"pool {direction}      {format_value(pool_best)}  (found {where})")
     print(f"top-5% hits   {hits} of {n_top}  (coverage {100 * coverage:.1f} %)")
     print(f"time          {seconds:.1f} s  (model and pool set-up {load_seconds:.1f} s)")

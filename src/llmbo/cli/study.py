@@ -1,0 +1,435 @@
+"""``llmbo suggest`` / ``observe`` / ``status``: real campaigns, one call per step.
+
+The study (candidates, settings, every suggestion and measurement) lives in a SQLite file
+(or any SQLAlchemy URL) between calls. The first ``suggest`` creates it; later calls reopen
+it with :meth:`llmbo.optimizer.Optimizer.load`, so a campaign run as many separate calls
+suggests exactly what one process would.
+
+A call that fails leaves the study as it was: ``suggest`` removes a study it had just
+created, and ``observe`` checks the whole results file before recording anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmbo.cli._common import (
+    add_model_options,
+    add_space_options,
+    add_study_options,
+    build_space,
+    check_output_path,
+    format_value,
+    is_url,
+    positive_int,
+    print_rows,
+    short,
+    space_given,
+    surrogate_spec,
+    write_csv_atomic,
+)
+from llmbo.errors import InputError
+
+if TYPE_CHECKING:
+    from llmbo.optimizer import Optimizer
+    from llmbo.storage import BaseStorage, StudyRecord
+
+MAX_LISTED = 10
+
+
+def register(subparsers: Any) -> None:
+    """Add ``suggest``, ``observe`` and ``status`` to the ``llmbo`` parser."""
+    s = subparsers.add_parser(
+        "suggest",
+        help="suggest the next candidates to measure (creates the study on first use)",
+        description=(
+            "Suggest the next candidates of a campaign kept in a study file. The first call "
+            "creates the study from --benchmark or --table/--template and the model options; "
+            "later calls reopen it (its settings are fixed at creation)."
+        ),
+        epilog=(
+            "example:\n"
+            "  llmbo suggest --study camp.db --table grid.csv \\\n"
+            "      --template '{ligand} with {base}' -n 4 --out next.csv\n"
+            "  (measure them, add a 'value' column)\n"
+            "  llmbo observe --study camp.db --results next.csv\n"
+            "  llmbo suggest --study camp.db -n 4 --out next.csv"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_study_options(s, required=True)
+    s.add_argument(
+        "-n", "--n-suggestions", dest="n", type=positive_int, default=1, help="how many (default 1)"
+    )
+    s.add_argument(
+        "--out",
+        metavar="CSV",
+        help="write the suggestions (candidate_id, text, table columns) here",
+    )
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_space_options(s, target=False)
+    add_model_options(s, defaults=False)
+    s.set_defaults(func=suggest_command)
+
+    o = subparsers.add_parser(
+        "observe",
+        help="record measured values from a CSV (all rows checked before any is stored)",
+        description=(
+            "Record measurements: read candidate ids and values from a CSV and store them in "
+            "the study. The whole file is checked first (missing columns, unknown or repeated "
+            "ids, values that are empty, NaN, infinite or not numbers, values that contradict "
+            "earlier ones); if anything is wrong, nothing is recorded."
+        ),
+    )
+    add_study_options(o, required=True)
+    o.add_argument(
+        "--results", metavar="CSV", required=True, help="CSV with one row per measured candidate"
+    )
+    o.add_argument(
+        "--id-col", default="candidate_id", help="column of candidate ids (default candidate_id)"
+    )
+    o.add_argument("--value-col", default="value", help="column of measured values (default value)")
+    o.set_defaults(func=observe_command)
+
+    t = subparsers.add_parser(
+        "status", help="counts per trial state and the best candidates so far"
+    )
+    add_study_options(t, required=True)
+    t.add_argument(
+        "--top", type=positive_int, default=5, help="how many best rows to show (default 5)"
+    )
+    t.set_defaults(func=status_command)
+
+
+# ------------------------------------------------------------------------------ opening
+def _open_storage(location: str, *, must_exist: bool) -> tuple[BaseStorage, bool]:
+    """Open the study file; returns the storage and whether this call created the file."""
+    from llmbo.storage import get_storage
+
+    if is_url(location):
+        return get_storage(location), False
+    path = Path(location)
+    if path.is_dir():
+        raise InputError(
+            f"--study {location!r} is a directory; give a file name such as campaign.db."
+        )
+    if not path.exists():
+        if must_exist:
+            raise InputError(
+                f"Study file {location!r} does not exist. Start the campaign with "
+                f"`llmbo suggest --study {location} --table FILE --template '...'` "
+                "(or --benchmark NAME) first."
+            )
+        check_output_path(location, "--study")
+        return get_storage(location), True
+    return get_storage(location), False
+
+
+def _discard_file(location: str) -> None:
+    """Remove a study file this call created (and SQLite's side files)."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        p = Path(location + suffix)
+        if p.exists():
+            p.unlink()
+
+
+def _load(store: BaseStorage, args: argparse.Namespace, *, progress: bool) -> Optimizer:
+    from llmbo.optimizer import Optimizer
+
+    names = store.study_names()
+    if args.study_name not in names:
+        listed = ", ".join(repr(n) for n in names) if names else "none"
+        raise InputError(
+            f"No study named {args.study_name!r} in {args.study} (studies there: {listed}). "
+            "Pick one with --study-name, or create it with `llmbo suggest`."
+        )
+    return Optimizer.load(
+        store, args.study_name, progress=progress, device=getattr(args, "device", None)
+    )
+
+
+def _check_reopen_options(args: argparse.Namespace, study: StudyRecord) -> None:
+    """Settings are fixed when a study is created; refuse options that contradict them."""
+    surrogate = study.config.get("surrogate", {})
+    stored: dict[str, tuple[Any, Any]] = {
+        "--seed": (args.seed, study.seed),
+        "--minimize": (args.minimize, study.direction == "minimize"),
+        "--acquisition": (args.acquisition, study.config.get("acquisition", {}).get("name")),
+        "--surrogate": (args.surrogate, surrogate.get("name")),
+        "--model": (args.model, surrogate.get("encoder", {}).get("model")),
+        "--steps": (args.steps, surrogate.get("deep_kernel", {}).get("steps")),
+        "--soft-tokens": (args.soft_tokens, surrogate.get("soft_tokens")),
+    }
+    if args.fingerprint_columns is not None:
+        raise InputError(
+            "--fingerprint-columns only applies when a study is created; drop it to continue "
+            f"study {study.name!r}."
+        )
+    for option, (given, had) in stored.items():
+        if given is not None and given != had:
+            raise InputError(
+                f"Study {study.name!r} in {args.study} was created with {option} {had}; got "
+                f"{option} {given}. A study keeps the settings it was created with: drop the "
+                "option, or start a new study with another --study-name or file."
+            )
+
+
+# ------------------------------------------------------------------------------ suggest
+def suggest_command(args: argparse.Namespace) -> int:
+    from llmbo.optimizer import Optimizer
+
+    progress = not args.no_progress
+    out = check_output_path(args.out, "--out") if args.out else None
+    store, new_file = _open_storage(args.study, must_exist=False)
+    created = args.study_name not in store.study_names()
+    try:
+        if created:
+            if not space_given(args):
+                raise InputError(
+                    f"Study {args.study_name!r} does not exist in {args.study} yet; the first "
+                    "`llmbo suggest` needs the candidates: --table FILE --template '...' (or "
+                    "--benchmark NAME), and optionally the model options."
+                )
+            choice = build_space(args, need_target=False)
+            opt = Optimizer(
+                choice.space,
+                surrogate_spec(args, choice.pool),
+                acquisition=args.acquisition or "logei",
+                maximize=not args.minimize,
+                seed=args.seed if args.seed is not None else 0,
+                storage=store,
+                study_name=args.study_name,
+                progress=progress,
+            )
+        else:
+            _check_reopen_options(args, store.load_study(args.study_name))
+            opt = _load(store, args, progress=progress)
+            if space_given(args):
+                given = build_space(args, need_target=False).space
+                if given.content_hash() != opt.space.content_hash():
+                    raise InputError(
+                        f"Study {args.study_name!r} in {args.study} was created for other "
+                        "candidates than the given --table/--template (or --benchmark); leave "
+                        "them out to continue it, or use another --study-name."
+                    )
+        # Build and prepare the surrogate before asking: a bad model fails here, and the
+        # surrogate's own set-up never touches the seeded random stream of the suggestion.
+        opt.surrogate.prepare(opt.space, progress=progress)
+        ids = opt.ask(args.n)
+    except BaseException:
+        if created and args.study_name in store.study_names():
+            store.delete_study(args.study_name)
+        if new_file and not store.study_names():
+            _discard_file(args.study)
+        raise
+
+    rows = opt.space.rows(ids).reset_index()
+    if out is not None:
+        try:
+            write_csv_atomic(rows, out)
+        except OSError as exc:
+            opt.fail(ids, f"could not write the suggestions to {out}: {exc}")
+            raise InputError(
+                f"Could not write --out {str(out)!r}: {exc}; nothing was suggested."
+            ) from exc
+
+    history = opt.history
+    pending = int(history["state"].isin(["pending", "running"]).sum())
+    verb = "created" if created else "continued"
+    print(
+        f"study {args.study_name!r} {verb} in {args.study}: {len(opt.space)} candidates, "
+        f"{int((history['state'] == 'complete').sum())} measured, {pending} pending"
+    )
+    print(f"{len(ids)} suggestion(s):")
+    print_rows(
+        [
+            {"candidate_id": cid, "text": short(text, 90)}
+            for cid, text in zip(rows["candidate_id"], rows["text"], strict=True)
+        ],
+        ["candidate_id", "text"],
+    )
+    if out is not None:
+        print(
+            f"written to {out}; measure them, add a 'value' column and run "
+            f"`llmbo observe --study {args.study} --results {out}`"
+        )
+    return 0
+
+
+# ------------------------------------------------------------------------------ observe
+def _read_results(
+    path: str, id_col: str, value_col: str, opt: Optimizer
+) -> tuple[list[str], list[float]]:
+    """Read and check the whole results file; one :class:`InputError` lists every problem."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"Results file {path!r} does not exist.")
+    if p.is_dir():
+        raise InputError(f"--results {path!r} is a directory; give the CSV file.")
+    try:
+        sep = "\t" if p.suffix.lower() in (".tsv", ".tab") else ","
+        frame = pd.read_csv(p, dtype=str, keep_default_na=False, sep=sep)
+    except pd.errors.EmptyDataError:
+        raise InputError(
+            f"Results file {path!r} is empty; it needs a header ({id_col},{value_col}) and "
+            "one row per measurement."
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise InputError(f"Could not read results file {path!r}: {exc}") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in (id_col, value_col) if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"Results file {path!r} has no column(s) {missing}; it has {list(frame.columns)}. "
+            "Add them, or name the columns to use with --id-col and --value-col. "
+            "Nothing was recorded."
+        )
+    if len(frame) == 0:
+        raise InputError(f"Results file {path!r} has a header but no rows; nothing was recorded.")
+
+    problems: list[str] = []
+
+    def problem(kind: str, lines: list[str]) -> None:
+        if lines:
+            more = f" (and {len(lines) - MAX_LISTED} more)" if len(lines) > MAX_LISTED else ""
+            problems.append(f"{kind}: {'; '.join(lines[:MAX_LISTED])}{more}")
+
+    ids = [s.strip() for s in frame[id_col].astype(str)]
+    raw = [s.strip() for s in frame[value_col].astype(str)]
+    values: list[float] = []
+    empty_ids, unknown, bad_values, not_finite = [], [], [], []
+    for k, (cid, text) in enumerate(zip(ids, raw, strict=True)):
+        line = k + 2  # the header is line 1
+        if not cid:
+            empty_ids.append(f"line {line}")
+        elif cid not in opt.space:
+            unknown.append(f"line {line} {cid!r}")
+        try:
+            value = float(text)
+        except ValueError:
+            bad_values.append(f"line {line} {text!r}" if text else f"line {line} (empty)")
+            value = math.nan
+        else:
+            if not math.isfinite(value):
+                not_finite.append(f"line {line} {text!r}")
+        values.append(value)
+    seen: dict[str, int] = {}
+    repeated = []
+    for k, cid in enumerate(ids):
+        if cid and cid in seen:
+            repeated.append(f"{cid!r} on lines {seen[cid] + 2} and {k + 2}")
+        seen.setdefault(cid, k)
+    problem("missing candidate ids", empty_ids)
+    problem("ids not in the study's candidates", unknown)
+    problem("ids listed more than once (give one value per candidate)", repeated)
+    problem("values that are not numbers", bad_values)
+    problem(
+        "values that are NaN or infinite (report failed experiments with a finite value)",
+        not_finite,
+    )
+
+    if not problems:
+        from llmbo.storage import TrialState
+
+        done = {
+            t.candidate_id: t.value
+            for t in opt.storage.trials(opt.study.study_id, states=[TrialState.COMPLETE])
+        }
+        conflicts = [
+            f"{cid!r} has {done[cid]!r}, file says {v!r}"
+            for cid, v in zip(ids, values, strict=True)
+            if cid in done and done[cid] != v
+        ]
+        problem("candidates already measured with a different value", conflicts)
+    if problems:
+        raise InputError(
+            f"Results file {path!r} was not recorded (nothing was stored): "
+            + " | ".join(problems)
+            + ". Fix the file and run observe again."
+        )
+    return ids, values
+
+
+def observe_command(args: argparse.Namespace) -> int:
+    from llmbo.storage import TrialState
+
+    store, _ = _open_storage(args.study, must_exist=True)
+    opt = _load(store, args, progress=False)
+    ids, values = _read_results(args.results, args.id_col, args.value_col, opt)
+    trials = store.trials(opt.study.study_id)
+    pending = {
+        t.candidate_id for t in trials if t.state in (TrialState.PENDING, TrialState.RUNNING)
+    }
+    already = {t.candidate_id for t in trials if t.state is TrialState.COMPLETE}
+    opt.tell(ids, values)
+
+    n_pending = sum(cid in pending for cid in ids)
+    n_again = sum(cid in already for cid in ids)
+    n_new = len(ids) - n_pending - n_again
+    parts = [f"{n_pending} suggested"]
+    if n_new:
+        parts.append(f"{n_new} not suggested by llmbo")
+    if n_again:
+        parts.append(f"{n_again} already recorded (same value, unchanged)")
+    history = opt.history
+    left = int(history["state"].isin(["pending", "running"]).sum())
+    print(f"recorded {len(ids)} value(s) in study {args.study_name!r}: {', '.join(parts)}")
+    print(
+        f"{int((history['state'] == 'complete').sum())} measured, {left} suggestion(s) "
+        f"still pending; best so far {format_value(opt.best_value)}"
+    )
+    return 0
+
+
+# ------------------------------------------------------------------------------- status
+def status_command(args: argparse.Namespace) -> int:
+    store, _ = _open_storage(args.study, must_exist=True)
+    opt = _load(store, args, progress=False)
+    history = opt.history
+    counts = history["state"].value_counts()
+    spec = opt.spec
+    model = f" on {spec.encoder.model}" if spec is not None and spec.name != "random" else ""
+    direction = "maximise" if opt.maximize else "minimise"
+    print(
+        f"study {args.study_name!r} in {args.study}: {opt.space.name or 'table'}, "
+        f"{len(opt.space)} candidates; surrogate {opt.surrogate_name}{model}, "
+        f"acquisition {opt.acquisition.name}, seed {opt.seed}, {direction}"
+    )
+    taken = int(history.loc[history["state"] != "failed", "candidate_id"].nunique())
+    print(
+        "trials: "
+        + ", ".join(
+            f"{int(counts.get(state, 0))} {state}"
+            for state in ("complete", "pending", "running", "failed")
+        )
+        + f"; {len(opt.space) - taken} candidates never tried"
+    )
+    waiting = history.loc[history["state"].isin(["pending", "running"]), "candidate_id"].tolist()
+    if waiting:
+        shown = ", ".join(waiting[:MAX_LISTED]) + (" ..." if len(waiting) > MAX_LISTED else "")
+        print(f"awaiting results: {shown}")
+    best = opt.best(args.top)
+    if len(best) == 0:
+        print("no measurements yet")
+        return 0
+    print(f"best {len(best)}:")
+    print_rows(
+        [
+            {
+                "rank": r + 1,
+                "value": format_value(float(v)),
+                "candidate_id": cid,
+                "text": short(text, 80),
+            }
+            for r, (cid, v, text) in enumerate(
+                zip(best.index, best["value"], best["text"], strict=True)
+            )
+        ],
+        ["rank", "value", "candidate_id", "text"],
+    )
+    return 0
