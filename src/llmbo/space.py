@@ -127,6 +127,7 @@ class CandidateSpace:
         self.texts: list[str] = texts
         self.ids: list[str] = ids
         self._position = {cid: i for i, cid in enumerate(ids)}
+        self._hash: str | None = None
 
     # ----------------------------------------------------------------- constructors
     @classmethod
@@ -248,13 +249,16 @@ class CandidateSpace:
 
     def content_hash(self) -> str:
         """A digest of ids and texts, used to check a reopened study has the same space."""
+        if self._hash is not None:
+            return self._hash
         h = hashlib.sha1()
         for cid, text in zip(self.ids, self.texts, strict=True):
             h.update(cid.encode())
             h.update(b"\0")
             h.update(text.encode())
             h.update(b"\1")
-        return h.hexdigest()
+        self._hash = h.hexdigest()
+        return self._hash
 
     # -------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:

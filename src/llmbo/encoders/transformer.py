@@ -324,13 +324,18 @@ class TextEncoder(nn.Module):
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token or tok.unk_token
         tok.padding_side = "right"
+        max_length = self.config.max_length
+        positions = getattr(self.hf_config, "max_position_embeddings", None)
+        if isinstance(positions, int) and positions > 0:
+            # Leave room for soft tokens and BERT-style position offsets.
+            max_length = min(max_length, positions - self.n_soft - 2)
         segments = self.config.pooling == "segments"
         if segments and not getattr(tok, "is_fast", False):
             raise InputError("pooling='segments' needs a fast (Rust) tokenizer for offsets.")
         enc = tok(
             list(texts),
             truncation=True,
-            max_length=self.config.max_length,
+            max_length=max_length,
             padding="longest",
             return_tensors="pt",
             return_offsets_mapping=segments,
@@ -341,13 +346,10 @@ class TextEncoder(nn.Module):
         self._lengths = self._attention.sum(dim=1)
         if segments:
             self._segments = self._segment_ids(texts, enc)
-        n_truncated = int((self._lengths >= self.config.max_length).sum())
+        n_truncated = int((self._lengths >= max_length).sum())
         if n_truncated:
             logger.warning(
-                "%d of %d texts were truncated to max_length=%d tokens.",
-                n_truncated,
-                len(texts),
-                self.config.max_length,
+                "%d of %d texts were truncated to %d tokens.", n_truncated, len(texts), max_length
             )
 
     def _segment_ids(self, texts: Sequence[str], enc: Any) -> Tensor:

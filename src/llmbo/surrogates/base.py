@@ -55,6 +55,9 @@ class Surrogate(ABC):
         self._prepare(space, progress=progress)
         self._prepared_for = key
 
+    def reset(self) -> None:  # noqa: B027
+        """Forget fitted state kept between fits (warm starts); prepared caches stay."""
+
     def _prepare(self, space: CandidateSpace, *, progress: bool) -> None:  # noqa: B027
         """Hook for subclasses; the default does nothing."""
 

@@ -113,6 +113,11 @@ class DeepKernelGP(Surrogate):
         self._head: _FeatureHead | None = None
         self._gp_state: dict[str, Tensor] | None = None
 
+    def reset(self) -> None:
+        """Drop the warm-start state (projection head, GP hyperparameters)."""
+        self._head = None
+        self._gp_state = None
+
     def _prepare(self, space: CandidateSpace, *, progress: bool) -> None:
         self.encoder.prepare(space.texts, progress=progress)
         if self.side_featurizer is not None:
