@@ -164,7 +164,7 @@ def _random(pool: ReactionPool, model: str, device: str | None, template: str) -
 
 def _onehot(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
     # The component columns only: the reaction SMILES is unique per row (identity only).
-    return _spec(name="onehot", featurizer={"columns": _components(pool)}, kernel="matern")
+    return _spec(name="onehot", featurizer={"columns": _components(pool)}, kernel="matern-ard")
 
 
 def _drfp(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
@@ -259,3 +259,49 @@ register_variant(
 
 #: ``--methods all``.
 DEFAULT_METHODS: tuple[str, ...] = tuple(default_methods())
+
+
+# ------------------------------------------------------------ segment pooling
+#: The separator between component parts in each pool template.
+TEMPLATE_SEPARATORS = {"procedure": "\n", "names": "; "}
+
+
+def _llm_segments(surrogate: str, **extra: Any) -> SpecBuilder:
+    """LLM method with one mean-pooled vector per reaction component (segment pooling)."""
+
+    def build(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
+        from llmbo.encoders.transformer import EncoderConfig
+
+        separator = TEMPLATE_SEPARATORS.get(template)
+        if separator is None:
+            raise InputError(
+                f"No component separator is known for template {template!r}; "
+                f"segment pooling supports {sorted(TEMPLATE_SEPARATORS)}."
+            )
+        encoder = EncoderConfig(
+            model=model, device=device, pooling="segments", segment_separator=separator
+        )
+        return _spec(name=surrogate, encoder=encoder, **extra)
+
+    return build
+
+
+for _base, _label in (("static", "frozen"), ("projection", "projection"), ("lora", "LoRA")):
+    _add(
+        BenchmarkMethod(
+            f"{_base}-seg",
+            _llm_segments(_base),
+            uses_model=True,
+            default=False,
+            description=f"{_label} deep kernel with one pooled vector per reaction component",
+        )
+    )
+_add(
+    BenchmarkMethod(
+        "hybrid-seg",
+        _llm_segments("projection", side_features="drfp", side_featurizer={"column": "rxn"}),
+        uses_model=True,
+        default=False,
+        description="projection-seg deep kernel + Tanimoto kernel on DRFP (sum of kernels)",
+    )
+)

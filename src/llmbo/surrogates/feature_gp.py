@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import math
+
 import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
@@ -11,7 +13,8 @@ from botorch.models.transforms.input import Normalize
 from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from gpytorch.constraints import GreaterThan
-from gpytorch.kernels import Kernel, ScaleKernel
+from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
+from gpytorch.priors import LogNormalPrior
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
@@ -23,7 +26,7 @@ from llmbo.surrogates.numerics import robust_cholesky
 
 __all__ = ["FeatureGP"]
 
-KernelName = Literal["matern", "tanimoto"]
+KernelName = Literal["matern", "matern-ard", "tanimoto"]
 
 
 class FeatureGP(Surrogate):
@@ -31,9 +34,11 @@ class FeatureGP(Surrogate):
 
     Args:
         featurizer: Computes the ``N x d`` features of the pool.
-        kernel: ``"matern"`` (Matérn-5/2 with ARD and BoTorch's dimension-scaled
-            lengthscale prior, inputs normalised to the pool's bounds) or ``"tanimoto"``
-            (for fingerprints and other non-negative features), each with an output scale.
+        kernel: ``"matern"`` (Matérn-5/2 with one lengthscale under BoTorch's
+            dimension-scaled log-normal prior, and an output scale), ``"matern-ard"`` (one
+            lengthscale per feature, BoTorch's default prior; for few features such as
+            one-hot components) — both on inputs normalised to the pool's bounds — or
+            ``"tanimoto"`` (for fingerprints and other non-negative features).
         name: Label of this surrogate (e.g. ``"drfp"``).
         noise_lower_bound: Smallest noise variance (standardised units).
     """
@@ -47,8 +52,10 @@ class FeatureGP(Surrogate):
         noise_lower_bound: float = 1e-4,
     ) -> None:
         super().__init__()
-        if kernel not in ("matern", "tanimoto"):
-            raise ValueError(f"kernel must be 'matern' or 'tanimoto', got {kernel!r}.")
+        if kernel not in ("matern", "matern-ard", "tanimoto"):
+            raise ValueError(
+                f"kernel must be 'matern', 'matern-ard' or 'tanimoto', got {kernel!r}."
+            )
         self.featurizer = featurizer
         self.kernel = kernel
         self.name = name  # type: ignore[misc]
@@ -68,7 +75,16 @@ class FeatureGP(Surrogate):
             from llmbo.surrogates.kernels import TanimotoKernel
 
             return ScaleKernel(TanimotoKernel())
-        return get_covar_module_with_dim_scaled_prior(ard_num_dims=d, use_rbf_kernel=False)
+        if self.kernel == "matern-ard":
+            return get_covar_module_with_dim_scaled_prior(ard_num_dims=d, use_rbf_kernel=False)
+        # One lengthscale with BoTorch's dimension-scaled log-normal prior: fitting hundreds of
+        # ARD lengthscales to tens of points (e.g. 384-d embeddings) is slow and overfits.
+        prior = LogNormalPrior(loc=math.sqrt(2) + 0.5 * math.log(d), scale=math.sqrt(3))
+        kernel = MaternKernel(
+            nu=2.5, lengthscale_prior=prior, lengthscale_constraint=GreaterThan(2.5e-2)
+        )
+        kernel.lengthscale = prior.mode
+        return ScaleKernel(kernel)
 
     def fit(self, train_index: Tensor, train_y: Tensor) -> FittedSurrogate:
         if self.features_ is None:
@@ -77,7 +93,7 @@ class FeatureGP(Surrogate):
         X = self.features_
         d = X.shape[-1]
         input_transform = None
-        if self.kernel == "matern":
+        if self.kernel != "tanimoto":
             bounds = torch.stack([X.min(0).values, X.max(0).values])
             input_transform = Normalize(d=d, bounds=bounds)
         model = SingleTaskGP(
