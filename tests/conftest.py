@@ -8,12 +8,64 @@ import numpy as np
 import pandas as pd
 import pytest
 
-WORDS = (
-    "a an the in on of with and at by red green blue yellow purple orange black white "
-    "cat dog fox owl bee eel yak emu ant bat forest desert river city farm sea hill "
-    "ligand base additive solvent catalyst temperature rank alpha dropout batch rate "
-    "high low fast slow hot cold big small good bad"
-).split()
+WORDS = [
+    "a",
+    "an",
+    "the",
+    "in",
+    "on",
+    "of",
+    "with",
+    "and",
+    "at",
+    "by",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "purple",
+    "orange",
+    "black",
+    "white",
+    "cat",
+    "dog",
+    "fox",
+    "owl",
+    "bee",
+    "eel",
+    "yak",
+    "emu",
+    "ant",
+    "bat",
+    "forest",
+    "desert",
+    "river",
+    "city",
+    "farm",
+    "sea",
+    "hill",
+    "ligand",
+    "base",
+    "additive",
+    "solvent",
+    "catalyst",
+    "temperature",
+    "rank",
+    "alpha",
+    "dropout",
+    "batch",
+    "rate",
+    "high",
+    "low",
+    "fast",
+    "slow",
+    "hot",
+    "cold",
+    "big",
+    "small",
+    "good",
+    "bad",
+]
 
 
 def build_tiny_model(directory: Path, *, hidden: int = 32, layers: int = 4, seed: int = 0) -> Path:
@@ -22,9 +74,20 @@ def build_tiny_model(directory: Path, *, hidden: int = 32, layers: int = 4, seed
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     directory.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *list("0123456789.,:;-=()")]
+    digits = list("0123456789")
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *WORDS,
+        *digits,
+        *list(".,:;-=()"),
+        *[f"##{d}" for d in digits],
+    ]
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast.from_pretrained(directory, do_lower_case=True)
     tokenizer.save_pretrained(directory)
     config = BertConfig(
         vocab_size=len(vocab),

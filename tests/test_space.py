@@ -188,7 +188,7 @@ def test_ids_are_stable_under_row_reordering(frame: pd.DataFrame) -> None:
     shuffled = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
     assert list(shuffled["temp"]) != list(frame["temp"])
     b = CandidateSpace(shuffled, TEMPLATE)
-    assert dict(zip(a.ids, a.texts)) == dict(zip(b.ids, b.texts))
+    assert dict(zip(a.ids, a.texts, strict=True)) == dict(zip(b.ids, b.texts, strict=True))
     assert a.ids != b.ids  # same ids, other order
     # An id means the same candidate in both spaces.
     for cid in a.ids:

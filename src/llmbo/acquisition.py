@@ -119,11 +119,15 @@ def _mc(
     return qUpperConfidenceBound(model, beta=beta, sampler=sampler, X_pending=pending)
 
 
-def _believe(model: Model, X: Tensor) -> Model:
-    """Kriging believer: condition the model on its posterior mean at ``X``."""
+def _believe(model: Model, X: Tensor) -> tuple[Model, float]:
+    """Kriging believer: condition the model on its posterior mean at ``X``.
+
+    Returns the conditioned model and the largest believed value (a believed observation
+    raises the incumbent of improvement-based acquisitions like a real one would).
+    """
     with torch.no_grad():
         mean = model.posterior(X).mean
-    return model.condition_on_observations(X, mean)
+    return model.condition_on_observations(X, mean), float(mean.max())
 
 
 def select_candidates(
@@ -170,8 +174,10 @@ def select_candidates(
     mask = torch.ones(len(available), dtype=torch.bool)
     X_avail = feats[available]
     believer_model = model
+    believed_best = best_f
     if cfg.batch_strategy == "kriging_believer" and X_pending is not None:
-        believer_model = _believe(model, X_pending)
+        believer_model, believed = _believe(model, X_pending)
+        believed_best = max(believed_best, believed)
     for k in range(q):
         picked = feats[torch.tensor(chosen, dtype=torch.long)] if chosen else None
         if cfg.batch_strategy == "mc" and (X_pending is not None or picked is not None):
@@ -179,8 +185,9 @@ def select_candidates(
             acqf = _mc(model, cfg.name, best_f, cfg.beta, cfg, seed + k, torch.cat(parts))
         else:
             if cfg.batch_strategy == "kriging_believer" and picked is not None:
-                believer_model = _believe(believer_model, picked[-1:])
-            acqf = _analytic(believer_model, cfg.name, best_f, cfg.beta)
+                believer_model, believed = _believe(believer_model, picked[-1:])
+                believed_best = max(believed_best, believed)
+            acqf = _analytic(believer_model, cfg.name, believed_best, cfg.beta)
         scores = _score(acqf, X_avail, cfg.chunk_size)
         scores[~mask] = -torch.inf
         j = int(torch.argmax(scores))
@@ -194,7 +201,7 @@ def _thompson(
 ) -> Tensor:
     """Thompson sampling: each pick maximises one posterior sample path over the pool."""
     if X_pending is not None:
-        model = _believe(model, X_pending)
+        model, _ = _believe(model, X_pending)
     X_avail = feats[available]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

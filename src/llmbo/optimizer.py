@@ -5,14 +5,45 @@ objective -> storage -> next fit. Every suggestion is a deterministic function o
 study seed, the number of trials so far and the observations, so a campaign continued
 across processes (``llmbo suggest``/``llmbo observe``) suggests exactly what a single
 process would.
+
+Resume rules (see RELIABILITY.md)
+---------------------------------
+* :meth:`Optimizer.run` (an automated campaign) reserves each batch as ``RUNNING`` trials
+  under a lease held by this worker (``host:pid:random``). While the objective runs, a
+  daemon thread extends the lease every ``heartbeat_seconds``. A crashed or killed worker
+  stops extending it, so its trials go stale after at most ``lease_seconds``.
+* Whenever a study is opened and before every ask, stale ``RUNNING`` trials (lease passed)
+  are marked ``FAILED`` ("lease expired ...") and their candidates are offered again. A late
+  result of such a trial is still stored if nobody reserved the candidate meanwhile.
+* :meth:`Optimizer.ask` (manual campaigns, ``llmbo suggest``) hands out ``PENDING``
+  trials without a lease: a suggestion stays pending, and is never suggested again, until
+  it is told, failed (:meth:`Optimizer.fail`) or released (:meth:`Optimizer.release_pending`,
+  which makes every pending candidate available again).
+* Completed values never change: telling the same value again is a no-op, a different one
+  raises :class:`~llmbo.errors.TrialStateError`.
+
+Numerical faults
+----------------
+If the surrogate's fit (or the acquisition on its model) fails numerically (one of
+:data:`llmbo.surrogates.numerics.NUMERICAL_ERRORS`; the deep kernel has already retried
+with growing Cholesky jitter), the optimizer logs a warning and falls back to a GP on
+fixed features of the same candidates (for a deep kernel: the frozen embeddings, i.e. the
+``static`` surrogate of the same model), then to a random choice. ``last_fit["fallback"]``
+names the fallback used, ``None`` when the requested model worked.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import os
+import socket
+import threading
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -21,12 +52,30 @@ import pandas as pd
 import torch
 
 from llmbo.acquisition import AcquisitionConfig, select_candidates
+from llmbo.encoders.base import Featurizer
 from llmbo.encoders.transformer import EncoderConfig
-from llmbo.errors import FitError, InputError, PoolExhaustedError, StudyError
+from llmbo.errors import (
+    InputError,
+    LlmboError,
+    PoolExhaustedError,
+    SpaceError,
+    StudyError,
+    TrialStateError,
+)
 from llmbo.space import CandidateSpace, finite_values
-from llmbo.storage import BaseStorage, CandidateTakenError, StudyRecord, TrialState, get_storage
-from llmbo.surrogates.base import Surrogate
+from llmbo.storage import (
+    BaseStorage,
+    CandidateTakenError,
+    StudyRecord,
+    TrialRecord,
+    TrialState,
+    get_storage,
+)
+from llmbo.surrogates.base import FittedSurrogate, Surrogate
+from llmbo.surrogates.deep_kernel import DeepKernelGP
 from llmbo.surrogates.factory import SurrogateSpec, make_surrogate
+from llmbo.surrogates.feature_gp import FeatureGP
+from llmbo.surrogates.numerics import NUMERICAL_ERRORS
 
 logger = logging.getLogger("llmbo.optimizer")
 
@@ -66,6 +115,96 @@ def _derived_seed(seed: int, counter: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
+#: Attempts at reserving a proposal before giving up when other workers keep taking them.
+_RESERVE_ATTEMPTS = 10
+#: Noise floor (standardised units) of the fixed-feature fallback GP: more regularised than
+#: the surrogates' default, since the fallback runs when the data were hard to fit.
+_FALLBACK_NOISE = 1e-3
+
+
+class _FixedFeatures(Featurizer):
+    """Features computed once elsewhere (the fallback GP's input)."""
+
+    def __init__(self, features: torch.Tensor) -> None:
+        self.features = features
+
+    def featurize(self, space: CandidateSpace) -> torch.Tensor:
+        return self.features
+
+
+def _informative_columns(features: torch.Tensor) -> torch.Tensor | None:
+    """``N x d'`` float64 features without constant columns; ``None`` if nothing is left.
+
+    Constant columns carry no information and make input normalisation divide by zero.
+    """
+    x = features.detach().to("cpu", torch.float64)
+    if x.ndim != 2 or not torch.isfinite(x).all():
+        return None
+    spread = x.max(0).values - x.min(0).values
+    keep = spread > 1e-12 * x.abs().max(0).values.clamp_min(1.0)
+    return x[:, keep] if bool(keep.any()) else None
+
+
+def _shared_storage(storage: BaseStorage) -> bool:
+    """Whether other processes can see this storage (not a private in-memory database)."""
+    from sqlalchemy.engine import make_url
+
+    url = getattr(storage, "url", None)
+    if not isinstance(url, str):
+        return True
+    parsed = make_url(url)
+    return not (parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"))
+
+
+class _Heartbeat:
+    """A daemon thread that keeps the leases of some ``RUNNING`` trials alive.
+
+    Failures to reach the database are logged and retried at the next beat; a trial that
+    is no longer ``RUNNING`` (its lease expired and another worker noticed) is dropped from
+    the beat with a warning. The thread never touches anything else.
+    """
+
+    def __init__(
+        self, storage: BaseStorage, trial_ids: Sequence[int], lease: float, interval: float
+    ) -> None:
+        self.storage = storage
+        self.trial_ids = list(trial_ids)
+        self.lease = lease
+        self.interval = interval
+        self.beats = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="llmbo-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=max(5.0, 2 * self.interval))
+
+    def _loop(self) -> None:
+        while self.trial_ids and not self._stop.wait(self.interval):
+            try:
+                records = self.storage.heartbeat(self.trial_ids, self.lease)
+            except Exception as exc:  # keep beating: the next attempt may reach the database
+                logger.warning("Heartbeat for trials %s failed: %r", self.trial_ids, exc)
+                continue
+            self.beats += 1
+            lost = [r for r in records if r.state is not TrialState.RUNNING]
+            for r in lost:
+                logger.warning(
+                    "Trial %d (candidate %s) lost its lease (%s: %s); its result will be "
+                    "stored only if nobody reserved the candidate meanwhile.",
+                    r.trial_id,
+                    r.candidate_id,
+                    r.state.name,
+                    r.error,
+                )
+            gone = {r.trial_id for r in lost}
+            self.trial_ids = [t for t in self.trial_ids if t not in gone]
+
+
 class Optimizer:
     """Bayesian optimisation over a finite pool of text candidates.
 
@@ -85,6 +224,18 @@ class Optimizer:
             object. Default: an in-memory SQLite database (lost at exit).
         study_name: Name of the study in ``storage`` (created if it does not exist).
         progress: Show progress bars.
+        lease_seconds: Lease of the ``RUNNING`` trials of :meth:`run`: a trial whose worker
+            stopped extending it for this long is stale and its candidate is offered again.
+        heartbeat_seconds: How often :meth:`run` extends its leases while the objective
+            runs (default: a quarter of ``lease_seconds``).
+
+    Resume rules (also in RELIABILITY.md): :meth:`run` reserves ``RUNNING`` trials under a
+    lease kept alive by a heartbeat thread; opening a study and every ask first fail the
+    ``RUNNING`` trials whose lease passed (:meth:`expire_stale`), so a crashed worker's
+    candidates are offered again. :meth:`ask` hands out ``PENDING`` trials that stay
+    pending (and are never suggested again) until told, failed or released with
+    :meth:`release_pending`. Numerical failures of the surrogate fall back to a GP on fixed
+    features, then to a random choice; ``last_fit["fallback"]`` says which was used.
     """
 
     def __init__(
@@ -102,11 +253,32 @@ class Optimizer:
         storage: str | BaseStorage | None = None,
         study_name: str | None = None,
         progress: bool = True,
+        lease_seconds: float = 60.0,
+        heartbeat_seconds: float | None = None,
     ) -> None:
         if not isinstance(space, CandidateSpace):
             raise InputError(f"space must be a CandidateSpace, got {type(space).__name__}.")
         if min_observations < 1:
             raise InputError(f"min_observations must be >= 1, got {min_observations}.")
+        for label, seconds in (
+            ("lease_seconds", lease_seconds),
+            ("heartbeat_seconds", heartbeat_seconds),
+        ):
+            if seconds is not None and not (
+                isinstance(seconds, int | float) and math.isfinite(seconds) and seconds > 0
+            ):
+                raise InputError(f"{label} must be a positive number of seconds, got {seconds!r}.")
+        self.lease_seconds = float(lease_seconds)
+        self.heartbeat_seconds = float(
+            heartbeat_seconds if heartbeat_seconds is not None else self.lease_seconds / 4
+        )
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise InputError(
+                f"heartbeat_seconds={self.heartbeat_seconds} must be shorter than "
+                f"lease_seconds={self.lease_seconds}, or leases expire between beats."
+            )
+        self._worker: tuple[int, str] | None = None
+        self._fallback: tuple[str, Surrogate | None] | None = None
         self.space = space
         self.acquisition = (
             acquisition
@@ -156,28 +328,70 @@ class Optimizer:
         }
 
     def _open_study(self, name: str) -> StudyRecord:
-        direction = "maximize" if self.maximize else "minimize"
-        if name in self.storage.study_names():
-            study = self.storage.load_study(name)
-            stored = study.space.get("content_hash")
-            if stored and stored != self.space.content_hash():
-                raise StudyError(
-                    f"Study {name!r} was created for a different candidate space; use another "
-                    "study name or the original table and template."
+        if name not in self.storage.study_names():
+            space_payload = self._space_payload()
+            direction = "maximize" if self.maximize else "minimize"
+            try:
+                return self.storage.create_study(
+                    name,
+                    space=space_payload,
+                    config=self._config(),
+                    seed=self.seed,
+                    direction=direction,
                 )
-            if study.direction != direction or study.seed != self.seed:
-                raise StudyError(
-                    f"Study {name!r} was created with direction={study.direction}, seed="
-                    f"{study.seed}; reopen it with the same settings (Optimizer.load does this)."
-                )
-            return study
+            except StudyError:
+                if name not in self.storage.study_names():
+                    raise
+                # Another worker created it a moment ago: open theirs (checked below).
+        return self._reopen_study(name)
+
+    def _space_payload(self) -> dict[str, Any]:
+        """The space as stored in a new study, checked to rebuild exactly (see load()).
+
+        Callable templates cannot be stored (the hash only is kept). Tables whose values do
+        not survive storage (e.g. ``inf`` in a template column, written as JSON ``null``)
+        would give a study nobody can reopen: refused for a shared storage, hash only for a
+        private in-memory one.
+        """
+        hash_only = {"content_hash": self.space.content_hash(), "name": self.space.name}
         try:
-            space_payload = self.space.to_dict()
+            payload = self.space.to_dict()
         except Exception:  # callable templates cannot be stored; keep the hash only
-            space_payload = {"content_hash": self.space.content_hash(), "name": self.space.name}
-        return self.storage.create_study(
-            name, space=space_payload, config=self._config(), seed=self.seed, direction=direction
+            return hash_only
+        try:
+            problem = (
+                None
+                if CandidateSpace.from_dict(payload).content_hash() == self.space.content_hash()
+                else "it rebuilds with other texts"
+            )
+        except LlmboError as exc:
+            problem = str(exc)
+        if problem is None:
+            return payload
+        if not _shared_storage(self.storage):
+            logger.debug("Space not stored in the in-memory study: %s", problem)
+            return hash_only
+        raise SpaceError(
+            f"This table cannot be stored in a study: read back, {problem} Values such as "
+            "inf or -inf in template columns do not survive storage; clean or drop those rows."
         )
+
+    def _reopen_study(self, name: str) -> StudyRecord:
+        direction = "maximize" if self.maximize else "minimize"
+        study = self.storage.load_study(name)
+        stored = study.space.get("content_hash")
+        if stored and stored != self.space.content_hash():
+            raise StudyError(
+                f"Study {name!r} was created for a different candidate space; use another "
+                "study name or the original table and template."
+            )
+        if study.direction != direction or study.seed != self.seed:
+            raise StudyError(
+                f"Study {name!r} was created with direction={study.direction}, seed="
+                f"{study.seed}; reopen it with the same settings (Optimizer.load does this)."
+            )
+        self.storage.expire_stale(study.study_id)  # a crashed worker's trials are free again
+        return study
 
     @classmethod
     def load(
@@ -187,8 +401,14 @@ class Optimizer:
         *,
         progress: bool = True,
         device: str | None = None,
+        lease_seconds: float = 60.0,
+        heartbeat_seconds: float | None = None,
     ) -> Optimizer:
-        """Reopen a stored study with the space and settings it was created with."""
+        """Reopen a stored study with the space and settings it was created with.
+
+        Stale ``RUNNING`` trials (expired leases) are failed on opening, so their
+        candidates are offered again; ``PENDING`` suggestions stay pending.
+        """
         store = get_storage(storage)
         study = store.load_study(study_name)
         if "records" not in study.space:
@@ -213,6 +433,8 @@ class Optimizer:
             storage=store,
             study_name=study_name,
             progress=progress,
+            lease_seconds=lease_seconds,
+            heartbeat_seconds=heartbeat_seconds,
         )
 
     @property
@@ -238,19 +460,54 @@ class Optimizer:
         values = np.array([t.value for t in trials], dtype=np.float64)
         return idx, values
 
+    @property
+    def worker_id(self) -> str:
+        """This process's worker id, ``host:pid:random`` (new after a fork)."""
+        pid = os.getpid()
+        if self._worker is None or self._worker[0] != pid:
+            self._worker = (pid, f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:12]}")
+        return self._worker[1]
+
+    def expire_stale(self) -> list[str]:
+        """Fail ``RUNNING`` trials whose lease passed; returns their (now free) candidate ids."""
+        return [t.candidate_id for t in self.storage.expire_stale(self.study.study_id)]
+
+    def release_pending(self) -> list[str]:
+        """Offer every ``PENDING`` suggestion again; returns the released candidate ids.
+
+        Each pending trial becomes ``FAILED`` with the error ``"released"``. A value told
+        later for a released candidate is still stored, unless the candidate was suggested
+        again meanwhile (then tell it to the new suggestion).
+        """
+        return [t.candidate_id for t in self.storage.release_pending(self.study.study_id)]
+
     def ask(self, n: int = 1) -> list[str]:
-        """Suggest ``n`` new candidate ids (marked pending until told)."""
+        """Suggest ``n`` new candidate ids (kept ``PENDING`` until told, failed or released)."""
         if not isinstance(n, int | np.integer) or n < 1:
             raise InputError(f"ask(n) needs a positive integer n, got {n!r}.")
-        for _attempt in range(5):
-            chosen = self._propose(int(n))
+        return [t.candidate_id for t in self._reserve(int(n), running=False)]
+
+    def _reserve(self, n: int, *, running: bool) -> list[TrialRecord]:
+        """Propose ``n`` candidates and reserve them, proposing again if a worker took one."""
+        for attempt in range(_RESERVE_ATTEMPTS):
+            self.storage.expire_stale(self.study.study_id)
+            chosen = self._propose(n)
             try:
-                self.storage.reserve(self.study.study_id, chosen)
-            except CandidateTakenError:  # another worker took one meanwhile: propose again
-                continue
-            return chosen
+                if running:
+                    return self.storage.reserve(
+                        self.study.study_id,
+                        chosen,
+                        state=TrialState.RUNNING,
+                        worker=self.worker_id,
+                        lease_seconds=self.lease_seconds,
+                    )
+                return self.storage.reserve(self.study.study_id, chosen)
+            except CandidateTakenError as exc:
+                # Another worker reserved some of them meanwhile; the next proposal sees it.
+                logger.debug("Attempt %d: %s", attempt + 1, exc)
         raise StudyError(
-            "Could not reserve candidates after 5 attempts; too many concurrent workers?"
+            f"Could not reserve {n} candidate(s) after {_RESERVE_ATTEMPTS} attempts: other "
+            "workers kept taking the proposed ones. Retry, or use fewer concurrent workers."
         )
 
     def _propose(self, n: int) -> list[str]:
@@ -271,46 +528,126 @@ class Optimizer:
         seed = _derived_seed(self.seed, len(trials))
         idx, values = self._observations()
         start = time.perf_counter()
+        fallback: str | None = None
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(seed)
             fitted = None
             if len(idx) >= self.min_observations:
-                fitted = self._fit(idx, values)
+                fitted, fallback = self._fit(idx, values)
             y = values if self.maximize else -values
             pending_idx = torch.from_numpy(self.space.index_of(pending)) if pending else None
-            chosen = select_candidates(
-                fitted,
-                available,
-                n,
-                best_f=float(y.max()) if len(y) else None,
-                pending=pending_idx,
-                config=self.acquisition,
-                seed=seed,
-            )
+
+            def select(model: FittedSurrogate | None) -> torch.Tensor:
+                return select_candidates(
+                    model,
+                    available,
+                    n,
+                    best_f=float(y.max()) if len(y) else None,
+                    pending=pending_idx,
+                    config=self.acquisition,
+                    seed=seed,
+                )
+
+            try:
+                chosen = select(fitted)
+            except NUMERICAL_ERRORS as exc:
+                if fitted is None:
+                    raise
+                logger.warning(
+                    "Acquisition on the %s model failed (%s: %s); choosing at random this time.",
+                    fallback or self.surrogate_name,
+                    type(exc).__name__,
+                    exc,
+                )
+                fallback, fitted = "random", None
+                chosen = select(None)
         self.last_fit = {
             "seconds": time.perf_counter() - start,
             "n_train": len(idx),
             "losses": fitted.losses if fitted is not None else [],
-            "fallback": fitted.fallback if fitted is not None else ("random" if len(idx) else None),
+            "fallback": fallback,
         }
         return [self.space.ids[i] for i in chosen.tolist()]
 
     def _rng_devices(self) -> list[Any]:
         return [torch.cuda.current_device()] if torch.cuda.is_available() else []
 
-    def _fit(self, idx: np.ndarray, values: np.ndarray) -> Any:
+    def _fit(
+        self, idx: np.ndarray, values: np.ndarray
+    ) -> tuple[FittedSurrogate | None, str | None]:
+        """Fit the surrogate; on a numerical failure the fixed-feature GP, then nothing.
+
+        Returns the fitted model (``None``: choose at random) and the fallback used.
+        """
         surrogate = self.surrogate
         surrogate.prepare(self.space, progress=self.progress)
+        train_idx = torch.from_numpy(idx)
         y = torch.from_numpy(values if self.maximize else -values)
         try:
-            return surrogate.fit(torch.from_numpy(idx), y)
-        except FitError as exc:
+            fitted = surrogate.fit(train_idx, y)
+            return fitted, (fitted.fallback if fitted is not None else None)
+        except NUMERICAL_ERRORS as exc:
+            error = exc
+        backup = self._fallback_surrogate(surrogate)
+        if backup is not None:
             logger.warning(
-                "Surrogate %r failed to fit (%s); choosing at random this time.",
+                "Surrogate %r failed to fit (%s: %s); falling back to a GP on fixed features (%s).",
                 surrogate.name,
-                exc,
+                type(error).__name__,
+                error,
+                backup.name,
             )
-            return None
+            try:
+                fitted = backup.fit(train_idx, y)
+                fitted.fallback = backup.name
+                return fitted, backup.name
+            except NUMERICAL_ERRORS as exc:
+                error = exc
+                surrogate, what = backup, "fallback GP"
+        else:
+            what = "surrogate"
+        logger.warning(
+            "The %s %r failed to fit (%s: %s); choosing at random this time.",
+            what,
+            surrogate.name,
+            type(error).__name__,
+            error,
+        )
+        return None, "random"
+
+    def _fallback_surrogate(self, surrogate: Surrogate) -> Surrogate | None:
+        """A GP on fixed features of the same candidates (cached per space), if there is one.
+
+        For a deep kernel: the frozen embeddings of its transformer (trainable parts reset),
+        i.e. the ``static`` surrogate of the same model. For a fixed-feature GP: the same
+        features with a higher noise floor. Constant feature columns are dropped.
+        """
+        key = self.space.content_hash()
+        if self._fallback is not None and self._fallback[0] == key:
+            return self._fallback[1]
+        features: torch.Tensor | None = None
+        kernel = "matern"
+        if isinstance(surrogate, DeepKernelGP):
+            surrogate.encoder.reset_parameters()
+            features = surrogate.encoder.embed()
+            surrogate.reset()  # its warm-start state no longer matches the reset encoder
+            name = "static"
+        elif isinstance(surrogate, FeatureGP) and surrogate.features_ is not None:
+            features, kernel = surrogate.features_, surrogate.kernel
+            name = f"{surrogate.name}-regularised"
+        backup: Surrogate | None = None
+        if features is not None:
+            informative = _informative_columns(features)
+            if informative is not None:
+                backup = FeatureGP(
+                    _FixedFeatures(informative),
+                    kernel=kernel,  # type: ignore[arg-type]
+                    name=name,
+                    noise_lower_bound=_FALLBACK_NOISE,
+                )
+                backup.prepare(self.space)
+        self._fallback = (key, backup)
+        return backup
 
     def tell(self, ids: str | Sequence[str], values: float | Sequence[float]) -> None:
         """Record measured values for candidates (suggested or not).
@@ -355,30 +692,39 @@ class Optimizer:
     ) -> pd.DataFrame:
         """Run ``iterations`` rounds of ask -> objective -> tell; returns the history.
 
-        If the objective raises, the round's trials are marked failed and the error
-        propagates; everything measured before stays in the study.
+        Each round's candidates are reserved as ``RUNNING`` trials under this worker's lease,
+        which a heartbeat thread extends while the objective runs; several processes may
+        run the same study at once. If the objective raises (or the process is
+        interrupted), the round's trials are marked failed and the error propagates; if the
+        process dies, its trials expire after ``lease_seconds`` and are offered again.
+        Everything measured before stays in the study.
         """
-        if iterations < 0:
-            raise InputError(f"iterations must be >= 0, got {iterations}.")
+        if not isinstance(iterations, int | np.integer) or iterations < 0:
+            raise InputError(f"iterations must be an integer >= 0, got {iterations!r}.")
+        if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
         bar = None
         if self.progress and iterations > 1:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=iterations, desc=f"llmbo {self.surrogate_name}", leave=False)
         try:
-            for _ in range(iterations):
-                ids = self.ask(batch_size)
-                try:
-                    raw = objective(self.space.rows(ids))
-                    values = finite_values(list(raw), "objective value")
-                    if len(values) != len(ids):
-                        raise InputError(
-                            f"The objective returned {len(values)} values for {len(ids)} candidates."
-                        )
-                except BaseException as exc:
-                    self.fail(ids, f"objective raised {type(exc).__name__}: {exc}")
-                    raise
-                self.tell(ids, values.tolist())
+            for _ in range(int(iterations)):
+                trials = self._reserve(int(batch_size), running=True)
+                ids = [t.candidate_id for t in trials]
+                with self._keep_alive(trials):
+                    try:
+                        raw = objective(self.space.rows(ids))
+                        values = finite_values(list(raw), "objective value")
+                        if len(values) != len(ids):
+                            raise InputError(
+                                f"The objective returned {len(values)} values for {len(ids)} "
+                                "candidates."
+                            )
+                    except BaseException as exc:
+                        self._fail_trials(trials, f"objective raised {type(exc).__name__}: {exc}")
+                        raise
+                self._complete_trials(trials, values.tolist())
                 if callback is not None:
                     callback(self, ids, values.tolist())
                 if bar is not None:
@@ -389,6 +735,65 @@ class Optimizer:
             if bar is not None:
                 bar.close()
         return self.history
+
+    def run_until(
+        self,
+        objective: Objective,
+        total: int,
+        *,
+        batch_size: int = 1,
+        callback: Callable[[Optimizer, list[str], list[float]], None] | None = None,
+    ) -> pd.DataFrame:
+        """Run rounds until the study holds ``total`` measured candidates (resume-friendly).
+
+        Counts the ``COMPLETE`` trials already stored (e.g. by a run that crashed), runs the
+        missing full rounds of ``batch_size`` and, if needed, one smaller last round, so a
+        resumed campaign ends with exactly ``total`` measurements. Returns the history.
+        """
+        if not isinstance(total, int | np.integer) or total < 0:
+            raise InputError(f"total must be an integer >= 0, got {total!r}.")
+        done = len(self.storage.trials(self.study.study_id, states=[TrialState.COMPLETE]))
+        rounds, rest = divmod(max(0, int(total) - done), int(batch_size))
+        if done:
+            logger.info(
+                "Study %r holds %d measurement(s); running %d more to reach %d.",
+                self.study.name,
+                done,
+                int(total) - done,
+                total,
+            )
+        self.run(objective, rounds, batch_size=batch_size, callback=callback)
+        if rest:
+            self.run(objective, 1, batch_size=rest, callback=callback)
+        return self.history
+
+    @contextmanager
+    def _keep_alive(self, trials: Sequence[TrialRecord]) -> Iterator[None]:
+        """Extend the leases of ``trials`` from a daemon thread while the block runs."""
+        if not _shared_storage(self.storage):  # nobody else can see (or expire) them
+            yield
+            return
+        with _Heartbeat(
+            self.storage, [t.trial_id for t in trials], self.lease_seconds, self.heartbeat_seconds
+        ):
+            yield
+
+    def _fail_trials(self, trials: Sequence[TrialRecord], error: str) -> None:
+        for t in trials:
+            try:
+                self.storage.fail(t.trial_id, error)
+            except Exception as exc:  # keep the objective's own error the one that propagates
+                logger.warning("Could not mark trial %d failed: %r", t.trial_id, exc)
+
+    def _complete_trials(self, trials: Sequence[TrialRecord], values: Sequence[float]) -> None:
+        for t, value in zip(trials, values, strict=True):
+            try:
+                self.storage.complete(t.trial_id, float(value))
+            except TrialStateError as exc:
+                # The lease expired and another worker took the candidate: its trial wins.
+                logger.warning(
+                    "Result %r of candidate %s not stored: %s", value, t.candidate_id, exc
+                )
 
     # ------------------------------------------------------------------ results
     @property

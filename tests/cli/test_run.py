@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synthetic_pool
 
+from conftest import synthetic_pool
 from llmbo.cli import main
 
 TEMPLATE = "{color} {animal} in the {place}"
@@ -21,7 +21,9 @@ TEMPLATE = "{color} {animal} in the {place}"
 def table(tmp_path: Path) -> Path:
     """A 60-candidate table (3 colours x 10 animals x 2 places) with target column y."""
     frame = synthetic_pool(seed=1)
-    frame = frame[frame["color"].isin(["red", "green", "blue"]) & frame["place"].isin(["forest", "city"])]
+    frame = frame[
+        frame["color"].isin(["red", "green", "blue"]) & frame["place"].isin(["forest", "city"])
+    ]
     path = tmp_path / "pool.csv"
     frame.to_csv(path, index=False)
     return path
@@ -141,7 +143,10 @@ def test_missing_table_and_template(tmp_path: Path, capsys) -> None:
     path = _write(tmp_path, GOOD_ROWS)
     assert main(["run", "--table", str(path), "--target", "y"]) == 2
     assert "--table needs --template" in capsys.readouterr().err
-    assert main(["run", "--table", str(tmp_path / "nope.csv"), "--template", "{a}", "--target", "y"]) == 2
+    assert (
+        main(["run", "--table", str(tmp_path / "nope.csv"), "--template", "{a}", "--target", "y"])
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import synthetic_pool
 
+from conftest import synthetic_pool
 from llmbo.cli import main
 
 TEMPLATE = "{color} {animal} in the {place}"
@@ -21,7 +21,9 @@ TEMPLATE = "{color} {animal} in the {place}"
 def table(tmp_path: Path) -> Path:
     """A 60-candidate table with an explicit id column and the (hidden) target y."""
     frame = synthetic_pool(seed=2)
-    frame = frame[frame["color"].isin(["red", "blue", "black"]) & frame["place"].isin(["farm", "river"])]
+    frame = frame[
+        frame["color"].isin(["red", "blue", "black"]) & frame["place"].isin(["farm", "river"])
+    ]
     frame = frame.reset_index(drop=True)
     frame.insert(0, "id", [f"x{i:03d}" for i in range(len(frame))])
     path = tmp_path / "pool.csv"
@@ -35,7 +37,17 @@ def _truth(table: Path) -> dict[str, float]:
 
 
 def _suggest(study: Path, out: Path, n: int, *extra: str) -> list[str]:
-    return ["suggest", "--study", str(study), "-n", str(n), "--out", str(out), "--no-progress", *extra]
+    return [
+        "suggest",
+        "--study",
+        str(study),
+        "-n",
+        str(n),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _write_results(path: Path, ids: list[str], truth: dict[str, float]) -> Path:
@@ -51,12 +63,18 @@ def _trial_rows(study: Path) -> list[tuple]:
 def _subprocess(args: list[str]) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
-        [sys.executable, "-m", "llmbo.cli", *args], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, "-m", "llmbo.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
 
 
 # ------------------------------------------------------------------------ acceptance
-def test_continued_study_matches_single_process_run(table: Path, tmp_path: Path, tiny_model: str) -> None:
+def test_continued_study_matches_single_process_run(
+    table: Path, tmp_path: Path, tiny_model: str
+) -> None:
     """suggest/observe calls (one in a subprocess) suggest what one Optimizer would."""
     from llmbo.encoders.transformer import EncoderConfig
     from llmbo.optimizer import Optimizer, TableObjective
@@ -76,12 +94,19 @@ def test_continued_study_matches_single_process_run(table: Path, tmp_path: Path,
         deep_kernel=DeepKernelConfig(steps=steps),
     )
     reference = Optimizer(space, spec, seed=seed, progress=False)
-    # The CLI prepares the surrogate before every ask; do the same here.
-    reference.surrogate.prepare(space)
     objective = TableObjective(space, "y")
 
     create = ["--table", str(table), "--template", TEMPLATE, "--id-column", "id"]
-    create += ["--surrogate", "lora", "--model", tiny_model, "--steps", str(steps), "--seed", str(seed)]
+    create += [
+        "--surrogate",
+        "lora",
+        "--model",
+        tiny_model,
+        "--steps",
+        str(steps),
+        "--seed",
+        str(seed),
+    ]
     for r in range(rounds):
         out = tmp_path / f"next{r}.csv"
         args = _suggest(study, out, n, *(create if r == 0 else []))
@@ -148,7 +173,9 @@ def test_suggest_observe_status(table: Path, tmp_path: Path, capsys) -> None:
     assert not set(again) & set(ids)
 
 
-def test_observe_accepts_custom_columns_and_unsuggested_ids(table: Path, tmp_path: Path, capsys) -> None:
+def test_observe_accepts_custom_columns_and_unsuggested_ids(
+    table: Path, tmp_path: Path, capsys
+) -> None:
     study, ids = _start(table, tmp_path)
     truth = _truth(table)
     other = next(i for i in truth if i not in ids)
@@ -163,8 +190,14 @@ def test_observe_accepts_custom_columns_and_unsuggested_ids(table: Path, tmp_pat
 @pytest.mark.parametrize(
     ("rows", "expected"),
     [
-        ("candidate_id,value\n{a},1.0\nnope,2.0\n", "ids not in the study's candidates: line 3 'nope'"),
-        ("candidate_id,value\n{a},1.0\n{b},nan\n", "NaN or infinite (report failed experiments with a finite value): line 3 'nan'"),
+        (
+            "candidate_id,value\n{a},1.0\nnope,2.0\n",
+            "ids not in the study's candidates: line 3 'nope'",
+        ),
+        (
+            "candidate_id,value\n{a},1.0\n{b},nan\n",
+            "NaN or infinite (report failed experiments with a finite value): line 3 'nan'",
+        ),
         ("candidate_id,value\n{a},1.0\n{b},inf\n", "line 3 'inf'"),
         ("candidate_id,value\n{a},1.0\n{b},-Infinity\n", "NaN or infinite"),
         ("candidate_id,value\n{a},1.0\n{b},high\n", "not numbers: line 3 'high'"),
@@ -239,7 +272,9 @@ def test_reopen_refuses_other_settings(table: Path, tmp_path: Path, capsys) -> N
     assert main([*_suggest(study, out, 1), "--seed", "5"]) == 2
     other = tmp_path / "other.csv"
     pd.read_csv(table).head(10).to_csv(other, index=False)
-    args = _suggest(study, out, 1, "--table", str(other), "--template", TEMPLATE, "--id-column", "id")
+    args = _suggest(
+        study, out, 1, "--table", str(other), "--template", TEMPLATE, "--id-column", "id"
+    )
     assert main(args) == 2
     assert "other candidates" in capsys.readouterr().err
     assert _trial_rows(study) == before

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import WORDS
 
+from conftest import WORDS
 from llmbo.encoders.transformer import EncoderConfig, LoraSettings, TextEncoder
 from llmbo.errors import InputError, ModelLoadError
 
@@ -98,7 +98,9 @@ def test_frozen_features_equal_full_forward(tiny_model: str, pooling: str) -> No
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
-def test_cached_top_block_with_fresh_lora_equals_full_forward(tiny_model: str, pooling: str) -> None:
+def test_cached_top_block_with_fresh_lora_equals_full_forward(
+    tiny_model: str, pooling: str
+) -> None:
     expected = reference_features(tiny_model, TEXTS, pooling)
     torch.manual_seed(0)
     encoder = TextEncoder(_config(tiny_model, pooling=pooling), lora=LoraSettings()).prepare(TEXTS)
@@ -233,6 +235,46 @@ def test_texts_are_tokenised_once(tiny_model: str, monkeypatch: pytest.MonkeyPat
     assert calls == [len(TEXTS), len(TEXTS)]
 
 
+SEGMENT_TEXTS = [
+    "red fox\nin the forest",
+    "a big small owl with green bee\nriver",
+    "the dog\nat the city farm",
+]
+
+
+@torch.no_grad()
+def reference_segment_features(model_dir: str, texts: list[str]) -> torch.Tensor:
+    """Mean of the full forward's token states per newline-separated segment, concatenated."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    net = AutoModel.from_pretrained(model_dir).eval()
+    rows = []
+    for text in texts:
+        enc = tok(
+            text, return_offsets_mapping=True, return_special_tokens_mask=True, return_tensors="pt"
+        )
+        hidden = net(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])[0][0]
+        cut = text.index("\n")
+        starts = enc["offset_mapping"][0, :, 0]
+        real = enc["special_tokens_mask"][0] == 0
+        first = real & (starts < cut)
+        second = real & (starts > cut)
+        rows.append(torch.cat([hidden[first].mean(0), hidden[second].mean(0)]))
+    return torch.stack(rows)
+
+
+def test_segment_pooling_equals_per_segment_means(tiny_model: str) -> None:
+    expected = reference_segment_features(tiny_model, SEGMENT_TEXTS)
+    config = _config(tiny_model, pooling="segments")
+    frozen = TextEncoder(config).prepare(SEGMENT_TEXTS)
+    assert frozen.n_segments == 2 and frozen.output_size == 64
+    torch.testing.assert_close(frozen.embed(), expected, atol=1e-5, rtol=1e-5)
+    torch.manual_seed(0)
+    adapted = TextEncoder(config, lora=LoraSettings()).prepare(SEGMENT_TEXTS)
+    torch.testing.assert_close(adapted(_all(3)), expected, atol=1e-5, rtol=1e-5)
+
+
 def test_truncation_to_max_length(tiny_model: str, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING", logger="llmbo"):
         long = TextEncoder(_config(tiny_model, max_length=4)).prepare(["red fox in the forest"])
@@ -316,19 +358,46 @@ def _build(kind: str, directory: Path) -> str:
     torch.manual_seed(0)
     if kind == "gpt2":
         net = GPT2Model(
-            GPT2Config(vocab_size=n, n_embd=32, n_layer=4, n_head=4, n_positions=64,
-                       pad_token_id=0, bos_token_id=2, eos_token_id=2)
+            GPT2Config(
+                vocab_size=n,
+                n_embd=32,
+                n_layer=4,
+                n_head=4,
+                n_positions=64,
+                pad_token_id=0,
+                bos_token_id=2,
+                eos_token_id=2,
+            )
         )
     elif kind == "llama":
         net = LlamaModel(
-            LlamaConfig(vocab_size=n, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                        pad_token_id=0, bos_token_id=2, eos_token_id=2)
+            LlamaConfig(
+                vocab_size=n,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=4,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=64,
+                pad_token_id=0,
+                bos_token_id=2,
+                eos_token_id=2,
+            )
         )
     else:
         net = T5Model(
-            T5Config(vocab_size=n, d_model=32, d_kv=8, d_ff=64, num_layers=4, num_decoder_layers=2,
-                     num_heads=4, pad_token_id=0, eos_token_id=2, decoder_start_token_id=0)
+            T5Config(
+                vocab_size=n,
+                d_model=32,
+                d_kv=8,
+                d_ff=64,
+                num_layers=4,
+                num_decoder_layers=2,
+                num_heads=4,
+                pad_token_id=0,
+                eos_token_id=2,
+                decoder_start_token_id=0,
+            )
         )
     net.save_pretrained(directory)
     return str(directory)
@@ -365,7 +434,9 @@ def test_decoder_last_token_pooling_with_lora(decoder_model: str) -> None:
     assert trainable and all("lora_" in n and ".3." in n for n in trainable)
     out = encoder(_all(len(TEXTS)))
     out.pow(2).sum().backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.trainable_parameters())
+    assert any(
+        p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.trainable_parameters()
+    )
     # Cached and naive paths agree once the adapters are trained.
     naive = TextEncoder(
         _config(decoder_model, pooling="last"), lora=LoraSettings(), cache_hidden_states=False
@@ -384,7 +455,9 @@ def test_encoder_decoder_uses_its_encoder(t5_model: str) -> None:
     assert isinstance(encoder.net, T5Stack) and not encoder.net.is_decoder
     assert encoder.hidden_size == 32
     got = encoder.prepare(TEXTS).embed()
-    torch.testing.assert_close(got, reference_features(t5_model, TEXTS, "mean"), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        got, reference_features(t5_model, TEXTS, "mean"), atol=1e-5, rtol=1e-4
+    )
 
 
 @pytest.mark.xfail(

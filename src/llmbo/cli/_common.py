@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 ACQUISITIONS = ("logei", "ucb", "ts")
 
 
+#: Template used with ``--benchmark`` when none is given (shorter and, with segment pooling,
+#: the best-scoring template for the packaged MiniLM; see benchmarks/README.md).
+DEFAULT_BENCHMARK_TEMPLATE = "names"
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     value = _int(text)
@@ -61,7 +66,7 @@ def add_space_options(parser: argparse.ArgumentParser, *, target: bool) -> None:
     group.add_argument(
         "--template",
         help="text of each candidate: a format string over the table's columns, e.g. "
-        "'{ligand} with {base} at {temp:.0f} C'; with --benchmark: procedure (default) or names",
+        "'{ligand} with {base} at {temp:.0f} C'; with --benchmark: names (default) or procedure",
     )
     if target:
         group.add_argument(
@@ -130,6 +135,20 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         "(SMILES columns) and onehot surrogates; benchmark pools know their own",
     )
     group.add_argument(
+        "--pooling",
+        choices=("mean", "cls", "last", "segments"),
+        default=None,
+        help="how token states become one vector: mean, cls, last, or segments (one mean per "
+        "part of the text between --segment-separator, concatenated); default: segments for "
+        "--benchmark pools, mean otherwise",
+    )
+    group.add_argument(
+        "--segment-separator",
+        default=None,
+        help="separator of the text's parts for --pooling segments (default: newline; the "
+        "benchmark templates know their own)",
+    )
+    group.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)"
     )
 
@@ -182,7 +201,7 @@ def build_space(args: argparse.Namespace, *, need_target: bool) -> SpaceChoice:
                 "--id-column applies to --table only; benchmark pools carry reaction ids."
             )
         pool = load_pool(benchmark)
-        template = args.template or "procedure"
+        template = args.template or DEFAULT_BENCHMARK_TEMPLATE
         space = pool.space(template)
         return SpaceChoice(space, pool.target, pool, f"{pool.name} ({template} template)")
     if not table:
@@ -214,7 +233,22 @@ def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -
     name = args.surrogate or "lora"
     SURROGATES.get(name)  # unknown name -> InputError listing the choices
     spec = SurrogateSpec(name=name)
-    spec = replace(spec, encoder=EncoderConfig(model=args.model or "minilm", device=args.device))
+    pooling = getattr(args, "pooling", None) or ("segments" if pool is not None else "mean")
+    separator = getattr(args, "segment_separator", None)
+    if separator is None:
+        from llmbo.benchmarks.methods import TEMPLATE_SEPARATORS
+
+        template = getattr(args, "template", None) or DEFAULT_BENCHMARK_TEMPLATE
+        separator = TEMPLATE_SEPARATORS.get(template, "\n") if pool is not None else "\n"
+    spec = replace(
+        spec,
+        encoder=EncoderConfig(
+            model=args.model or "minilm",
+            device=args.device,
+            pooling=pooling,  # type: ignore[arg-type]
+            segment_separator=separator.encode().decode("unicode_escape"),
+        ),
+    )
     if args.steps is not None:
         spec = replace(spec, deep_kernel=replace(spec.deep_kernel, steps=int(args.steps)))
     if args.soft_tokens is not None:

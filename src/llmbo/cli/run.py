@@ -46,7 +46,7 @@ def register(subparsers: Any) -> None:
         ),
         epilog=(
             "examples:\n"
-            "  llmbo run --benchmark bh1 --iterations 10\n"
+            "  llmbo run --benchmark bh1 --iterations 5\n"
             "  llmbo run --table runs.csv --template '{catalyst} in {solvent} at {temp} C' "
             "--target yield --surrogate projection --output history.csv"
         ),
@@ -186,6 +186,9 @@ def _summary(
     sign = 1.0 if maximize else -1.0
     pool_best = float(pool_values.max() if maximize else pool_values.min())
     best = opt.best(1)
+    if len(best) == 0:
+        print("\nllmbo run: nothing was evaluated (--n-initial 0 and --iterations 0).")
+        return
     best_value = float(best["value"].iloc[0])
     rank = int(np.count_nonzero(sign * pool_values > sign * best_value)) + 1
     found_at = metrics.iteration_of_max(
@@ -216,10 +219,10 @@ def _summary(
     print(f"  id          {best.index[0]}")
     print(f"  text        {short(best['text'].iloc[0], 110)}")
     where = (
-        "never"
+        "not found"
         if found_at is None
-        else ("in the initial design" if found_at == 0 else f"at iteration {found_at}")
+        else ("found in the initial design" if found_at == 0 else f"found at iteration {found_at}")
     )
-    print(f"pool {direction}      {format_value(pool_best)}  (found {where})")
+    print(f"pool {direction}      {format_value(pool_best)}  ({where})")
     print(f"top-5% hits   {hits} of {n_top}  (coverage {100 * coverage:.1f} %)")
     print(f"time          {seconds:.1f} s  (model and pool set-up {load_seconds:.1f} s)")

@@ -373,7 +373,9 @@ class TextEncoder(nn.Module):
         """Width of the pooled features (``hidden_size``, times segments for segment pooling)."""
         if self.config.pooling == "segments":
             if self._segments is None:
-                raise RuntimeError("Call prepare(texts) first: the segment count comes from the pool.")
+                raise RuntimeError(
+                    "Call prepare(texts) first: the segment count comes from the pool."
+                )
             return self.hidden_size * (self.n_segments + (1 if self.n_soft else 0))
         return self.hidden_size
 

@@ -1,0 +1,184 @@
+"""Numerical faults: Cholesky failures, degenerate targets and features never stop a campaign.
+
+The deep kernel retries a not-positive-definite fit with growing jitter; if it still fails,
+the optimizer falls back to a GP on the frozen embeddings (the ``static`` surrogate of the
+same model), then to a random choice, logging a warning each time and recording the
+fallback in ``last_fit["fallback"]``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import gpytorch
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from linear_operator.utils.errors import NotPSDError
+
+import llmbo.optimizer as optimizer_module
+from llmbo.encoders.transformer import EncoderConfig
+from llmbo.errors import DuplicateCandidatesError
+from llmbo.optimizer import Optimizer
+from llmbo.space import CandidateSpace
+from llmbo.surrogates import SurrogateSpec
+from llmbo.surrogates.deep_kernel import DeepKernelConfig, DeepKernelGP
+from llmbo.surrogates.feature_gp import FeatureGP
+
+# "zebra"/"giraffe" are not in the tiny vocabulary (both read as [UNK]) and the tokenizer
+# lower-cases, so e.g. "zebra cat" = "giraffe cat" and "Red cat" = "red cat" as features.
+WORDS = ["red", "blue", "Red", "zebra", "giraffe"]
+ANIMALS = ["cat", "dog", "fox"]
+
+
+def word_space() -> CandidateSpace:
+    frame = pd.DataFrame(
+        [{"w": w, "a": a, "site": "lab 1"} for w in WORDS for a in ANIMALS]  # site: constant
+    )
+    return CandidateSpace(frame, "{w} {a}")
+
+
+def spec(name: str, model: str) -> SurrogateSpec:
+    return SurrogateSpec(
+        name=name,
+        encoder=EncoderConfig(model=model, device="cpu"),
+        deep_kernel=DeepKernelConfig(steps=5),
+    )
+
+
+def make(name: str, model: str, **kwargs: object) -> Optimizer:
+    return Optimizer(word_space(), spec(name, model), progress=False, min_observations=1, **kwargs)  # type: ignore[arg-type]
+
+
+def told(opt: Optimizer) -> set[str]:
+    return set(opt.history["candidate_id"])
+
+
+# ------------------------------------------------------------------ Cholesky failures
+def test_cholesky_failure_retries_with_jitter_then_falls_back_to_static(
+    word_model: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    jitters: list[float] = []
+
+    def not_psd(self: DeepKernelGP, *args: object, **kwargs: object) -> None:
+        jitters.append(gpytorch.settings.cholesky_jitter.value(torch.float64))
+        raise NotPSDError("Matrix not positive definite after repeatedly adding jitter")
+
+    monkeypatch.setattr(DeepKernelGP, "_fit", not_psd)
+    opt = make("projection", word_model, seed=1)
+    space = opt.space
+    opt.tell(space.ids[:4], [0.1, 0.5, 0.2, 0.9])
+    with caplog.at_level(logging.WARNING, logger="llmbo"):
+        (cid,) = opt.ask(1)
+    assert len(jitters) == 4 and jitters == sorted(jitters) and jitters[0] < jitters[-1]
+    assert opt.last_fit["fallback"] == "static"
+    assert cid in space and cid not in space.ids[:4]
+    assert "falling back to a GP on fixed features (static)" in caplog.text
+    # The same study and seed make the same choice again (the fallback is deterministic).
+    again = make("projection", word_model, seed=1)
+    again.tell(space.ids[:4], [0.1, 0.5, 0.2, 0.9])
+    assert again.ask(1) == [cid]
+
+
+def test_fallback_gp_failing_too_gives_a_random_choice(
+    word_model: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def not_psd(self: object, *args: object, **kwargs: object) -> None:
+        raise NotPSDError("not positive definite")
+
+    monkeypatch.setattr(DeepKernelGP, "_fit", not_psd)
+    monkeypatch.setattr(FeatureGP, "fit", not_psd)
+    opt = make("lora", word_model)
+    opt.tell(opt.space.ids[:3], [1.0, 2.0, 3.0])
+    with caplog.at_level(logging.WARNING, logger="llmbo"):
+        ids = opt.ask(2)
+    assert opt.last_fit["fallback"] == "random"
+    assert len(set(ids)) == 2 and not set(ids) & set(opt.space.ids[:3])
+    assert caplog.text.count("WARNING") >= 2  # one for each fallback
+    assert "choosing at random" in caplog.text
+
+
+def test_acquisition_failure_falls_back_to_random(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = optimizer_module.select_candidates
+
+    def broken(fitted: object, *args: object, **kwargs: object) -> torch.Tensor:
+        if fitted is not None:
+            raise NotPSDError("posterior covariance not positive definite")
+        return real(fitted, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(optimizer_module, "select_candidates", broken)
+    opt = Optimizer(word_space(), "onehot", progress=False, min_observations=1)
+    opt.tell(opt.space.ids[:2], [0.0, 1.0])
+    with caplog.at_level(logging.WARNING, logger="llmbo"):
+        assert len(opt.ask(3)) == 3
+    assert opt.last_fit["fallback"] == "random"
+    assert "Acquisition on the" in caplog.text
+
+
+def test_other_errors_are_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only numerical failures fall back; a bug still surfaces."""
+
+    def bug(self: object, *args: object, **kwargs: object) -> None:
+        raise KeyError("a programming error")
+
+    monkeypatch.setattr(FeatureGP, "fit", bug)
+    opt = Optimizer(word_space(), "onehot", progress=False, min_observations=1)
+    opt.tell(opt.space.ids[:2], [0.0, 1.0])
+    with pytest.raises(KeyError, match="programming error"):
+        opt.ask(1)
+
+
+# ------------------------------------------------------------- degenerate observations
+TARGETS = {
+    "constant": lambda n: [4.2] * n,
+    "single": lambda n: [7.0],
+    "huge": lambda n: list(1e12 + 1e11 * np.arange(n)),
+    "tiny": lambda n: list(1e-12 * np.arange(n)),
+    "huge-constant": lambda n: [-3e15] * n,
+}
+
+
+@pytest.mark.parametrize("surrogate", ["onehot", "static", "projection"])
+@pytest.mark.parametrize("case", list(TARGETS))
+def test_degenerate_targets_give_valid_suggestions(
+    surrogate: str, case: str, word_model: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    opt = make(surrogate, word_model, seed=2)
+    values = TARGETS[case](5)
+    # Includes feature duplicates: "zebra cat"/"giraffe cat" and "red cat"/"Red cat".
+    observed = [opt.space.ids[i] for i in (0, 9, 12, 3, 6)][: len(values)]
+    opt.tell(observed, values)
+    for minimize in (False, True):
+        opt.maximize = not minimize
+        ids = opt.ask(2)
+        assert len(set(ids)) == 2 and not set(ids) & told(opt) - set(ids)
+        assert opt.last_fit["n_train"] == len(values)
+        assert opt.last_fit["fallback"] in (None, "static", f"{surrogate}-regularised", "random")
+        opt.fail(ids, "not measured")
+
+
+def test_identical_features_and_all_identical_embeddings(tiny_model: str) -> None:
+    """A model that reads every word as [UNK] embeds all candidates identically."""
+    for name in ("static", "projection"):
+        opt = make(name, tiny_model)
+        opt.tell(opt.space.ids[:3], [1.0, 2.0, 3.0])
+        ids = opt.ask(2)
+        assert len(set(ids)) == 2 and not set(ids) & set(opt.space.ids[:3])
+
+
+def test_constant_feature_columns(caplog: pytest.LogCaptureFixture) -> None:
+    """A table column with one value gives a constant one-hot column (zero range)."""
+    opt = Optimizer(word_space(), "onehot", progress=False, min_observations=1)
+    opt.tell(opt.space.ids[:2], [0.0, 1.0])
+    assert len(opt.ask(2)) == 2
+    assert opt.last_fit["fallback"] in (None, "onehot-regularised")
+
+
+def test_rows_differing_only_in_ignored_columns_are_duplicates() -> None:
+    frame = pd.DataFrame({"w": ["red", "red", "blue"], "batch": [1, 2, 3]})
+    with pytest.raises(DuplicateCandidatesError, match="repeat an earlier candidate's text"):
+        CandidateSpace(frame, "{w}")
+    assert len(CandidateSpace(frame, "{w}", on_duplicate="drop")) == 2

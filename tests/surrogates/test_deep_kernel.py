@@ -1,0 +1,255 @@
+"""LLM deep-kernel GPs (``projection``, ``lora``, soft tokens) on the tiny random BERT."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from botorch.models import SingleTaskGP
+
+from conftest import synthetic_pool
+from llmbo.encoders.transformer import EncoderConfig
+from llmbo.space import CandidateSpace
+from llmbo.surrogates import SurrogateSpec, make_surrogate
+from llmbo.surrogates.base import FittedSurrogate
+from llmbo.surrogates.deep_kernel import DeepKernelConfig, DeepKernelGP
+
+N_POOL = 60
+TRAIN = torch.arange(0, N_POOL, 4)  # 15 observations
+
+
+@pytest.fixture(scope="module")
+def space() -> CandidateSpace:
+    frame = synthetic_pool(seed=0).sample(n=N_POOL, random_state=0).reset_index(drop=True)
+    return CandidateSpace(frame, "{color} {animal} in the {place}")
+
+
+@pytest.fixture(scope="module")
+def train_y(space: CandidateSpace) -> torch.Tensor:
+    return torch.tensor(space.frame["y"].to_numpy()[TRAIN.numpy()], dtype=torch.float64)
+
+
+def _surrogate(model: str, name: str, steps: int = 40, **kwargs: object) -> DeepKernelGP:
+    deep = DeepKernelConfig(steps=steps, **kwargs)  # type: ignore[arg-type]
+    spec = SurrogateSpec(
+        name=name, encoder=EncoderConfig(model=model, device="cpu"), deep_kernel=deep
+    )
+    surrogate = make_surrogate(spec)
+    assert isinstance(surrogate, DeepKernelGP)
+    return surrogate
+
+
+@pytest.fixture(scope="module", params=["projection", "lora"])
+def prepared(
+    request: pytest.FixtureRequest, tiny_model: str, space: CandidateSpace
+) -> DeepKernelGP:
+    surrogate = _surrogate(tiny_model, request.param, steps=60)
+    surrogate.prepare(space)
+    return surrogate
+
+
+@pytest.fixture(scope="module")
+def fitted(prepared: DeepKernelGP, train_y: torch.Tensor) -> FittedSurrogate:
+    torch.manual_seed(0)
+    return prepared.fit(TRAIN, train_y)
+
+
+def test_marginal_likelihood_improves_during_fit(fitted: FittedSurrogate) -> None:
+    losses = torch.tensor(fitted.losses)
+    assert len(losses) == 60 and torch.isfinite(losses).all()
+    # Negative MLL per observation: a clear drop, and the end is the best part of the run.
+    assert losses[0] - losses[-1] > 0.25
+    assert losses[-5:].mean() < losses[:5].mean() - 0.25
+    assert losses[-1] <= losses.min() + 0.05
+
+
+def test_final_model_explains_the_data_better_than_the_initial_one(
+    prepared: DeepKernelGP, fitted: FittedSurrogate, train_y: torch.Tensor
+) -> None:
+    """Exact MLL of the returned GP at the training data is higher than at step 0."""
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    gp = fitted.model
+    gp.train()
+    try:
+        mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
+        with torch.no_grad():
+            x = gp.train_inputs[0]
+            final = float(mll(gp(x), gp.train_targets))
+    finally:
+        gp.eval()
+    assert -final < fitted.losses[0] - 0.25
+
+
+def test_posterior_over_the_pool(fitted: FittedSurrogate, train_y: torch.Tensor) -> None:
+    assert isinstance(fitted.model, SingleTaskGP)
+    feats = fitted.features
+    assert feats.shape == (N_POOL, 64)
+    assert feats.dtype == torch.float64 and not feats.requires_grad
+    assert feats.min() >= -1.0 and feats.max() <= 1.0
+    assert torch.cdist(feats, feats).fill_diagonal_(1.0).min() > 1e-6  # no collapsed rows
+    with torch.no_grad():
+        post = fitted.model.posterior(feats)
+        assert post.mean.shape == (N_POOL, 1)
+        assert post.variance.shape == (N_POOL, 1)
+        assert (post.variance > 0).all()
+        batch = fitted.model.posterior(feats[:7].unsqueeze(-2))
+        assert batch.mean.shape == (7, 1, 1)
+    # The GP is conditioned on the training rows' (pool) features, in original units.
+    torch.testing.assert_close(fitted.model.train_inputs[0], feats[TRAIN])
+    with torch.no_grad():
+        mean_train = fitted.model.posterior(feats[TRAIN]).mean.squeeze(-1)
+    assert torch.corrcoef(torch.stack([mean_train, train_y]))[0, 1] > 0.8
+    assert abs(float(mean_train.mean() - train_y.mean())) < 0.5 * float(train_y.std())
+
+
+@pytest.mark.parametrize("name", ["projection", "lora"])
+def test_same_seed_same_fit_other_seed_other_fit(
+    tiny_model: str, space: CandidateSpace, train_y: torch.Tensor, name: str
+) -> None:
+    prepared = _surrogate(tiny_model, name, steps=10)
+    prepared.prepare(space)
+    torch.manual_seed(123)
+    a = prepared.fit(TRAIN, train_y)
+    torch.manual_seed(123)
+    b = prepared.fit(TRAIN, train_y)
+    torch.manual_seed(124)
+    c = prepared.fit(TRAIN, train_y)
+    assert a.losses == b.losses
+    torch.testing.assert_close(a.features, b.features, rtol=0, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            a.model.posterior(a.features).mean, b.model.posterior(b.features).mean, rtol=0, atol=0
+        )
+    assert a.losses != c.losses
+    assert (a.features - c.features).abs().max() > 1e-3
+
+
+def test_lora_trains_adapters_projection_leaves_encoder_frozen(
+    prepared: DeepKernelGP, fitted: FittedSurrogate
+) -> None:
+    lora_b = [p for n, p in prepared.encoder.named_parameters() if "lora_B" in n]
+    if prepared.name == "lora":
+        assert lora_b and all(torch.count_nonzero(p) > 0 for p in lora_b)
+    else:
+        assert not lora_b and prepared.encoder.trainable_parameters() == []
+    assert prepared.config()["name"] == prepared.name
+    assert prepared.config()["deep_kernel"]["steps"] == 60
+
+
+def test_fit_validates_training_data(prepared: DeepKernelGP) -> None:
+    with pytest.raises(ValueError, match="3 training rows but 2 values"):
+        prepared.fit(torch.tensor([0, 1, 2]), torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="at least one observation"):
+        prepared.fit(torch.tensor([], dtype=torch.long), torch.tensor([]))
+
+
+def test_single_observation_fits(tiny_model: str, space: CandidateSpace) -> None:
+    surrogate = _surrogate(tiny_model, "projection", steps=5)
+    surrogate.prepare(space)
+    fitted = surrogate.fit(torch.tensor([3]), torch.tensor([1.5]))
+    with torch.no_grad():
+        post = fitted.model.posterior(fitted.features)
+    assert post.mean.shape == (N_POOL, 1) and torch.isfinite(post.mean).all()
+
+
+@pytest.mark.parametrize("y_dtype", [torch.float32, torch.float64])
+def test_targets_of_either_dtype_give_the_same_fit(
+    tiny_model: str, space: CandidateSpace, train_y: torch.Tensor, y_dtype: torch.dtype
+) -> None:
+    y32 = train_y.to(torch.float32)  # values exactly representable in both dtypes
+    surrogate = _surrogate(tiny_model, "projection", steps=10)
+    surrogate.prepare(space)
+    torch.manual_seed(0)
+    reference = surrogate.fit(TRAIN, y32.to(torch.float64))
+    torch.manual_seed(0)
+    fitted = surrogate.fit(TRAIN, y32.to(y_dtype))
+    assert fitted.features.dtype == torch.float64
+    assert fitted.model.train_targets.dtype == torch.float64
+    assert fitted.losses == reference.losses
+
+
+def test_no_projection_feeds_pooled_features_scaled(
+    tiny_model: str, space: CandidateSpace, train_y: torch.Tensor
+) -> None:
+    surrogate = _surrogate(tiny_model, "projection", steps=5, projection_dim=None)
+    surrogate.prepare(space)
+    fitted = surrogate.fit(TRAIN, train_y)
+    assert fitted.features.shape == (N_POOL, 32)
+    # Closed form of the scaling (GPyTorch's ScaleToBounds): the training rows' global range
+    # maps onto [-0.95, 0.95]; other rows use the same map, clamped to that range.
+    pooled = surrogate.encoder.embed().to(torch.float64)
+    lo, hi = pooled[TRAIN].min(), pooled[TRAIN].max()
+    expected = (pooled.clamp(lo, hi) - lo) * (1.9 / (hi - lo)) - 0.95
+    torch.testing.assert_close(fitted.features, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_soft_tokens_static_surrogate_trains_them(
+    tiny_model: str, space: CandidateSpace, train_y: torch.Tensor
+) -> None:
+    spec = SurrogateSpec(
+        name="static",
+        encoder=EncoderConfig(model=tiny_model, device="cpu"),
+        deep_kernel=DeepKernelConfig(steps=15),
+        soft_tokens=2,
+    )
+    surrogate = make_surrogate(spec)
+    assert isinstance(surrogate, DeepKernelGP)
+    surrogate.prepare(space)
+    soft = surrogate.encoder.soft_tokens
+    assert soft is not None
+    # fit() re-initialises the soft tokens from the global RNG first, then trains them.
+    torch.manual_seed(0)
+    surrogate.encoder.reset_parameters()
+    initial = soft.detach().clone()
+    torch.manual_seed(0)
+    fitted = surrogate.fit(TRAIN, train_y)
+    assert fitted.features.shape == (N_POOL, 32)  # no projection head for `static`
+    assert (soft.detach() - initial).abs().max() > 1e-4
+    assert fitted.losses[-1] < fitted.losses[0]
+
+
+def test_warm_start_uses_warm_steps(
+    tiny_model: str, space: CandidateSpace, train_y: torch.Tensor
+) -> None:
+    surrogate = _surrogate(tiny_model, "projection", steps=12, warm_start=True, warm_steps=4)
+    surrogate.prepare(space)
+    first = surrogate.fit(TRAIN, train_y)
+    second = surrogate.fit(TRAIN, train_y)
+    assert len(first.losses) == 12 and len(second.losses) == 4
+    # Continuing from the trained state starts near where the first fit ended.
+    assert second.losses[0] < first.losses[0]
+
+
+def test_prepare_tokenises_once_per_space(
+    tiny_model: str, space: CandidateSpace, train_y: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    calls: list[int] = []
+    original = PreTrainedTokenizerBase.__call__
+
+    def counting(self: PreTrainedTokenizerBase, *args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedTokenizerBase, "__call__", counting)
+    surrogate = _surrogate(tiny_model, "lora", steps=3)
+    surrogate.prepare(space)
+    surrogate.prepare(space)  # idempotent for the same space
+    surrogate.fit(TRAIN, train_y)
+    surrogate.fit(TRAIN[:5], train_y[:5])
+    assert len(calls) == 1
+
+
+def test_spec_round_trips_through_json(tiny_model: str) -> None:
+    import json
+
+    spec = SurrogateSpec(
+        name="lora",
+        encoder=EncoderConfig(model=tiny_model, device="cpu", pooling="cls"),
+        deep_kernel=DeepKernelConfig(steps=7, projection_dim=16),
+        soft_tokens=1,
+        top_layers=2,
+    )
+    again = SurrogateSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec
