@@ -529,6 +529,12 @@ class Optimizer:
         idx, values = self._observations()
         start = time.perf_counter()
         fallback: str | None = None
+        if len(idx) >= self.min_observations:
+            # Build and prepare the surrogate before seeding: constructing it draws random
+            # numbers (initial weights), and whether that happens inside the seeded block
+            # must not depend on whether this process built it earlier.
+            with torch.random.fork_rng(devices=self._rng_devices()):
+                self.surrogate.prepare(self.space, progress=self.progress)
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(seed)
             fitted = None

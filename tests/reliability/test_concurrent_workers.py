@@ -10,6 +10,7 @@ import multiprocessing as mp
 import time
 from pathlib import Path
 
+from _fixtures import study_name_fixture, study_url_fixture  # noqa: F401  (fixtures)
 from _support import TEMPLATE, animal_table, campaign_worker
 
 from llmbo.optimizer import Optimizer

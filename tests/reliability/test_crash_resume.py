@@ -74,7 +74,7 @@ def test_cli_campaign_killed_mid_iteration_resumes(tiny_model: str, tmp_path: Pa
     animal_table().to_csv(table, index=False)
     db = tmp_path / "campaign.db"
     cmd = [
-        sys.executable, "-m", "llmbo.cli", "run", "--table", str(table), "--template", TEMPLATE,
+        sys.executable, "-m", "llmbo", "run", "--table", str(table), "--template", TEMPLATE,
         "--target", "y", "--study", str(db), "--surrogate", "projection", "--model",
         tiny_model, "--steps", "5", "--device", "cpu", "--n-initial", str(N_INITIAL),
         "--iterations", str(ITERATIONS), "--seed", "3", "--no-progress",

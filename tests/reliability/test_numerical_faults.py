@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _fixtures import word_model_fixture  # noqa: F401  (fixture)
 from linear_operator.utils.errors import NotPSDError
 
 import llmbo.optimizer as optimizer_module
@@ -160,13 +161,16 @@ def test_degenerate_targets_give_valid_suggestions(
         opt.fail(ids, "not measured")
 
 
-def test_identical_features_and_all_identical_embeddings(tiny_model: str) -> None:
-    """A model that reads every word as [UNK] embeds all candidates identically."""
+def test_all_candidates_with_the_same_embedding(word_model: str) -> None:
+    """Every word outside the vocabulary reads as [UNK]: all candidates embed identically."""
+    frame = pd.DataFrame({"w": ["zebra", "okapi", "giraffe", "tapir"], "a": ["lion"] * 4})
+    space = CandidateSpace(frame, "{w} {a}")
     for name in ("static", "projection"):
-        opt = make(name, tiny_model)
-        opt.tell(opt.space.ids[:3], [1.0, 2.0, 3.0])
+        opt = Optimizer(space, spec(name, word_model), progress=False, min_observations=1)
+        opt.tell(space.ids[:2], [1.0, 2.0])
         ids = opt.ask(2)
-        assert len(set(ids)) == 2 and not set(ids) & set(opt.space.ids[:3])
+        assert sorted(ids) == sorted(space.ids[2:])
+        assert opt.last_fit["fallback"] in (None, "random")
 
 
 def test_constant_feature_columns(caplog: pytest.LogCaptureFixture) -> None:

@@ -170,7 +170,8 @@ def _git_commit() -> str:
 
 
 @functools.cache
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model name (from /proc/cpuinfo where available)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -185,7 +186,7 @@ def _hardware(device: str) -> str:
 
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(torch.device(device))} (CUDA)"
-    return f"{_cpu_name()} ({os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads)"
+    return f"{cpu_name()} ({os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads)"
 
 
 # ---------------------------------------------------------------------- pools

@@ -13,7 +13,6 @@ import argparse
 import csv
 import datetime as dt
 import os
-import platform
 import statistics
 import threading
 import time
@@ -28,6 +27,7 @@ import pandas as pd
 import torch
 
 from llmbo.acquisition import select_candidates
+from llmbo.benchmarks.runner import cpu_name
 from llmbo.encoders.transformer import EncoderConfig
 from llmbo.space import CandidateSpace
 from llmbo.surrogates import Surrogate, SurrogateSpec, make_surrogate
@@ -240,16 +240,6 @@ def _append(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         os.fsync(fh.fileno())
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", default="bh1")
@@ -287,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "repeats": args.repeats,
         "torch": torch.__version__,
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     out = Path(args.output)

@@ -155,7 +155,9 @@ def run_command(args: argparse.Namespace) -> int:
     start_ids = [space.ids[i] for i in start_rows]
     if start_ids:
         opt.tell(start_ids, pool_values[start_rows].tolist())
-    history = opt.run(objective, args.iterations, batch_size=args.batch_size)
+    # run_until counts what the study already holds, so re-running the same command on an
+    # existing --study (e.g. after a crash) only measures what is missing.
+    history = opt.run_until(objective, n_init + budget, batch_size=args.batch_size)
     seconds = time.perf_counter() - started
 
     if output is not None:

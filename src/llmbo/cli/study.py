@@ -69,6 +69,11 @@ def register(subparsers: Any) -> None:
         metavar="CSV",
         help="write the suggestions (candidate_id, text, table columns) here",
     )
+    s.add_argument(
+        "--release-pending",
+        action="store_true",
+        help="first offer again every suggestion that was handed out but never observed",
+    )
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_space_options(s, target=False)
     add_model_options(s, defaults=False)
@@ -215,6 +220,9 @@ def suggest_command(args: argparse.Namespace) -> int:
                         "candidates than the given --table/--template (or --benchmark); leave "
                         "them out to continue it, or use another --study-name."
                     )
+        released = opt.release_pending() if getattr(args, "release_pending", False) else []
+        if released:
+            print(f"released {len(released)} pending suggestion(s)")
         # Build and prepare the surrogate before asking: a bad model fails here, and the
         # surrogate's own set-up never touches the seeded random stream of the suggestion.
         opt.surrogate.prepare(opt.space, progress=progress)

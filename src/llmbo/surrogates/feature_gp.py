@@ -93,7 +93,9 @@ class FeatureGP(Surrogate):
         d = X.shape[-1]
         input_transform = None
         if self.kernel != "tanimoto":
-            bounds = torch.stack([X.min(0).values, X.max(0).values])
+            lo, hi = X.min(0).values, X.max(0).values
+            hi = torch.where(hi > lo, hi, lo + 1.0)  # constant columns: avoid a zero range
+            bounds = torch.stack([lo, hi])
             input_transform = Normalize(d=d, bounds=bounds)
         model = SingleTaskGP(
             X[idx],

@@ -1,4 +1,8 @@
-"""Fixtures of the reliability suite: study backends and a tiny model that reads words."""
+"""Fixtures of the reliability suite: study backends and a tiny model that reads words.
+
+A module, not ``conftest.py``: a second ``conftest`` module would shadow the ``from conftest
+import ...`` of the tests one folder up. Test modules import the fixtures they use.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,8 @@ import pytest
 POSTGRES_URL = os.environ.get("LLMBO_TEST_POSTGRES_URL")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def study_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(name="study_url", params=["sqlite", "postgresql"])
+def study_url_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A study storage URL: a fresh SQLite file, or the scratch PostgreSQL database."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'study.db'}"
@@ -25,13 +29,13 @@ def study_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     yield POSTGRES_URL
 
 
-@pytest.fixture
-def study_name() -> str:
+@pytest.fixture(name="study_name")
+def study_name_fixture() -> str:
     return f"rel-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(scope="session")
-def word_model(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+@pytest.fixture(name="word_model", scope="session")
+def word_model_fixture(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The tiny random BERT with a tokenizer that knows its word list.
 
     Some transformers versions ignore ``vocab_file`` in ``BertTokenizerFast(...)``, which

@@ -1,0 +1,89 @@
+"""Fast (cached lower layers) vs naive (uncached) LoRA deep kernel: same campaign?
+
+Runs the reaction protocol on one pool with the ``lora`` surrogate twice per seed, once
+with the frozen lower layers cached and once recomputing them at every step and pool pass,
+and records the suggested reactions, coverage and time side by side in
+``benchmarks/results/cache_equivalence.csv``. Example::
+
+    python benchmarks/cache_equivalence.py --benchmark bh1 --seeds 0 --iterations 3 --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from llmbo.benchmarks.datasets import load_pool
+from llmbo.benchmarks.metrics import top_fraction_coverage
+from llmbo.benchmarks.protocol import initial_design
+from llmbo.benchmarks.runner import cpu_name
+from llmbo.encoders.transformer import EncoderConfig
+from llmbo.optimizer import Optimizer, TableObjective
+from llmbo.surrogates import SurrogateSpec, make_surrogate
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--benchmark", default="bh1")
+    parser.add_argument("--template", default="names")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--output", default="benchmarks/results/cache_equivalence.csv")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pool = load_pool(args.benchmark)
+    space = pool.space(args.template)
+    separator = {"procedure": "\n", "names": "; "}[args.template]
+    encoder = EncoderConfig(pooling="segments", segment_separator=separator, device="cpu")
+    rows = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        runs = {}
+        for cached in (True, False):
+            spec = SurrogateSpec(name="lora", encoder=encoder, cache_hidden_states=cached)
+            spec = replace(spec, deep_kernel=replace(spec.deep_kernel, steps=args.steps))
+            start = time.perf_counter()
+            opt = Optimizer(space, make_surrogate(spec), seed=seed, progress=False)
+            init = initial_design(pool.values, 10, seed)
+            opt.tell([space.ids[i] for i in init], pool.values[init].tolist())
+            history = opt.run(TableObjective(space, pool.target), args.iterations)
+            runs[cached] = (history, time.perf_counter() - start)
+        (fast, t_fast), (naive, t_naive) = runs[True], runs[False]
+        rows.append(
+            {
+                "benchmark": args.benchmark,
+                "template": args.template,
+                "seed": seed,
+                "iterations": args.iterations,
+                "steps": args.steps,
+                "same_suggestions": list(fast.candidate_id) == list(naive.candidate_id),
+                "fast_coverage": top_fraction_coverage(fast.value.to_numpy(), pool.values),
+                "naive_coverage": top_fraction_coverage(naive.value.to_numpy(), pool.values),
+                "fast_seconds": round(t_fast, 1),
+                "naive_seconds": round(t_naive, 1),
+                "cpu": cpu_name(),
+                "threads": torch.get_num_threads(),
+                "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            }
+        )
+        print(rows[-1], flush=True)
+    out = Path(args.output)
+    new = not out.exists()
+    with out.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
