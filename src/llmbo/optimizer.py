@@ -674,8 +674,30 @@ class Optimizer:
             )
         checked = finite_values(values)
         self.space.index_of(ids)  # unknown ids -> UnknownCandidateError before anything is written
+        self._check_consistent(ids, checked)
         for cid, value in zip(ids, checked, strict=True):
             self.storage.record(self.study.study_id, cid, float(value))
+
+    def _check_consistent(self, ids: Sequence[str], values: np.ndarray) -> None:
+        """Refuse the whole tell, before writing, if any value contradicts a stored one."""
+        seen: dict[str, float] = {}
+        for cid, value in zip(ids, values, strict=True):
+            if cid in seen and seen[cid] != value:
+                raise TrialStateError(
+                    f"Candidate {cid!r} is told twice in one call with different values "
+                    f"({seen[cid]!r} and {float(value)!r}); give one value per candidate."
+                )
+            seen[cid] = float(value)
+        stored = {
+            t.candidate_id: t.value
+            for t in self.storage.trials(self.study.study_id, states=[TrialState.COMPLETE])
+        }
+        for cid, value in seen.items():
+            if cid in stored and stored[cid] != value:
+                raise TrialStateError(
+                    f"Candidate {cid!r} already has the measured value {stored[cid]!r}; refusing "
+                    f"{value!r}. Nothing from this call was stored. Stored values never change."
+                )
 
     def fail(self, ids: str | Sequence[str], error: str) -> None:
         """Mark pending suggestions as failed (their candidates may be suggested again)."""

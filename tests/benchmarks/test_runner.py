@@ -220,7 +220,7 @@ def test_method_specs_and_overrides() -> None:
     onehot = METHODS.get("onehot")(pool)
     assert onehot.featurizer["columns"] == list(pool.smiles_columns)
     assert "rxn" not in onehot.featurizer["columns"]
-    assert (onehot.kernel, METHODS.get("drfp")(pool).kernel) == ("matern", "tanimoto")
+    assert (onehot.kernel, METHODS.get("drfp")(pool).kernel) == ("matern-ard", "tanimoto")
     soft = METHODS.get("lora-soft")(pool, "some/model", "cpu", "names", {"deep_kernel.lr": 0.01})
     assert (soft.name, soft.soft_tokens, soft.encoder.model, soft.encoder.device) == (
         "lora",
