@@ -30,7 +30,6 @@ ITERATIONS = 10
 KILL_AFTER = N_INITIAL + 4  # complete trials seen in the database before the kill
 
 
-#: `llmbo run` on an existing --study must run only the evaluations still missing.
 def _env() -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
     env.setdefault("OMP_NUM_THREADS", "1")
