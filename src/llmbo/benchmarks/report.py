@@ -16,7 +16,7 @@ import pandas as pd
 
 from llmbo._imports import require
 from llmbo.benchmarks.metrics import mean_and_sem
-from llmbo.benchmarks.runner import CURVES_FILE, RESULTS_FILE, read_csv_rows
+from llmbo.benchmarks.runner import CURVES_FILE, RESULTS_FILE, RUN_KEY, read_csv_rows
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -69,20 +69,7 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
     frame = _numeric(read_csv_rows(Path(results_dir) / RESULTS_FILE))
     if frame.empty:
         return frame
-    key = [
-        c
-        for c in (
-            "benchmark",
-            "method",
-            "seed",
-            "iterations",
-            "template",
-            "model",
-            "n_initial",
-            "batch_size",
-        )
-        if c in frame.columns
-    ]
+    key = [c for c in RUN_KEY if c in frame.columns]
     return frame.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
 
 
@@ -91,11 +78,7 @@ def load_curves(results_dir: str | Path) -> pd.DataFrame:
     frame = _numeric(read_csv_rows(Path(results_dir) / CURVES_FILE))
     if frame.empty:
         return frame
-    key = [
-        c
-        for c in ("benchmark", "method", "seed", "iterations", "template", "model", "iteration")
-        if c in frame.columns
-    ]
+    key = [c for c in (*RUN_KEY, "iteration") if c in frame.columns]
     return frame.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
 
 
