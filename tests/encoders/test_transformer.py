@@ -471,3 +471,91 @@ def test_encoder_decoder_cached_top_block_equals_full_forward(t5_model: str) -> 
     torch.manual_seed(0)
     encoder = TextEncoder(_config(t5_model), lora=LoraSettings()).prepare(TEXTS)
     torch.testing.assert_close(encoder(_all(len(TEXTS))), expected, atol=1e-5, rtol=1e-4)
+
+
+# ------------------------------------------------------------- top module (BERT "output")
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_top_module_path_with_fresh_lora_equals_full_forward(tiny_model: str, pooling: str) -> None:
+    expected = reference_features(tiny_model, TEXTS, pooling)
+    torch.manual_seed(0)
+    encoder = TextEncoder(
+        _config(tiny_model, pooling=pooling), lora=LoraSettings(), top_module="output"
+    ).prepare(TEXTS)
+    assert encoder.n_top == 1 and encoder._cache is None and encoder._module_inputs
+    torch.testing.assert_close(encoder(_all(len(TEXTS))), expected, atol=1e-5, rtol=1e-5)
+    index = torch.tensor([5, 0, 3])
+    torch.testing.assert_close(encoder(index), expected[index], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(encoder.embed(), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", [*POOLINGS, "segments"])
+def test_top_module_path_equals_full_model_with_the_same_trained_adapter(
+    tiny_model: str, pooling: str
+) -> None:
+    """Cached inputs + cached frozen outputs == a plain LoRA model run from the embeddings."""
+    config = _config(tiny_model, pooling=pooling, segment_separator=" ")
+    fast = TextEncoder(config, lora=LoraSettings(), top_module="output").prepare(TEXTS)
+    naive = TextEncoder(
+        config,
+        lora=LoraSettings(target_modules=["encoder.layer.3.output.dense"]),
+        top_layers=1,
+        cache_hidden_states=False,
+    ).prepare(TEXTS)
+    assert sorted(n for n, _ in fast.net.named_parameters() if "lora_" in n) == sorted(
+        n for n, _ in naive.net.named_parameters() if "lora_" in n
+    )
+    before = fast(_all(len(TEXTS))).detach()
+    _perturb_lora(fast, seed=1)
+    _perturb_lora(naive, seed=1)
+    after = fast(_all(len(TEXTS)))
+    assert (after - before).abs().max() > 1e-2
+    torch.testing.assert_close(after, naive(_all(len(TEXTS))), atol=1e-5, rtol=1e-5)
+    index = torch.tensor([4, 1])
+    torch.testing.assert_close(fast(index), naive(index), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.embed(), naive.embed(), atol=1e-5, rtol=1e-5)
+
+
+def test_top_module_trains_only_its_linear_layer(tiny_model: str) -> None:
+    torch.manual_seed(0)
+    encoder = TextEncoder(_config(tiny_model), lora=LoraSettings(), top_module="output")
+    encoder.prepare(TEXTS)
+    names = sorted(n for n, p in encoder.named_parameters() if p.requires_grad)
+    assert len(names) == 2 and all("layer.3.output.dense.lora_" in n for n in names), names
+    _perturb_lora(encoder, seed=3)
+    encoder(_all(len(TEXTS))).pow(2).sum().backward()
+    for p in encoder.trainable_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_top_module_frozen_output_is_not_recomputed(
+    tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = TextEncoder(_config(tiny_model), lora=LoraSettings(), top_module="output")
+    encoder.prepare(TEXTS)
+    assert list(encoder._module_bases) == ["dense"]
+    (base,) = encoder._adapted_base_layers().values()
+    linear = torch.nn.functional.linear
+    shapes: list[tuple[int, ...]] = []
+
+    def counting(x: torch.Tensor, weight: torch.Tensor, *args: object) -> torch.Tensor:
+        shapes.append(tuple(weight.shape))
+        return linear(x, weight, *args)
+
+    monkeypatch.setattr(torch.nn.functional, "linear", counting)
+    encoder(_all(len(TEXTS)))
+    assert base.weight.shape == (32, 64)
+    # The adapter's two low-rank products run; the frozen 64 -> 32 weight never does.
+    assert sorted(shapes) == [(4, 64), (32, 4)]  # r = 4
+
+
+def test_top_module_errors_name_the_problem(tiny_model: str) -> None:
+    with pytest.raises(InputError, match=r"not a submodule.*intermediate"):
+        TextEncoder(_config(tiny_model), lora=LoraSettings(), top_module="nope")
+    with pytest.raises(InputError, match="soft_tokens and top_module"):
+        TextEncoder(_config(tiny_model), lora=LoraSettings(), soft_tokens=2, top_module="output")
+    with pytest.raises(InputError, match="top_layers must be 1"):
+        TextEncoder(_config(tiny_model), lora=LoraSettings(), top_layers=3, top_module="output")
+    # The feed-forward input projection is not where the model's output comes from.
+    wrong = TextEncoder(_config(tiny_model), lora=LoraSettings(), top_module="intermediate")
+    with pytest.raises(ModelLoadError, match="does not produce this model's output"):
+        wrong.prepare(TEXTS)

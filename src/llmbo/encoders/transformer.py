@@ -4,6 +4,11 @@
 ``top_layers`` layers. Candidates are tokenised once; the hidden states entering the top
 block are computed once per study and cached, so training steps and pool scoring only run
 the top block (which may carry LoRA adapters and learnable soft tokens).
+
+With ``top_module`` the trainable part shrinks further, to one submodule at the end of the
+last layer (``"output"`` in BERT-style models: the feed-forward output projection and its
+layer norm). Its inputs, and the outputs of the frozen weights it adapts, are cached, so a
+training step only runs the low-rank adapter path and the layer norm.
 """
 
 from __future__ import annotations
@@ -181,6 +186,29 @@ class _StopForward(Exception):
     """Raised by a hook to abandon a forward pass once the needed activations are captured."""
 
 
+def _resolve_submodule(layer: nn.Module, name: str) -> nn.Module:
+    try:
+        return layer.get_submodule(name)
+    except AttributeError:
+        known = [n for n, _ in layer.named_modules() if n]
+        raise InputError(
+            f"top_module {name!r} is not a submodule of the last layer "
+            f"({type(layer).__name__}); its submodules are {known}."
+        ) from None
+
+
+@contextlib.contextmanager
+def _frozen_outputs(layers: dict[str, nn.Module], outputs: dict[str, Tensor]) -> Iterator[None]:
+    """Make each frozen linear layer return its cached output instead of recomputing it."""
+    for name, value in outputs.items():
+        layers[name].forward = lambda *args, _value=value, **kwargs: _value  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for name in outputs:
+            del layers[name].forward
+
+
 def _num_layers(config: Any) -> int:
     for key in ("num_hidden_layers", "num_layers", "n_layer"):
         value = getattr(config, key, None)
@@ -201,6 +229,11 @@ class TextEncoder(nn.Module):
             the top block (0 for none).
         cache_hidden_states: Cache the hidden states entering the top block (fast path).
             ``False`` recomputes the frozen layers on every call (the naive reference).
+        top_module: Name of a submodule of the last layer whose output is the model's
+            output (``"output"`` for BERT/MiniLM/RoBERTa). LoRA then adapts only the linear
+            layers inside it, and the cache holds its inputs and the frozen outputs of those
+            linear layers: training steps and pool scoring cost a few low-rank products per
+            token. Checked against the full forward at :meth:`prepare`.
 
     Call :meth:`prepare` once with the pool's texts, then ``encoder(index)`` returns pooled
     features (``b x hidden_size``, float32) for candidate rows ``index`` with gradients
@@ -215,6 +248,7 @@ class TextEncoder(nn.Module):
         lora: LoraSettings | None = None,
         soft_tokens: int = 0,
         cache_hidden_states: bool = True,
+        top_module: str | None = None,
         _pretrained: tuple[nn.Module, Any, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -236,10 +270,24 @@ class TextEncoder(nn.Module):
             raise InputError(
                 f"top_layers must be in [1, {n_layers}] for this model, got {top_layers}."
             )
+        if top_module is not None:
+            if soft_tokens:
+                raise InputError(
+                    "soft_tokens and top_module cannot be combined: soft tokens enter a whole "
+                    "layer, top_module trains only the end of the last one. Drop one of them."
+                )
+            if top_layers != 1 and top_layers != max(1, int(n_layers * 0.25)):
+                raise InputError(
+                    f"top_module works inside the last layer; top_layers must be 1, got {top_layers}."
+                )
+            top_layers = 1
         self.n_layers = n_layers
         self.n_top = top_layers
         self.split = n_layers - top_layers
-        self.stack_name, _ = find_layer_stack(net, n_layers)
+        self.stack_name, stack = find_layer_stack(net, n_layers)
+        self.top_module_name = top_module
+        if top_module is not None:
+            _resolve_submodule(stack[-1], top_module)
         net.eval()
         for p in net.parameters():
             p.requires_grad_(False)
@@ -268,6 +316,13 @@ class TextEncoder(nn.Module):
         self._soft_init: tuple[Tensor, Tensor] | None = None
         self._segments: Tensor | None = None
         self.n_segments = 0
+        #: Top-module path: cached inputs (positional order) and frozen base outputs.
+        self._module_inputs: list[Tensor] = []
+        self._module_bases: dict[str, Tensor] = {}
+        self._token_offsets = torch.zeros(1, dtype=torch.long)
+        self._gathered: tuple[bytes, list[Tensor], dict[str, Tensor]] | None = None
+        if top_module is not None and self.device.type == "cpu":
+            self.chunk_size = 256  # a step is cheap per token; fewer, larger chunks
 
     # ----------------------------------------------------------------- set-up
     def _inject_lora(self, net: nn.Module, lora: LoraSettings) -> nn.Module:
@@ -275,7 +330,26 @@ class TextEncoder(nn.Module):
         from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
         targets: list[str] | str | None = lora.target_modules
-        if targets is None:
+        placement: dict[str, Any] = {
+            "layers_to_transform": list(range(self.split, self.n_layers)),
+            "layers_pattern": self.stack_name.split(".")[-1],
+        }
+        if self.top_module_name is not None:
+            prefix = self._top_module_path()
+            inside = [
+                name
+                for name, module in net.named_modules()
+                if (name == prefix or name.startswith(prefix + "."))
+                and isinstance(module, nn.Linear)
+                and (targets is None or any(name.endswith(t) for t in targets))
+            ]
+            if not inside:
+                raise ModelLoadError(
+                    f"top_module {self.top_module_name!r} ({prefix}) holds no linear layer "
+                    f"to adapt{'' if targets is None else f' named like {targets!r}'}."
+                )
+            targets, placement = inside, {}
+        elif targets is None:
             targets = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(
                 getattr(self.hf_config, "model_type", ""), "all-linear"
             )
@@ -285,8 +359,7 @@ class TextEncoder(nn.Module):
             lora_dropout=lora.dropout,
             use_rslora=lora.use_rslora,
             target_modules=targets,
-            layers_to_transform=list(range(self.split, self.n_layers)),
-            layers_pattern=self.stack_name.split(".")[-1],
+            **placement,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # transformers deprecation inside PEFT
@@ -298,6 +371,16 @@ class TextEncoder(nn.Module):
                 "set LoraSettings.target_modules to names of linear layers of this model."
             )
         return wrapped.base_model.model
+
+    def _top_module_path(self) -> str:
+        return f"{self.stack_name}.{self.n_layers - 1}.{self.top_module_name}"
+
+    @property
+    def top_module(self) -> nn.Module | None:
+        """The trained submodule of the last layer (``None`` without ``top_module``)."""
+        if self.top_module_name is None:
+            return None
+        return self.net.get_submodule(self._top_module_path())
 
     @property
     def layers(self) -> nn.ModuleList:
@@ -385,7 +468,10 @@ class TextEncoder(nn.Module):
         if not self.trainable:
             self._pooled_cache = self._embed_frozen(progress=progress)
             return self
-        if self.cache_hidden_states:
+        if self.cache_hidden_states and self.top_module_name is not None:
+            self._cache_top_module(torch.arange(len(texts)), progress=progress)
+            self._check_top_module()
+        elif self.cache_hidden_states:
             self._cache = self._lower_hidden_states(torch.arange(len(texts)), progress=progress)
         if self.n_soft:
             self._soft_init = self._soft_token_statistics()
@@ -444,6 +530,144 @@ class TextEncoder(nn.Module):
         finally:
             handle.remove()
         return out
+
+    def _adapted_base_layers(self) -> dict[str, nn.Module]:
+        """Frozen base linear layers of the LoRA adapters inside the top module, by name."""
+        module = self.top_module
+        assert module is not None
+        from peft.tuners.lora import LoraLayer
+
+        return {
+            name: layer.get_base_layer()
+            for name, layer in module.named_modules()
+            if isinstance(layer, LoraLayer)
+        }
+
+    @torch.no_grad()
+    def _cache_top_module(self, index: Tensor, progress: bool = False) -> None:
+        """Cache the top module's inputs and the frozen outputs of the layers it adapts.
+
+        Only real tokens are kept, packed row after row (the module works token by token).
+        A frozen layer's output is cached when its input is one of the module's inputs
+        (then it cannot change during training); other frozen layers are recomputed.
+        """
+        module = self.top_module
+        assert module is not None and self._lengths is not None
+        bases = self._adapted_base_layers()
+        store = torch.float32 if self.device.type == "cpu" else torch.bfloat16
+        lengths = self._lengths[index]
+        offsets = torch.zeros(int(index.max()) + 2, dtype=torch.long)
+        offsets[index + 1] = lengths
+        offsets = offsets.cumsum(0)
+        seen: dict[str, Any] = {}
+
+        def grab_inputs(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if kwargs or not all(isinstance(a, Tensor) and a.dim() == 3 for a in args):
+                raise ModelLoadError(
+                    f"top_module {self.top_module_name!r} ({type(_m).__name__}) is called "
+                    "with inputs that are not per-token tensors; it cannot be cached. "
+                    "Use top_module=None (the whole top layer)."
+                )
+            seen["inputs"] = args
+
+        def grab_base(name: str) -> Any:
+            def hook(_m: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
+                if any(args[0] is a for a in seen.get("inputs", ())):
+                    seen[name] = output
+
+            return hook
+
+        def stop(*_: Any) -> None:
+            raise _StopForward
+
+        handles = [module.register_forward_pre_hook(grab_inputs, with_kwargs=True)]
+        handles += [b.register_forward_hook(grab_base(n)) for n, b in bases.items()]
+        handles.append(module.register_forward_hook(stop))
+        inputs: list[Tensor] = []
+        outputs: dict[str, Tensor] = {}
+        total = int(offsets[-1])
+        try:
+            for batch in self._batches(index, progress, "caching top-module inputs"):
+                ids, mask = self._batch_tokens(batch)
+                seen.clear()
+                with self._autocast(), contextlib.suppress(_StopForward):
+                    self.net(input_ids=ids, attention_mask=mask, use_cache=False)
+                if not inputs:  # allocate on the first batch (widths are now known)
+                    inputs = [
+                        torch.empty(total, a.shape[-1], dtype=store, device=self.device)
+                        for a in seen["inputs"]
+                    ]
+                    outputs = {
+                        k: torch.empty(total, v.shape[-1], dtype=store, device=self.device)
+                        for k, v in seen.items()
+                        if k != "inputs"
+                    }
+                real = mask.bool().to(self.device)
+                slots = self._token_slots(batch, offsets).to(self.device)
+                for cache, value in zip(inputs, seen["inputs"], strict=True):
+                    cache[slots] = value[real].to(store)
+                for name, cache in outputs.items():
+                    cache[slots] = seen[name][real].to(store)
+        finally:
+            for handle in handles:
+                handle.remove()
+        self._module_inputs, self._module_bases = inputs, outputs
+        self._token_offsets = offsets
+        self._gathered = None
+
+    def _token_slots(self, index: Tensor, offsets: Tensor) -> Tensor:
+        """Positions in the packed token cache of rows ``index``' tokens, row after row."""
+        assert self._lengths is not None
+        lengths = self._lengths[index]
+        starts = torch.repeat_interleave(offsets[index], lengths)
+        first = torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+        return starts + torch.arange(int(lengths.sum())) - first
+
+    @torch.no_grad()
+    def _check_top_module(self, n_rows: int = 4) -> None:
+        """The cached top-module path must reproduce the full forward (fresh LoRA: B = 0)."""
+        assert self._lengths is not None
+        rows = torch.arange(min(n_rows, len(self._lengths)))
+        ids, mask = self._batch_tokens(rows)
+        with self._autocast():
+            full = self.net(input_ids=ids, attention_mask=mask, use_cache=False)
+        keep = mask.bool()
+        expected = full.last_hidden_state.float()[keep]
+        got = self._run_top_module(rows).float()
+        error = float((got - expected).abs().max()) if got.shape == expected.shape else float("inf")
+        scale = float(expected.abs().max()) or 1.0
+        tolerance = 1e-4 if isinstance(self._autocast(), contextlib.nullcontext) else 5e-2
+        if not error <= tolerance * scale:
+            raise ModelLoadError(
+                f"top_module {self.top_module_name!r} does not produce this model's output "
+                f"({type(self.net).__name__}: max difference {error:.3g}); something after it "
+                "changes the hidden states. Use top_module=None (the whole top layer)."
+            )
+
+    def _gather_top_module(self, index: Tensor) -> tuple[list[Tensor], dict[str, Tensor]]:
+        """Cached inputs and frozen outputs of rows ``index`` (the last call's are reused)."""
+        key = index.numpy().tobytes()
+        if self._gathered is not None and self._gathered[0] == key:
+            return self._gathered[1], self._gathered[2]
+        slots = self._token_slots(index, self._token_offsets).to(self.device)
+        dtype = torch.float32 if self.device.type == "cpu" else None
+        inputs = [c[slots] if dtype is None else c[slots].to(dtype) for c in self._module_inputs]
+        frozen = {
+            n: c[slots] if dtype is None else c[slots].to(dtype)
+            for n, c in self._module_bases.items()
+        }
+        self._gathered = (key, inputs, frozen)
+        return inputs, frozen
+
+    def _run_top_module(self, index: Tensor) -> Tensor:
+        """The top module's output for the real tokens of rows ``index`` (packed)."""
+        module = self.top_module
+        assert module is not None
+        inputs, frozen = self._gather_top_module(index)
+        with _frozen_outputs(self._adapted_base_layers(), frozen), self._autocast():
+            out = module(*(x.unsqueeze(0) for x in inputs))
+        out = out[0] if isinstance(out, tuple) else out
+        return out.squeeze(0)
 
     @torch.no_grad()
     def _soft_token_statistics(self) -> tuple[Tensor, Tensor]:
@@ -548,6 +772,11 @@ class TextEncoder(nn.Module):
     def _forward_top(self, index: Tensor) -> Tensor:
         """Run the top block on one chunk of rows (padded to the chunk's longest text)."""
         ids, mask = self._batch_tokens(index)
+        if self._module_inputs:
+            tokens = self._run_top_module(index).float()
+            hidden = tokens.new_zeros(*mask.shape, tokens.shape[-1])
+            hidden[mask.bool().to(hidden.device)] = tokens
+            return self._pool(hidden, mask, index)
         if self._cache is not None:
             hidden = self._cache[index.to(self._cache.device), : ids.shape[1]]
         else:

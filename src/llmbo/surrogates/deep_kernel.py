@@ -258,6 +258,7 @@ class DeepKernelGP(Surrogate):
             "name": self.name,
             "encoder": enc.config.to_dict(),
             "top_layers": enc.n_top,
+            "top_module": enc.top_module_name,
             "lora": enc.lora_settings.to_dict() if enc.lora_settings else None,
             "soft_tokens": enc.n_soft,
             "side_features": type(self.side_featurizer).__name__ if self.side_featurizer else None,

@@ -28,6 +28,8 @@ class SurrogateSpec:
         soft_tokens: Learnable soft tokens appended to every input (any LLM surrogate).
         top_layers: Layers in the trainable top block (``None``: 25 %, at least one).
         cache_hidden_states: Cache frozen-layer outputs (``False``: naive reference path).
+        top_module: Train only this submodule at the end of the last layer (``"output"``
+            for BERT-style models); see :class:`~llmbo.encoders.transformer.TextEncoder`.
         featurizer: Keyword arguments of the fingerprint featurizer (column names, sizes).
         kernel: Kernel of fixed-feature GPs (``matern`` or ``tanimoto``; default by method).
         side_features: A registered featurizer (e.g. ``drfp``) whose Tanimoto kernel is added
@@ -42,6 +44,7 @@ class SurrogateSpec:
     soft_tokens: int = 0
     top_layers: int | None = None
     cache_hidden_states: bool = True
+    top_module: str | None = None
     featurizer: dict[str, Any] = field(default_factory=dict)
     kernel: str | None = None
     side_features: str | None = None
@@ -74,6 +77,7 @@ def _encoder(spec: SurrogateSpec, *, lora: bool) -> TextEncoder:
         lora=spec.lora if lora else None,
         soft_tokens=spec.soft_tokens,
         cache_hidden_states=spec.cache_hidden_states,
+        top_module=spec.top_module if lora else None,
     )
 
 
