@@ -305,3 +305,12 @@ _add(
         description="projection-seg deep kernel + Tanimoto kernel on DRFP (sum of kernels)",
     )
 )
+
+# ------------------------------------------- LoRA on the last feed-forward output only
+for _base in ("lora", "lora-seg"):
+    register_variant(
+        _base.replace("lora", "lora-out"),
+        _base,
+        {"top_module": "output"},
+        f"{_base} with LoRA only on the last layer's feed-forward output (cached fast path)",
+    )

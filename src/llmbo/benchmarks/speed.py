@@ -1,9 +1,10 @@
 """Wall time and memory of one BO iteration (fit + scoring the remaining pool).
 
-Measures, side by side in one process, the ``static``, ``projection`` and ``lora``
-surrogates on a reaction pool at several training-set sizes, the naive reference for
-``lora`` (no hidden-state cache: every step and every pool pass runs the full
-transformer), and how an iteration scales with pool size on a synthetic text pool.
+Measures, side by side in one process, benchmark methods (``static``, ``projection``,
+``lora``, ``lora-out``... built exactly as ``llmbo bench`` builds them) on a reaction pool
+at several training-set sizes, the naive reference of each LoRA method (no cache: every
+step and every pool pass runs the full transformer), and how an iteration scales with
+pool size on a synthetic text pool.
 Results are appended to a CSV; run ``python benchmarks/speed.py --help``.
 """
 
@@ -18,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,6 @@ import torch
 
 from llmbo.acquisition import select_candidates
 from llmbo.benchmarks.runner import cpu_name
-from llmbo.encoders.transformer import EncoderConfig
 from llmbo.space import CandidateSpace
 from llmbo.surrogates import Surrogate, SurrogateSpec, make_surrogate
 from llmbo.surrogates.deep_kernel import DeepKernelConfig
@@ -218,13 +217,21 @@ def synthetic_space(size: int, seed: int = 0) -> tuple[CandidateSpace, np.ndarra
     return space, values
 
 
-def _spec(name: str, encoder: EncoderConfig, steps: int, *, cached: bool = True) -> SurrogateSpec:
-    return SurrogateSpec(
-        name=name,
-        encoder=encoder,
-        deep_kernel=replace(DeepKernelConfig(), steps=steps),
-        cache_hidden_states=cached,
-    )
+def _spec(
+    method: str,
+    pool: Any,
+    *,
+    model: str,
+    device: str | None,
+    template: str,
+    steps: int,
+    cached: bool = True,
+) -> SurrogateSpec:
+    """The spec ``llmbo bench`` uses for ``method`` (``cached=False``: naive reference)."""
+    from llmbo.benchmarks.methods import METHODS
+
+    options = {"deep_kernel.steps": steps, "cache_hidden_states": cached}
+    return METHODS.get(method)(pool, model, device, template, options)
 
 
 def _append(path: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -246,7 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--template", default="procedure")
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--surrogates", default="static,projection,lora")
+    parser.add_argument(
+        "--surrogates",
+        default="static,projection,lora,lora-out",
+        help="benchmark methods to time (see llmbo bench --list-methods)",
+    )
     parser.add_argument("--n-train", default="10,30,60")
     parser.add_argument("--steps", type=int, default=DeepKernelConfig().steps)
     parser.add_argument("--repeats", type=int, default=2)
@@ -254,13 +265,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--reference",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also time the naive uncached lora iteration (slow)",
+        help="also time the naive uncached iteration of each LoRA method (slow)",
     )
     parser.add_argument("--reference-n-train", default="60")
     parser.add_argument(
         "--pool-sizes", default="", help="synthetic scaling run, e.g. 1000,10000,100000"
     )
-    parser.add_argument("--scaling-surrogates", default="projection,lora")
+    parser.add_argument("--scaling-surrogates", default="projection,lora-out")
     parser.add_argument("--scaling-n-train", default="30")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--output", default="benchmarks/results/speed.csv")
@@ -268,7 +279,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    encoder = EncoderConfig(model=args.model, device=args.device)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     common = {
         "device": device.type if device.type == "cpu" else torch.cuda.get_device_name(device),
@@ -290,11 +300,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         pool = load_pool(args.benchmark)
         space = pool.space(args.template)
         values = np.asarray(pool.values, dtype=np.float64)
-        reference = None
-        if args.reference and "lora" in args.surrogates.split(","):
-            reference = make_surrogate(_spec("lora", encoder, args.steps, cached=False))
+        build = {
+            "model": args.model,
+            "device": args.device,
+            "template": args.template,
+            "steps": args.steps,
+        }
         for name in args.surrogates.split(","):
-            surrogate = make_surrogate(_spec(name, encoder, args.steps))
+            spec = _spec(name, pool, **build)
+            surrogate = make_surrogate(spec)
+            reference = None
+            if args.reference and spec.name == "lora" and ref_n & set(n_trains):
+                reference = make_surrogate(_spec(name, pool, **build, cached=False))
             for n in n_trains:
                 res = measure(surrogate, space, values, n, repeats=args.repeats)
                 row = {
@@ -306,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "pool_size": len(space),
                     "template": args.template,
                 }
-                if name == "lora" and reference is not None and n in ref_n:
+                if reference is not None and n in ref_n:
                     ref = measure(reference, space, values, n, repeats=1)
                     row["reference_sec_per_iter"] = ref["sec_per_iter"]
                     row["speedup"] = ref["sec_per_iter"] / res["sec_per_iter"]
@@ -316,7 +333,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for size in [int(s) for s in args.pool_sizes.split(",") if s]:
         space, values = synthetic_space(size)
         for name in args.scaling_surrogates.split(","):
-            surrogate = make_surrogate(_spec(name, encoder, args.steps))
+            surrogate = make_surrogate(
+                _spec(
+                    name,
+                    None,
+                    model=args.model,
+                    device=args.device,
+                    template="synthetic",
+                    steps=args.steps,
+                )
+            )
             for n in [int(v) for v in args.scaling_n_train.split(",") if v]:
                 res = measure(surrogate, space, values, n, repeats=args.repeats)
                 row = {
