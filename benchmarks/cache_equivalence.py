@@ -1,11 +1,11 @@
-"""Fast (cached lower layers) vs naive (uncached) LoRA deep kernel: same campaign?
+"""Fast (cached) vs naive (uncached) LoRA deep kernel: same campaign?
 
-Runs the reaction protocol on one pool with the ``lora`` surrogate twice per seed, once
-with the frozen lower layers cached and once recomputing them at every step and pool pass,
-and records the suggested reactions, coverage and time side by side in
-``benchmarks/results/cache_equivalence.csv``. Example::
+Runs the reaction protocol on one pool with a LoRA benchmark method twice per seed, once
+on the fast path (cached frozen activations) and once recomputing the whole transformer at
+every step and pool pass, and records the suggested reactions, coverage and time side by
+side in ``benchmarks/results/cache_equivalence.csv``. Example::
 
-    python benchmarks/cache_equivalence.py --benchmark bh1 --seeds 0 --iterations 3 --steps 20
+    python benchmarks/cache_equivalence.py --method lora-out-seg --seeds 0,1 --iterations 10
 """
 
 from __future__ import annotations
@@ -14,27 +14,27 @@ import argparse
 import csv
 import datetime as dt
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from llmbo.benchmarks.datasets import load_pool
+from llmbo.benchmarks.methods import METHODS
 from llmbo.benchmarks.metrics import top_fraction_coverage
 from llmbo.benchmarks.protocol import initial_design
 from llmbo.benchmarks.runner import cpu_name
-from llmbo.encoders.transformer import EncoderConfig
 from llmbo.optimizer import Optimizer, TableObjective
-from llmbo.surrogates import SurrogateSpec, make_surrogate
+from llmbo.surrogates import make_surrogate
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", default="bh1")
+    parser.add_argument("--method", default="lora-out-seg", help="a LoRA benchmark method")
     parser.add_argument("--template", default="names")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--output", default="benchmarks/results/cache_equivalence.csv")
     args = parser.parse_args()
@@ -42,14 +42,12 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     pool = load_pool(args.benchmark)
     space = pool.space(args.template)
-    separator = {"procedure": "\n", "names": "; "}[args.template]
-    encoder = EncoderConfig(pooling="segments", segment_separator=separator, device="cpu")
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         runs = {}
         for cached in (True, False):
-            spec = SurrogateSpec(name="lora", encoder=encoder, cache_hidden_states=cached)
-            spec = replace(spec, deep_kernel=replace(spec.deep_kernel, steps=args.steps))
+            options = {"cache_hidden_states": cached, "deep_kernel.steps": args.steps}
+            spec = METHODS.get(args.method)(pool, "minilm", "cpu", args.template, options)
             start = time.perf_counter()
             opt = Optimizer(space, make_surrogate(spec), seed=seed, progress=False)
             init = initial_design(pool.values, 10, seed)
@@ -60,6 +58,7 @@ def main() -> int:
         rows.append(
             {
                 "benchmark": args.benchmark,
+                "method": args.method,
                 "template": args.template,
                 "seed": seed,
                 "iterations": args.iterations,

@@ -96,6 +96,27 @@ def test_deep_kernel_campaign_kept_in_study(table: Path, tmp_path: Path, tiny_mo
     assert opt.spec is not None and opt.spec.deep_kernel.steps == 3
 
 
+def test_lora_top_module_option_reaches_the_study(
+    table: Path, tmp_path: Path, tiny_model: str, capsys
+) -> None:
+    from llmbo.optimizer import Optimizer
+
+    study = tmp_path / "run.db"
+    args = _run(table, "--model", tiny_model, "--steps", "3", "--top-module", "output")
+    args += ["--n-initial", "4", "--iterations", "2", "--study", str(study), "--study-name", "s"]
+    assert main(args) == 0
+    opt = Optimizer.load(str(study), "s", progress=False)
+    assert opt.spec is not None and opt.spec.top_module == "output"
+    assert len(opt.history) == 6
+    # Another surrogate, or a submodule the model does not have: exit 2, message says why.
+    capsys.readouterr()
+    assert main(_run(table, "--surrogate", "projection", "--top-module", "output")) == 2
+    assert "--top-module applies to the lora surrogate only" in capsys.readouterr().err
+    bad = _run(table, "--model", tiny_model, "--top-module", "attention.nope", "--iterations", "1")
+    assert main(bad) == 2
+    assert "top_module 'attention.nope' is not a submodule" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------- bad input
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "bad.csv"

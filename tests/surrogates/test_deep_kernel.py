@@ -29,16 +29,21 @@ def train_y(space: CandidateSpace) -> torch.Tensor:
 
 
 def _surrogate(model: str, name: str, steps: int = 40, **kwargs: object) -> DeepKernelGP:
+    """``name`` is a surrogate, or ``lora-out``: LoRA on the last layer's ``output`` only."""
     deep = DeepKernelConfig(steps=steps, **kwargs)  # type: ignore[arg-type]
+    top_module = "output" if name == "lora-out" else None
     spec = SurrogateSpec(
-        name=name, encoder=EncoderConfig(model=model, device="cpu"), deep_kernel=deep
+        name="lora" if top_module else name,
+        encoder=EncoderConfig(model=model, device="cpu"),
+        deep_kernel=deep,
+        top_module=top_module,
     )
     surrogate = make_surrogate(spec)
     assert isinstance(surrogate, DeepKernelGP)
     return surrogate
 
 
-@pytest.fixture(scope="module", params=["projection", "lora"])
+@pytest.fixture(scope="module", params=["projection", "lora", "lora-out"])
 def prepared(
     request: pytest.FixtureRequest, tiny_model: str, space: CandidateSpace
 ) -> DeepKernelGP:
@@ -102,7 +107,7 @@ def test_posterior_over_the_pool(fitted: FittedSurrogate, train_y: torch.Tensor)
     assert abs(float(mean_train.mean() - train_y.mean())) < 0.5 * float(train_y.std())
 
 
-@pytest.mark.parametrize("name", ["projection", "lora"])
+@pytest.mark.parametrize("name", ["projection", "lora", "lora-out"])
 def test_same_seed_same_fit_other_seed_other_fit(
     tiny_model: str, space: CandidateSpace, train_y: torch.Tensor, name: str
 ) -> None:

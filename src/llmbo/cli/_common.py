@@ -122,6 +122,14 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         help="learnable soft tokens (default 0)",
     )
     group.add_argument(
+        "--top-module",
+        metavar="NAME",
+        default=None,
+        help="lora only: adapt only this submodule at the end of the last layer (e.g. 'output' "
+        "in BERT-style models such as MiniLM); its inputs are cached, so a fit takes seconds "
+        "on a CPU",
+    )
+    group.add_argument(
         "--steps",
         type=positive_int,
         default=None,
@@ -253,6 +261,10 @@ def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -
         spec = replace(spec, deep_kernel=replace(spec.deep_kernel, steps=int(args.steps)))
     if args.soft_tokens is not None:
         spec = replace(spec, soft_tokens=int(args.soft_tokens))
+    if getattr(args, "top_module", None):
+        if name.lower() != "lora":
+            raise InputError("--top-module applies to the lora surrogate only.")
+        spec = replace(spec, top_module=args.top_module)
     featurizer = _featurizer_options(name.lower(), args.fingerprint_columns, pool)
     if featurizer:
         spec = replace(spec, featurizer=featurizer)
