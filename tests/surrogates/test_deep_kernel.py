@@ -188,6 +188,46 @@ def test_no_projection_feeds_pooled_features_scaled(
     torch.testing.assert_close(fitted.features, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["projection", "lora", "lora-out"])
+def test_frozen_kernel_adds_the_untrained_features(
+    tiny_model: str, space: CandidateSpace, train_y: torch.Tensor, name: str
+) -> None:
+    from gpytorch.kernels import MaternKernel
+
+    torch.manual_seed(0)
+    surrogate = _surrogate(tiny_model, name, steps=30, frozen_kernel=True)
+    surrogate.prepare(space)
+    fitted = surrogate.fit(TRAIN, train_y)
+    assert fitted.features.shape == (N_POOL, 64 + 32)
+    # The last 32 columns: pretrained pooled features, each scaled to the pool's [0, 1].
+    plain = make_surrogate(
+        SurrogateSpec(name="static", encoder=EncoderConfig(model=tiny_model, device="cpu"))
+    )
+    plain.prepare(space)
+    frozen = plain.featurizer.featurize(space).to(torch.float64)
+    lo, hi = frozen.min(0).values, frozen.max(0).values
+    torch.testing.assert_close(fitted.features[:, 64:], (frozen - lo) / (hi - lo))
+    # Even after training LoRA, the frozen block is unchanged (computed with B = 0).
+    kernels = fitted.model.covar_module.kernels
+    assert len(kernels) == 2 and all(isinstance(k.base_kernel, MaternKernel) for k in kernels)
+    assert kernels[0].base_kernel.active_dims.tolist() == list(range(64))
+    assert kernels[1].base_kernel.active_dims.tolist() == list(range(64, 96))
+    assert fitted.losses[-1] < fitted.losses[0] - 0.25
+
+
+def test_frozen_kernel_refuses_soft_tokens(tiny_model: str, space: CandidateSpace) -> None:
+    from llmbo.errors import InputError
+
+    spec = SurrogateSpec(
+        name="projection",
+        encoder=EncoderConfig(model=tiny_model, device="cpu"),
+        deep_kernel=DeepKernelConfig(frozen_kernel=True),
+        soft_tokens=2,
+    )
+    with pytest.raises(InputError, match=r"frozen_kernel.*soft tokens"):
+        make_surrogate(spec).prepare(space)
+
+
 def test_soft_tokens_static_surrogate_trains_them(
     tiny_model: str, space: CandidateSpace, train_y: torch.Tensor
 ) -> None:

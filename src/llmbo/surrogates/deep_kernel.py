@@ -10,6 +10,7 @@ large batches.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -23,13 +24,14 @@ from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.means import ConstantMean
 from gpytorch.mlls import ExactMarginalLogLikelihood
+from gpytorch.priors import LogNormalPrior
 from gpytorch.utils.grid import ScaleToBounds
 from linear_operator.utils.errors import NotPSDError
 from torch import Tensor, nn
 
 from llmbo.encoders.base import Featurizer
 from llmbo.encoders.transformer import TextEncoder
-from llmbo.errors import FitError
+from llmbo.errors import FitError, InputError
 from llmbo.space import CandidateSpace
 from llmbo.surrogates.base import FittedSurrogate, Surrogate, as_train_tensors
 from llmbo.surrogates.kernels import TanimotoKernel
@@ -58,6 +60,11 @@ class DeepKernelConfig:
         lengthscale_init: ``"median"`` starts the Matérn lengthscale at the median
             pairwise distance of the initial training features; ``"default"`` keeps
             GPyTorch's initial value.
+        frozen_kernel: Add a Matérn kernel on the encoder's frozen pooled features (before
+            LoRA and projection; scaled to the pool's range, one lengthscale with BoTorch's
+            dimension-scaled prior) to the learned kernel. The learned features can pull
+            candidates together and make the GP overconfident away from its data; the
+            frozen part keeps some uncertainty there.
     """
 
     projection_dim: int | None = 64
@@ -69,6 +76,7 @@ class DeepKernelConfig:
     warm_start: bool = False
     warm_steps: int | None = None
     lengthscale_init: Literal["median", "default"] = "median"
+    frozen_kernel: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +117,7 @@ class DeepKernelGP(Surrogate):
         self.encoder = encoder
         self.side_featurizer = side_featurizer
         self._side: Tensor | None = None
+        self._frozen: Tensor | None = None
         self.config_ = config or DeepKernelConfig()
         self.name = name  # type: ignore[misc]
         self._head: _FeatureHead | None = None
@@ -124,6 +133,8 @@ class DeepKernelGP(Surrogate):
         if self.side_featurizer is not None:
             side = self.side_featurizer.featurize(space).to(self.encoder.device, torch.float64)
             self._side = side
+        if self.config_.frozen_kernel:
+            self._frozen = self._frozen_features(progress=progress)
         self._head = None
         self._gp_state = None
 
@@ -133,16 +144,48 @@ class DeepKernelGP(Surrogate):
         with validate_input_scaling(False):
             return self._build_gp(z, y)
 
+    @torch.no_grad()
+    def _frozen_features(self, *, progress: bool) -> Tensor:
+        """Pooled features of the untrained encoder, scaled to [0, 1] per dimension."""
+        if self.encoder.n_soft:
+            raise InputError(
+                "frozen_kernel needs the encoder's untrained features; it cannot be combined "
+                "with soft tokens (they are random until trained)."
+            )
+        self.encoder.reset_parameters()  # fresh LoRA: B = 0, the pretrained model
+        x = self.encoder.embed(progress=progress).to(torch.float64)
+        lo, hi = x.min(0).values, x.max(0).values
+        return (x - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+
+    def _extra_dims(self) -> int:
+        return sum(t.shape[1] for t in (self._side, self._frozen) if t is not None)
+
     def _covar(self, d: int) -> Kernel:
-        """Matérn-5/2 on the learned features, plus Tanimoto on side fingerprints if any."""
-        if self._side is None:
+        """Matérn-5/2 on the learned features, plus Tanimoto on side fingerprints and a
+        Matérn on frozen features when configured (a sum of scaled kernels)."""
+        if self._side is None and self._frozen is None:
             return ScaleKernel(MaternKernel(nu=2.5))
-        learned = ScaleKernel(MaternKernel(nu=2.5, active_dims=tuple(range(d))))
-        side = ScaleKernel(TanimotoKernel(active_dims=tuple(range(d, d + self._side.shape[1]))))
-        return learned + side
+        kernel: Kernel = ScaleKernel(MaternKernel(nu=2.5, active_dims=tuple(range(d))))
+        start = d
+        if self._side is not None:
+            dims = tuple(range(start, start + self._side.shape[1]))
+            kernel = kernel + ScaleKernel(TanimotoKernel(active_dims=dims))
+            start += self._side.shape[1]
+        if self._frozen is not None:
+            n = self._frozen.shape[1]
+            prior = LogNormalPrior(loc=math.sqrt(2) + 0.5 * math.log(n), scale=math.sqrt(3))
+            frozen = MaternKernel(
+                nu=2.5,
+                active_dims=tuple(range(start, start + n)),
+                lengthscale_prior=prior,
+                lengthscale_constraint=GreaterThan(2.5e-2),
+            )
+            frozen.lengthscale = prior.mode
+            kernel = kernel + ScaleKernel(frozen)
+        return kernel
 
     def _build_gp(self, z: Tensor, y: Tensor) -> SingleTaskGP:
-        d = z.shape[-1] - (0 if self._side is None else self._side.shape[1])
+        d = z.shape[-1] - self._extra_dims()
         return SingleTaskGP(
             z,
             y,
@@ -157,9 +200,14 @@ class DeepKernelGP(Surrogate):
     def features(self, index: Tensor) -> Tensor:
         """Differentiable GP inputs (``n x d``, float64) for pool rows ``index``."""
         assert self._head is not None
-        z = self._head(self.encoder(index))
-        if self._side is not None:
-            z = torch.cat([z, self._side[index.to(self._side.device)]], dim=-1)
+        return self._with_fixed(self._head(self.encoder(index)), index)
+
+    def _with_fixed(self, z: Tensor, index: Tensor | None = None) -> Tensor:
+        """Append the fixed side and frozen features of rows ``index`` (all rows if None)."""
+        for fixed in (self._side, self._frozen):
+            if fixed is not None:
+                rows = fixed if index is None else fixed[index.to(fixed.device)]
+                z = torch.cat([z, rows], dim=-1)
         return z
 
     # --------------------------------------------------------------------- fit
@@ -234,9 +282,7 @@ class DeepKernelGP(Surrogate):
             z_train = self.features(idx)
         head.eval()
         with torch.no_grad():
-            z_all = head(self.encoder.embed())
-            if self._side is not None:
-                z_all = torch.cat([z_all, self._side], dim=-1)
+            z_all = self._with_fixed(head(self.encoder.embed()))
         gp.set_train_data(inputs=z_all[idx], strict=False)
         gp.eval()
         self._gp_state = {k: v.detach().clone() for k, v in gp.state_dict().items()}
@@ -245,7 +291,7 @@ class DeepKernelGP(Surrogate):
 
     def _init_lengthscale(self, gp: SingleTaskGP, z: Tensor) -> None:
         """Median heuristic: start the Matérn lengthscale at the median pairwise distance."""
-        d = z.shape[-1] - (0 if self._side is None else self._side.shape[1])
+        d = z.shape[-1] - self._extra_dims()
         if z.shape[0] < 2:
             return
         dist = torch.pdist(z[:, :d])
