@@ -236,6 +236,9 @@ class Optimizer:
     pending (and are never suggested again) until told, failed or released with
     :meth:`release_pending`. Numerical failures of the surrogate fall back to a GP on fixed
     features, then to a random choice; ``last_fit["fallback"]`` says which was used.
+    ``last_fit`` also holds the last ask's ``seconds``, ``n_train``, training ``losses``
+    and the ``fitted`` model (a :class:`~llmbo.surrogates.base.FittedSurrogate` or
+    ``None``), e.g. to inspect the GP from a :meth:`run` callback.
     """
 
     def __init__(
@@ -572,6 +575,7 @@ class Optimizer:
             "n_train": len(idx),
             "losses": fitted.losses if fitted is not None else [],
             "fallback": fallback,
+            "fitted": fitted,
         }
         return [self.space.ids[i] for i in chosen.tolist()]
 
