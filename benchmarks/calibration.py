@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from scipy.stats import spearmanr
 from llmbo.benchmarks.methods import method_label
 from llmbo.benchmarks.protocol import initial_design
 from llmbo.benchmarks.runner import _pool, _space, build_surrogate, cpu_name
+from llmbo.cli.bench import _value
 from llmbo.optimizer import Optimizer, TableObjective
 
 COLUMNS = [
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     options = {}
     for item in args.set:
         key, _, value = item.partition("=")
-        options[key] = json.loads(value) if value[:1] in "[{0123456789-tf" else value
+        options[key] = _value(value)
     pool, space = _pool(args.benchmark), _space(args.benchmark, args.template)
     values = np.asarray(pool.values, dtype=np.float64)
     out = Path(args.output)
