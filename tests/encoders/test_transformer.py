@@ -553,7 +553,7 @@ def test_top_module_errors_name_the_problem(tiny_model: str) -> None:
         TextEncoder(_config(tiny_model), lora=LoraSettings(), top_module="nope")
     with pytest.raises(InputError, match="soft_tokens and top_module"):
         TextEncoder(_config(tiny_model), lora=LoraSettings(), soft_tokens=2, top_module="output")
-    with pytest.raises(InputError, match="top_layers must be 1"):
+    with pytest.raises(InputError, match="leave top_layers unset or 1"):
         TextEncoder(_config(tiny_model), lora=LoraSettings(), top_layers=3, top_module="output")
     # The feed-forward input projection is not where the model's output comes from.
     wrong = TextEncoder(_config(tiny_model), lora=LoraSettings(), top_module="intermediate")

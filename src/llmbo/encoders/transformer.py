@@ -264,23 +264,24 @@ class TextEncoder(nn.Module):
             self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         )
         n_layers = _num_layers(hf_config)
-        if top_layers is None:
-            top_layers = max(1, int(n_layers * 0.25))
-        if not 1 <= top_layers <= n_layers:
-            raise InputError(
-                f"top_layers must be in [1, {n_layers}] for this model, got {top_layers}."
-            )
         if top_module is not None:
             if soft_tokens:
                 raise InputError(
                     "soft_tokens and top_module cannot be combined: soft tokens enter a whole "
                     "layer, top_module trains only the end of the last one. Drop one of them."
                 )
-            if top_layers != 1 and top_layers != max(1, int(n_layers * 0.25)):
+            if top_layers not in (None, 1):
                 raise InputError(
-                    f"top_module works inside the last layer; top_layers must be 1, got {top_layers}."
+                    "top_module works inside the last layer; leave top_layers unset or 1, "
+                    f"got {top_layers}."
                 )
             top_layers = 1
+        if top_layers is None:
+            top_layers = max(1, int(n_layers * 0.25))
+        if not 1 <= top_layers <= n_layers:
+            raise InputError(
+                f"top_layers must be in [1, {n_layers}] for this model, got {top_layers}."
+            )
         self.n_layers = n_layers
         self.n_top = top_layers
         self.split = n_layers - top_layers
