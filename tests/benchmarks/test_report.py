@@ -145,9 +145,12 @@ def test_convergence_figure_panels(results_dir: Path) -> None:
     assert [ax.get_title() for ax in fig.axes] == ["bh1", "bh2"]
     for ax in fig.axes:
         labels = [line.get_label() for line in ax.get_lines()]
-        assert labels == ["random (n=2)", "drfp (n=2)"]
+        assert labels == ["random", "drfp"]
         # mean over seeds 0 and 1 of 10 * it + seed
         assert list(ax.get_lines()[0].get_ydata()) == pytest.approx([0.5, 10.5, 20.5, 30.5])
+    # One shared legend for all panels, each method once.
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["random", "drfp"]
     fig = convergence_figure(load_curves(results_dir), benchmarks=["bh2"])
     assert [ax.get_title() for ax in fig.axes] == ["bh2"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -272,9 +272,16 @@ def convergence_figure(
     labels = _method_order(frame["label"].tolist(), frame["method"].tolist())
     ncols = max(1, min(ncols, len(benches)))
     nrows = math.ceil(len(benches) / ncols)
-    fig = Figure(figsize=(4.2 * ncols, 3.4 * nrows), layout="constrained")
+    fig = Figure(
+        figsize=(4.2 * ncols, 3.4 * nrows + 0.25 * len(labels) // 2 + 0.5), layout="constrained"
+    )
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=False)
-    colors = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}
+    # 20 distinct colours, then the same colours dashed: every method stays tellable apart.
+    palette = [f"tab:{c}" for c in ("blue", "orange", "green", "red", "purple", "brown",
+                                     "pink", "gray", "olive", "cyan")]  # fmt: skip
+    colors = {lab: palette[i % 10] for i, lab in enumerate(labels)}
+    styles = {lab: ("-", "--", ":", "-.")[(i // 10) % 4] for i, lab in enumerate(labels)}
+    handles: dict[str, Any] = {}
     for k, ax in enumerate(axes.flat):
         if k >= len(benches):
             fig.delaxes(ax)
@@ -292,7 +299,8 @@ def convergence_figure(
             x = table.columns.to_numpy(dtype=float)
             values = table.to_numpy(dtype=float)
             mean = values.mean(axis=0)
-            ax.plot(x, mean, color=colors[lab], label=f"{lab} (n={len(values)})", lw=1.6)
+            (line,) = ax.plot(x, mean, color=colors[lab], ls=styles[lab], label=lab, lw=1.6)
+            handles.setdefault(lab, line)
             if len(values) > 1:
                 _, sem = mean_and_sem(values, axis=0)
                 ax.fill_between(x, mean - sem, mean + sem, color=colors[lab], alpha=0.2, lw=0)
@@ -300,5 +308,14 @@ def convergence_figure(
         ax.set_xlabel("iteration")
         ax.set_ylabel("best yield so far")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="x-small", loc="lower right")
+    # One legend for all panels, below them (seed counts per pool are in the markdown table).
+    ordered = [lab for lab in labels if lab in handles]
+    fig.legend(
+        [handles[lab] for lab in ordered],
+        ordered,
+        loc="outside lower center",
+        ncols=2 if len(ordered) > 6 else 3,
+        fontsize="small",
+        frameon=False,
+    )
     return fig
