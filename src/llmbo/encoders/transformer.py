@@ -322,6 +322,7 @@ class TextEncoder(nn.Module):
         self._module_bases: dict[str, Tensor] = {}
         self._token_offsets = torch.zeros(1, dtype=torch.long)
         self._gathered: tuple[bytes, list[Tensor], dict[str, Tensor]] | None = None
+        self._base_layers: dict[str, nn.Module] = {}
         if top_module is not None and self.device.type == "cpu":
             self.chunk_size = 256  # a step is cheap per token; fewer, larger chunks
 
@@ -508,7 +509,7 @@ class TextEncoder(nn.Module):
         """Hidden states entering the top block, ``len(index) x width x hidden`` (CPU or device)."""
         assert self._lengths is not None
         width = int(self._lengths[index].max())
-        store_dtype = torch.float32 if self.device.type == "cpu" else torch.bfloat16
+        store_dtype = self._cache_dtype
         out = torch.zeros(
             len(index), width, self.hidden_size, dtype=store_dtype, device=self.device
         )
@@ -531,6 +532,11 @@ class TextEncoder(nn.Module):
         finally:
             handle.remove()
         return out
+
+    @property
+    def _cache_dtype(self) -> torch.dtype:
+        """Cached activations: float32 on a CPU, bfloat16 on an accelerator."""
+        return torch.float32 if self.device.type == "cpu" else torch.bfloat16
 
     def _adapted_base_layers(self) -> dict[str, nn.Module]:
         """Frozen base linear layers of the LoRA adapters inside the top module, by name."""
@@ -555,7 +561,7 @@ class TextEncoder(nn.Module):
         module = self.top_module
         assert module is not None and self._lengths is not None
         bases = self._adapted_base_layers()
-        store = torch.float32 if self.device.type == "cpu" else torch.bfloat16
+        store = self._cache_dtype
         lengths = self._lengths[index]
         offsets = torch.zeros(int(index.max()) + 2, dtype=torch.long)
         offsets[index + 1] = lengths
@@ -613,6 +619,7 @@ class TextEncoder(nn.Module):
             for handle in handles:
                 handle.remove()
         self._module_inputs, self._module_bases = inputs, outputs
+        self._base_layers = {name: bases[name] for name in outputs}
         self._token_offsets = offsets
         self._gathered = None
 
@@ -665,7 +672,7 @@ class TextEncoder(nn.Module):
         module = self.top_module
         assert module is not None
         inputs, frozen = self._gather_top_module(index)
-        with _frozen_outputs(self._adapted_base_layers(), frozen), self._autocast():
+        with _frozen_outputs(self._base_layers, frozen), self._autocast():
             out = module(*(x.unsqueeze(0) for x in inputs))
         out = out[0] if isinstance(out, tuple) else out
         return out.squeeze(0)
