@@ -24,6 +24,8 @@ from botorch.acquisition.analytic import _log_ei_helper
 from botorch.exceptions.errors import UnsupportedError
 from botorch.models.model import Model
 from botorch.sampling import SobolQMCNormalSampler
+from botorch.utils.safe_math import logmeanexp
+from botorch.utils.transforms import is_ensemble
 from torch import Tensor
 
 from llmbo.errors import InputError
@@ -90,14 +92,25 @@ def _score(acqf: AcquisitionFunction, X: Tensor, chunk: int) -> Tensor:
 
 def _analytic_values(acqf: AcquisitionFunction, X: Tensor) -> Tensor:
     posterior = acqf.model.posterior(X)
-    mean = posterior.mean.squeeze(-1)
-    sigma = posterior.variance.squeeze(-1).clamp_min(1e-12).sqrt()
+    ensemble = is_ensemble(acqf.model)
     if isinstance(acqf, LogExpectedImprovement):
-        # Same formula as BoTorch's LogExpectedImprovement.forward (maximisation).
+        # Same formula as BoTorch's LogExpectedImprovement.forward (maximisation); for an
+        # ensemble the members' improvements are averaged, as BoTorch does for ensembles.
+        mean = posterior.mean.squeeze(-1)
+        sigma = posterior.variance.squeeze(-1).clamp_min(1e-12).sqrt()
         u = (mean - acqf.best_f) / sigma
-        return _log_ei_helper(u) + sigma.log()
+        values = _log_ei_helper(u) + sigma.log()
+        return logmeanexp(values, dim=-2) if ensemble else values
     assert isinstance(acqf, UpperConfidenceBound)
-    return mean + acqf.beta.sqrt() * sigma
+    mean, variance = _moments(posterior, ensemble)
+    return mean + acqf.beta.sqrt() * variance.clamp_min(1e-12).sqrt()
+
+
+def _moments(posterior: Any, ensemble: bool) -> tuple[Tensor, Tensor]:
+    """Marginal mean and variance (``... x n``); of the mixture for an ensemble model."""
+    if ensemble:
+        return posterior.mixture_mean.squeeze(-1), posterior.mixture_variance.squeeze(-1)
+    return posterior.mean.squeeze(-1), posterior.variance.squeeze(-1)
 
 
 def _analytic(model: Model, name: str, best_f: float, beta: float) -> AcquisitionFunction:
@@ -128,7 +141,8 @@ def _believe(model: Model, X: Tensor) -> tuple[Model, float]:
     raises the incumbent of improvement-based acquisitions like a real one would).
     """
     with torch.no_grad():
-        mean = model.posterior(X).mean
+        mean, _ = _moments(model.posterior(X), is_ensemble(model))
+    mean = mean.unsqueeze(-1)
     return model.condition_on_observations(X, mean), float(mean.max())
 
 
@@ -205,9 +219,12 @@ def _thompson(
     if X_pending is not None:
         model, _ = _believe(model, X_pending)
     X_avail = feats[available]
+    ensemble = is_ensemble(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
+            if ensemble:  # a draw from a mixture: a random member, then a draw from it
+                raise UnsupportedError("sample paths of an ensemble")
             from botorch.sampling.pathwise import draw_matheron_paths
 
             paths = draw_matheron_paths(model, sample_shape=torch.Size([q]))
@@ -216,13 +233,16 @@ def _thompson(
         except (UnsupportedError, NotImplementedError, AttributeError):
             # Kernels without feature maps (e.g. Tanimoto): exact joint draws on a shortlist.
             with torch.no_grad():
-                post = model.posterior(X_avail)
-                ucb = post.mean.squeeze(-1) + 2 * post.variance.clamp_min(0).sqrt().squeeze(-1)
+                mean, variance = _moments(model.posterior(X_avail), ensemble)
+                ucb = mean + 2 * variance.clamp_min(0).sqrt()
             k = min(len(available), 2000)
             short = torch.topk(ucb, k).indices
             with torch.no_grad():
                 joint = model.posterior(X_avail[short])
                 draws = joint.rsample(torch.Size([q])).squeeze(-1)
+            if ensemble:  # q x members x k: keep one random member per draw
+                member = torch.randint(draws.shape[1], (q,))
+                draws = draws[torch.arange(q), member]
             samples = torch.full((q, len(available)), -torch.inf, dtype=draws.dtype)
             samples[:, short] = draws
     samples = samples.reshape(q, -1)

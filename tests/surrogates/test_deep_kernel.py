@@ -298,3 +298,94 @@ def test_spec_round_trips_through_json(tiny_model: str) -> None:
     )
     again = SurrogateSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
     assert again == spec
+
+
+# ------------------------------------------------------------------------ ensembles
+@pytest.fixture(scope="module")
+def ensemble_fit(
+    tiny_model: str, space: CandidateSpace, train_y: torch.Tensor
+) -> tuple[DeepKernelGP, FittedSurrogate]:
+    surrogate = _surrogate(tiny_model, "projection", steps=30, ensemble=3)
+    surrogate.prepare(space)
+    torch.manual_seed(0)
+    return surrogate, surrogate.fit(TRAIN, train_y)
+
+
+def test_ensemble_is_a_mixture_of_separately_trained_members(
+    ensemble_fit: tuple[DeepKernelGP, FittedSurrogate], train_y: torch.Tensor
+) -> None:
+    from botorch.posteriors.fully_bayesian import GaussianMixturePosterior
+    from botorch.utils.transforms import is_ensemble
+
+    from llmbo.surrogates.deep_kernel import EnsembleDeepKernelGP
+
+    _, fitted = ensemble_fit
+    gp = fitted.model
+    assert isinstance(gp, EnsembleDeepKernelGP) and is_ensemble(gp)
+    assert gp.num_members == 3
+    # One feature row per candidate: the members' features side by side.
+    assert fitted.features.shape == (N_POOL, 3 * 64)
+    members = gp.split_features(fitted.features)
+    assert members.shape == (3, N_POOL, 64)
+    assert not torch.allclose(members[0], members[1])  # different random heads
+    lengthscales = gp.covar_module.base_kernel.lengthscale.detach().flatten()
+    assert lengthscales.shape == (3,) and lengthscales.unique().numel() == 3
+    with torch.no_grad():
+        post = gp.posterior(fitted.features)
+    assert isinstance(post, GaussianMixturePosterior)
+    assert post.mean.shape == (3, N_POOL, 1)
+    mix_mean, mix_var = post.mixture_mean.squeeze(-1), post.mixture_variance.squeeze(-1)
+    # Law of total variance: the mixture is at least as uncertain as its average member.
+    assert torch.allclose(mix_mean, post.mean.squeeze(-1).mean(0))
+    assert (mix_var >= post.variance.squeeze(-1).mean(0) - 1e-9).all()
+    # Each member fits the training data on its own.
+    err = (post.mean.squeeze(-1)[:, TRAIN] - train_y).abs().mean(-1)
+    assert (err < train_y.std()).all()
+
+
+@pytest.mark.parametrize(
+    ("name", "strategy"), [("logei", "kriging_believer"), ("ucb", "mc"), ("ts", "kriging_believer")]
+)
+def test_acquisition_over_an_ensemble(
+    ensemble_fit: tuple[DeepKernelGP, FittedSurrogate],
+    train_y: torch.Tensor,
+    name: str,
+    strategy: str,
+) -> None:
+    from llmbo.acquisition import AcquisitionConfig, select_candidates
+
+    _, fitted = ensemble_fit
+    mask = torch.ones(N_POOL, dtype=torch.bool)
+    mask[TRAIN] = False
+    available = torch.nonzero(mask).flatten()
+    cfg = AcquisitionConfig(name=name, batch_strategy=strategy)  # type: ignore[arg-type]
+    picks = select_candidates(fitted, available, 3, best_f=float(train_y.max()), config=cfg, seed=1)
+    assert len(set(picks.tolist())) == 3 and set(picks.tolist()) <= set(available.tolist())
+    again = select_candidates(fitted, available, 3, best_f=float(train_y.max()), config=cfg, seed=1)
+    assert torch.equal(picks, again)
+
+
+def test_ensemble_logei_averages_member_improvements(
+    ensemble_fit: tuple[DeepKernelGP, FittedSurrogate], train_y: torch.Tensor
+) -> None:
+    """The pool scores equal BoTorch's own LogEI on the ensemble (mean EI over members)."""
+    from botorch.acquisition import LogExpectedImprovement
+
+    from llmbo.acquisition import _analytic_values
+
+    _, fitted = ensemble_fit
+    acqf = LogExpectedImprovement(fitted.model, best_f=float(train_y.max()))
+    X = fitted.features[:20]
+    with torch.no_grad():
+        ours = _analytic_values(acqf, X)
+        botorch_values = acqf(X.unsqueeze(-2))
+    assert torch.allclose(ours, botorch_values, atol=1e-8)
+
+
+def test_ensemble_needs_a_projection_head() -> None:
+    from llmbo.errors import InputError
+
+    with pytest.raises(InputError, match="projection"):
+        DeepKernelConfig(ensemble=3, projection_dim=None)
+    with pytest.raises(InputError, match="at least 1"):
+        DeepKernelConfig(ensemble=0)

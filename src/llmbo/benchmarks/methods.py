@@ -15,6 +15,7 @@ Overrides (and the run-time ``options``) are dotted paths into :class:`Surrogate
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -175,11 +176,41 @@ def _morgan(pool: ReactionPool, model: str, device: str | None, template: str) -
     return _spec(name="morgan", featurizer={"columns": _components(pool)}, kernel="tanimoto")
 
 
+#: Model types whose layers end in an ``output`` block (feed-forward output projection,
+#: residual and LayerNorm) that produces the layer's output, with no norm after the stack.
+OUTPUT_BLOCK_MODEL_TYPES = frozenset(
+    {"bert", "roberta", "xlm-roberta", "camembert", "electra", "mpnet", "ernie", "rembert"}
+)
+
+
+@functools.lru_cache(maxsize=32)
+def fast_lora_module(model: str) -> str | None:
+    """Where benchmark ``lora`` puts its adapters for ``model``: ``"output"`` or ``None``.
+
+    BERT-family models get LoRA on the last layer's feed-forward ``output`` block, whose
+    inputs are cached once, so a training step runs only that block (``TextEncoder``'s
+    ``top_module``). Other models, and models whose config cannot be read locally, get
+    GOLLuM's placement: LoRA on every linear layer of the top block.
+    """
+    from llmbo.encoders.transformer import resolve_model_path
+
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True)
+    except Exception:  # any unreadable config means "use the safe placement"
+        return None
+    return "output" if getattr(config, "model_type", None) in OUTPUT_BLOCK_MODEL_TYPES else None
+
+
 def _llm(surrogate: str) -> SpecBuilder:
     def build(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
         from llmbo.encoders.transformer import EncoderConfig
 
-        return _spec(name=surrogate, encoder=EncoderConfig(model=model, device=device))
+        encoder = EncoderConfig(model=model, device=device)
+        if surrogate == "lora":
+            return _spec(name=surrogate, encoder=encoder, top_module=fast_lora_module(model))
+        return _spec(name=surrogate, encoder=encoder)
 
     return build
 
@@ -209,7 +240,8 @@ _add(
         "lora",
         _llm("lora"),
         uses_model=True,
-        description="deep kernel: LoRA on the top layers + projection",
+        description="deep kernel: LoRA (last feed-forward output block of BERT-family models, "
+        "else the top layers) + projection",
     )
 )
 
@@ -243,9 +275,15 @@ def register_variant(
 
 
 register_variant(
+    "lora-layer",
+    "lora",
+    {"top_module": None},
+    "LoRA on every linear layer of the top block (GOLLuM's placement) + projection",
+)
+register_variant(
     "lora-soft",
     "lora",
-    {"soft_tokens": 4},
+    {"soft_tokens": 4, "top_module": None},
     "LoRA deep kernel + 4 learnable soft tokens",
     default=True,
 )
@@ -266,7 +304,7 @@ DEFAULT_METHODS: tuple[str, ...] = tuple(default_methods())
 TEMPLATE_SEPARATORS = {"procedure": "\n", "names": "; "}
 
 
-def _llm_segments(surrogate: str, **extra: Any) -> SpecBuilder:
+def _llm_segments(surrogate: str, *, lora_placement: bool = False, **extra: Any) -> SpecBuilder:
     """LLM method with one mean-pooled vector per reaction component (segment pooling)."""
 
     def build(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
@@ -281,7 +319,8 @@ def _llm_segments(surrogate: str, **extra: Any) -> SpecBuilder:
         encoder = EncoderConfig(
             model=model, device=device, pooling="segments", segment_separator=separator
         )
-        return _spec(name=surrogate, encoder=encoder, **extra)
+        placement = {"top_module": fast_lora_module(model)} if lora_placement else {}
+        return _spec(name=surrogate, encoder=encoder, **extra, **placement)
 
     return build
 
@@ -290,7 +329,7 @@ for _base, _label in (("static", "frozen"), ("projection", "projection"), ("lora
     _add(
         BenchmarkMethod(
             f"{_base}-seg",
-            _llm_segments(_base),
+            _llm_segments(_base, lora_placement=_base == "lora"),
             uses_model=True,
             default=False,
             description=f"{_label} deep kernel with one pooled vector per reaction component",

@@ -18,6 +18,7 @@ import gpytorch
 import torch
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
+from botorch.posteriors.fully_bayesian import GaussianMixturePosterior
 from botorch.settings import validate_input_scaling
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
@@ -39,7 +40,7 @@ from llmbo.surrogates.numerics import robust_cholesky
 
 logger = logging.getLogger("llmbo.surrogates")
 
-__all__ = ["DeepKernelConfig", "DeepKernelGP"]
+__all__ = ["DeepKernelConfig", "DeepKernelGP", "EnsembleDeepKernelGP"]
 
 
 @dataclass
@@ -65,6 +66,12 @@ class DeepKernelConfig:
             dimension-scaled prior) to the learned kernel. The learned features can pull
             candidates together and make the GP overconfident away from its data; the
             frozen part keeps some uncertainty there.
+        ensemble: Number of deep kernels trained side by side from different random
+            projection heads (on the same encoder output) and read as an equal-weight
+            mixture. Each member's fit can collapse candidates it has not seen onto its
+            data; where members disagree the mixture keeps the uncertainty one member
+            loses. The cost per step grows little (one batched GP), acquisition averages
+            over members (BoTorch's ensemble convention).
     """
 
     projection_dim: int | None = 64
@@ -77,6 +84,16 @@ class DeepKernelConfig:
     warm_steps: int | None = None
     lengthscale_init: Literal["median", "default"] = "median"
     frozen_kernel: bool = False
+    ensemble: int = 1
+
+    def __post_init__(self) -> None:
+        if int(self.ensemble) < 1:
+            raise InputError(f"ensemble must be at least 1, got {self.ensemble!r}.")
+        if self.ensemble > 1 and not self.projection_dim:
+            raise InputError(
+                "An ensemble needs a projection head (projection_dim): without one every "
+                "member would see the same features."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +111,60 @@ class _FeatureHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.scale(self.proj(x)).to(torch.float64)
+
+
+class _EnsembleHead(nn.Module):
+    """``members`` independent projection heads on the same input: ``members x n x d``."""
+
+    def __init__(self, in_dim: int, out_dim: int, members: int) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(_FeatureHead(in_dim, out_dim) for _ in range(members))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.stack([head(x) for head in self.heads])
+
+
+class EnsembleDeepKernelGP(SingleTaskGP):
+    """A batch of deep-kernel GPs read as an equal-weight mixture (a BoTorch ensemble).
+
+    The model's inputs are the members' feature vectors side by side (``... x q x m*d``),
+    so a pool keeps one feature row per candidate; :meth:`posterior` splits them and
+    returns a :class:`~botorch.posteriors.GaussianMixturePosterior` with the members at
+    ``MCMC_DIM``, which BoTorch's acquisition functions average over.
+    """
+
+    _is_ensemble = True
+
+    @property
+    def num_members(self) -> int:
+        return int(self.train_inputs[0].shape[-3])
+
+    def split_features(self, X: Tensor) -> Tensor:
+        """``... x q x (m*d)`` side-by-side features -> ``... x m x q x d``."""
+        m = self.num_members
+        return X.reshape(*X.shape[:-1], m, X.shape[-1] // m).movedim(-2, -3)
+
+    def posterior(  # type: ignore[override]
+        self,
+        X: Tensor,
+        output_indices: list[int] | None = None,
+        observation_noise: bool | Tensor = False,
+        posterior_transform: Any = None,
+        **kwargs: Any,
+    ) -> GaussianMixturePosterior:
+        post = super().posterior(
+            self.split_features(X),
+            output_indices=output_indices,
+            observation_noise=observation_noise,
+            posterior_transform=posterior_transform,
+            **kwargs,
+        )
+        return GaussianMixturePosterior(distribution=post.distribution)
+
+    def condition_on_observations(self, X: Tensor, Y: Tensor, **kwargs: Any) -> Any:
+        X_split = self.split_features(X)
+        Y = Y.unsqueeze(-3).expand(*X_split.shape[:-1], Y.shape[-1])
+        return super().condition_on_observations(X_split, Y, **kwargs)
 
 
 class DeepKernelGP(Surrogate):
@@ -120,7 +191,7 @@ class DeepKernelGP(Surrogate):
         self._frozen: Tensor | None = None
         self.config_ = config or DeepKernelConfig()
         self.name = name  # type: ignore[misc]
-        self._head: _FeatureHead | None = None
+        self._head: _FeatureHead | _EnsembleHead | None = None
         self._gp_state: dict[str, Tensor] | None = None
 
     def reset(self) -> None:
@@ -139,6 +210,13 @@ class DeepKernelGP(Surrogate):
         self._gp_state = None
 
     # ------------------------------------------------------------------ pieces
+    def _new_head(self) -> _FeatureHead | _EnsembleHead:
+        members = int(self.config_.ensemble)
+        if members > 1:
+            assert self.config_.projection_dim
+            return _EnsembleHead(self.encoder.output_size, self.config_.projection_dim, members)
+        return _FeatureHead(self.encoder.output_size, self.config_.projection_dim)
+
     def _new_gp(self, z: Tensor, y: Tensor) -> SingleTaskGP:
         # Features live in [-1, 1] by construction; BoTorch's unit-cube check does not apply.
         with validate_input_scaling(False):
@@ -160,16 +238,21 @@ class DeepKernelGP(Surrogate):
     def _extra_dims(self) -> int:
         return sum(t.shape[1] for t in (self._side, self._frozen) if t is not None)
 
-    def _covar(self, d: int) -> Kernel:
+    def _covar(self, d: int, batch: torch.Size) -> Kernel:
         """Matérn-5/2 on the learned features, plus Tanimoto on side fingerprints and a
         Matérn on frozen features when configured (a sum of scaled kernels)."""
         if self._side is None and self._frozen is None:
-            return ScaleKernel(MaternKernel(nu=2.5))
-        kernel: Kernel = ScaleKernel(MaternKernel(nu=2.5, active_dims=tuple(range(d))))
+            return ScaleKernel(MaternKernel(nu=2.5, batch_shape=batch), batch_shape=batch)
+        kernel: Kernel = ScaleKernel(
+            MaternKernel(nu=2.5, active_dims=tuple(range(d)), batch_shape=batch),
+            batch_shape=batch,
+        )
         start = d
         if self._side is not None:
             dims = tuple(range(start, start + self._side.shape[1]))
-            kernel = kernel + ScaleKernel(TanimotoKernel(active_dims=dims))
+            kernel = kernel + ScaleKernel(
+                TanimotoKernel(active_dims=dims, batch_shape=batch), batch_shape=batch
+            )
             start += self._side.shape[1]
         if self._frozen is not None:
             n = self._frozen.shape[1]
@@ -179,22 +262,25 @@ class DeepKernelGP(Surrogate):
                 active_dims=tuple(range(start, start + n)),
                 lengthscale_prior=prior,
                 lengthscale_constraint=GreaterThan(2.5e-2),
+                batch_shape=batch,
             )
             frozen.lengthscale = prior.mode
-            kernel = kernel + ScaleKernel(frozen)
+            kernel = kernel + ScaleKernel(frozen, batch_shape=batch)
         return kernel
 
     def _build_gp(self, z: Tensor, y: Tensor) -> SingleTaskGP:
         d = z.shape[-1] - self._extra_dims()
-        return SingleTaskGP(
+        batch = z.shape[:-2]  # (members,) for an ensemble
+        model_class = EnsembleDeepKernelGP if len(batch) else SingleTaskGP
+        return model_class(
             z,
-            y,
-            covar_module=self._covar(d),
-            mean_module=ConstantMean(),
+            y.expand(*batch, *y.shape),
+            covar_module=self._covar(d, batch),
+            mean_module=ConstantMean(batch_shape=batch),
             likelihood=GaussianLikelihood(
-                noise_constraint=GreaterThan(self.config_.noise_lower_bound)
+                noise_constraint=GreaterThan(self.config_.noise_lower_bound), batch_shape=batch
             ),
-            outcome_transform=Standardize(m=1) if y.shape[0] > 1 else None,
+            outcome_transform=Standardize(m=1, batch_shape=batch) if y.shape[0] > 1 else None,
         ).to(z.device)
 
     def features(self, index: Tensor) -> Tensor:
@@ -207,7 +293,7 @@ class DeepKernelGP(Surrogate):
         for fixed in (self._side, self._frozen):
             if fixed is not None:
                 rows = fixed if index is None else fixed[index.to(fixed.device)]
-                z = torch.cat([z, rows], dim=-1)
+                z = torch.cat([z, rows.expand(*z.shape[:-2], *rows.shape)], dim=-1)
         return z
 
     # --------------------------------------------------------------------- fit
@@ -218,9 +304,7 @@ class DeepKernelGP(Surrogate):
         warm = self.config_.warm_start and self._head is not None
         if not warm:
             self.encoder.reset_parameters()
-            self._head = _FeatureHead(self.encoder.output_size, self.config_.projection_dim).to(
-                device
-            )
+            self._head = self._new_head().to(device)
         steps = self.config_.steps
         if warm and self.config_.warm_steps is not None:
             steps = self.config_.warm_steps
@@ -239,9 +323,7 @@ class DeepKernelGP(Surrogate):
                     jitter,
                 )
                 self.encoder.reset_parameters()
-                self._head = _FeatureHead(self.encoder.output_size, self.config_.projection_dim).to(
-                    device
-                )
+                self._head = self._new_head().to(device)
                 warm = False
         raise FitError(
             f"Deep-kernel GP fit failed after jitter retries: {last_error}"
@@ -273,7 +355,7 @@ class DeepKernelGP(Surrogate):
                 opt.zero_grad(set_to_none=True)
                 z = self.features(idx)
                 gp.set_train_data(inputs=z, strict=False)
-                loss = -mll(gp(z), gp.train_targets)
+                loss = -mll(gp(z), gp.train_targets).sum()  # summed over ensemble members
                 loss.backward()
                 opt.step()
                 losses.append(float(loss.detach()))
@@ -283,24 +365,27 @@ class DeepKernelGP(Surrogate):
         head.eval()
         with torch.no_grad():
             z_all = self._with_fixed(head(self.encoder.embed()))
-        gp.set_train_data(inputs=z_all[idx], strict=False)
+        gp.set_train_data(inputs=z_all[..., idx, :], strict=False)
         gp.eval()
         self._gp_state = {k: v.detach().clone() for k, v in gp.state_dict().items()}
         del z_train
+        if z_all.dim() == 3:  # members x N x d -> N x (members*d), split again by the model
+            z_all = z_all.movedim(0, 1).reshape(z_all.shape[1], -1)
         return FittedSurrogate(model=gp, features=z_all.detach(), losses=losses)
 
     def _init_lengthscale(self, gp: SingleTaskGP, z: Tensor) -> None:
         """Median heuristic: start the Matérn lengthscale at the median pairwise distance."""
         d = z.shape[-1] - self._extra_dims()
-        if z.shape[0] < 2:
+        if z.shape[-2] < 2:
             return
-        dist = torch.pdist(z[:, :d])
-        median = float(dist.median()) if dist.numel() else 1.0
-        if not median > 1e-6:
+        members = z[..., :d].reshape(-1, z.shape[-2], d)
+        medians = torch.stack([torch.pdist(m).median() for m in members])
+        if not bool((medians > 1e-6).all()):
             return
         covar = gp.covar_module
         matern = covar.kernels[0] if hasattr(covar, "kernels") else covar
-        matern.base_kernel.lengthscale = median
+        shape = matern.base_kernel.lengthscale.shape
+        matern.base_kernel.lengthscale = medians.reshape(*shape[:-2], 1, 1).expand(shape)
 
     def config(self) -> dict[str, Any]:
         enc = self.encoder
