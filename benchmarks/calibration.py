@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from llmbo.benchmarks.datasets import load_pool
 from llmbo.benchmarks.methods import method_label
 from llmbo.benchmarks.protocol import initial_design
-from llmbo.benchmarks.runner import _pool, _space, build_surrogate, cpu_name
-from llmbo.cli.bench import _value
+from llmbo.benchmarks.runner import build_surrogate, cpu_name
+from llmbo.cli.bench import parse_value
 from llmbo.optimizer import Optimizer, TableObjective
 
 COLUMNS = [
@@ -80,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     options = {}
     for item in args.set:
         key, _, value = item.partition("=")
-        options[key] = _value(value)
-    pool, space = _pool(args.benchmark), _space(args.benchmark, args.template)
+        options[key] = parse_value(value)
+    pool = load_pool(args.benchmark)
+    space = pool.space(args.template)
     values = np.asarray(pool.values, dtype=np.float64)
     out = Path(args.output)
     new = not out.exists()

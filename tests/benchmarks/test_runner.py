@@ -233,3 +233,29 @@ def test_method_specs_and_overrides() -> None:
         apply_overrides(soft, {"deep_kernel.stepz": 3})
     assert method_label("LoRA") == "lora"
     assert method_label("lora", {"b": 1, "a": "x"}) == "lora{a=x,b=1}"
+
+
+def test_lora_placement_follows_the_architecture(tiny_model: str, tmp_path: Path) -> None:
+    """BERT-family models get the cached output-block LoRA; others GOLLuM's top layers."""
+    from transformers import GPT2Config, GPT2Model
+
+    from llmbo.benchmarks.datasets import load_pool
+    from llmbo.benchmarks.methods import fast_lora_module
+
+    gpt2 = tmp_path / "gpt2"
+    GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64)).save_pretrained(gpt2)
+    assert fast_lora_module(tiny_model) == "output"
+    assert fast_lora_module(str(gpt2)) is None
+    assert fast_lora_module("no-such/model-anywhere") is None
+
+    pool = load_pool("bh1")
+    for method, bert, other in [
+        ("lora", "output", None),
+        ("lora-seg", "output", None),
+        ("lora-layer", None, None),
+        ("lora-soft", None, None),
+        ("lora-out", "output", "output"),
+    ]:
+        assert METHODS.get(method)(pool, tiny_model, "cpu", "names").top_module == bert, method
+        assert METHODS.get(method)(pool, str(gpt2), "cpu", "names").top_module == other, method
+    assert METHODS.get("projection")(pool, tiny_model, "cpu", "names").top_module is None

@@ -116,7 +116,8 @@ def _names(text: str, all_names: tuple[str, ...] | list[str], registry: Any) -> 
     return list(dict.fromkeys(names))
 
 
-def _value(text: str) -> Any:
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: a Python literal, true/false, none/null, or else the text itself."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -140,7 +141,7 @@ def parse_settings(items: list[str], methods: list[str]) -> dict[str, dict[str, 
         target, _, path = key.strip().rpartition(":")
         if not path:
             raise InputError(f"--set {item!r} names no setting.")
-        value = _value(raw.strip())
+        value = parse_value(raw.strip())
         if target:
             METHODS.get(target)
             chosen = [target.lower()]
