@@ -96,7 +96,8 @@ def test_known_names() -> None:
 
 
 def test_templates_render(pool: ds.ReactionPool) -> None:
-    assert set(pool.templates) == {"procedure", "names"}
+    assert set(pool.templates) == {"procedure", "names", "reaction"}
+    assert pool.space("reaction").texts[0] == pool.frame["rxn"].iloc[0]
     procedure = pool.space("procedure")
     names = pool.space("names")
     assert isinstance(procedure, CandidateSpace)

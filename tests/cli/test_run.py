@@ -117,6 +117,25 @@ def test_lora_top_module_option_reaches_the_study(
     assert "top_module 'attention.nope' is not a submodule" in capsys.readouterr().err
 
 
+def test_lora_placement_defaults_to_auto_and_none_means_whole_layers() -> None:
+    import argparse
+
+    from llmbo.cli._common import surrogate_spec
+
+    def spec(*extra: str) -> object:
+        args = argparse.Namespace(
+            surrogate=None, model=None, device=None, steps=None, soft_tokens=None,
+            fingerprint_columns=None, top_module=None,
+        )  # fmt: skip
+        for key, value in zip(extra[::2], extra[1::2], strict=True):
+            setattr(args, key, value)
+        return surrogate_spec(args).top_module  # type: ignore[attr-defined]
+
+    assert spec() == "auto"
+    assert spec("top_module", "none") is None
+    assert spec("top_module", "output") == "output"
+
+
 # ------------------------------------------------------------------------- bad input
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "bad.csv"

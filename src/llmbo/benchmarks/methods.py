@@ -15,7 +15,6 @@ Overrides (and the run-time ``options``) are dotted paths into :class:`Surrogate
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -176,35 +175,24 @@ def _morgan(pool: ReactionPool, model: str, device: str | None, template: str) -
     return _spec(name="morgan", featurizer={"columns": _components(pool)}, kernel="tanimoto")
 
 
-#: Model types whose layers end in an ``output`` block (feed-forward output projection,
-#: residual and LayerNorm) that produces the layer's output, with no norm after the stack.
-OUTPUT_BLOCK_MODEL_TYPES = frozenset(
-    {"bert", "roberta", "xlm-roberta", "camembert", "electra", "mpnet", "ernie", "rembert"}
-)
-
-
-@functools.lru_cache(maxsize=32)
 def fast_lora_module(model: str) -> str | None:
-    """Where benchmark ``lora`` puts its adapters for ``model``: ``"output"`` or ``None``.
+    """Where ``lora`` puts its adapters for ``model`` by default (``top_module="auto"``).
 
     BERT-family models get LoRA on the last layer's feed-forward ``output`` block, whose
-    inputs are cached once, so a training step runs only that block (``TextEncoder``'s
-    ``top_module``). Other models, and models whose config cannot be read locally, get
-    GOLLuM's placement: LoRA on every linear layer of the top block.
+    inputs are cached once, so a training step runs only that block. Other models, and
+    models whose config cannot be read locally, get GOLLuM's placement: LoRA on every
+    linear layer of the top block.
     """
-    from llmbo.encoders.transformer import model_type
+    from llmbo.encoders.transformer import auto_top_module, model_type
 
-    return "output" if model_type(model) in OUTPUT_BLOCK_MODEL_TYPES else None
+    return auto_top_module(model_type(model), soft_tokens=0, top_layers=None)
 
 
 def _llm(surrogate: str) -> SpecBuilder:
     def build(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
         from llmbo.encoders.transformer import EncoderConfig
 
-        encoder = EncoderConfig(model=model, device=device)
-        if surrogate == "lora":
-            return _spec(name=surrogate, encoder=encoder, top_module=fast_lora_module(model))
-        return _spec(name=surrogate, encoder=encoder)
+        return _spec(name=surrogate, encoder=EncoderConfig(model=model, device=device))
 
     return build
 
@@ -298,7 +286,7 @@ DEFAULT_METHODS: tuple[str, ...] = tuple(default_methods())
 TEMPLATE_SEPARATORS = {"procedure": "\n", "names": "; "}
 
 
-def _llm_segments(surrogate: str, *, lora_placement: bool = False, **extra: Any) -> SpecBuilder:
+def _llm_segments(surrogate: str, **extra: Any) -> SpecBuilder:
     """LLM method with one mean-pooled vector per reaction component (segment pooling)."""
 
     def build(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
@@ -313,8 +301,7 @@ def _llm_segments(surrogate: str, *, lora_placement: bool = False, **extra: Any)
         encoder = EncoderConfig(
             model=model, device=device, pooling="segments", segment_separator=separator
         )
-        placement = {"top_module": fast_lora_module(model)} if lora_placement else {}
-        return _spec(name=surrogate, encoder=encoder, **extra, **placement)
+        return _spec(name=surrogate, encoder=encoder, **extra)
 
     return build
 
@@ -323,7 +310,7 @@ for _base, _label in (("static", "frozen"), ("projection", "projection"), ("lora
     _add(
         BenchmarkMethod(
             f"{_base}-seg",
-            _llm_segments(_base, lora_placement=_base == "lora"),
+            _llm_segments(_base),
             uses_model=True,
             default=False,
             description=f"{_label} deep kernel with one pooled vector per reaction component",

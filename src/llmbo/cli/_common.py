@@ -126,8 +126,9 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         metavar="NAME",
         default=None,
         help="lora only: adapt only this submodule at the end of the last layer (e.g. 'output' "
-        "in BERT-style models such as MiniLM); its inputs are cached, so a fit takes seconds "
-        "on a CPU",
+        "in BERT-style models such as MiniLM; its inputs are cached, so a fit takes seconds "
+        "on a CPU), or 'none' for LoRA on whole top layers (default: auto, 'output' for "
+        "BERT-family models)",
     )
     group.add_argument(
         "--steps",
@@ -264,7 +265,8 @@ def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -
     if getattr(args, "top_module", None):
         if name.lower() != "lora":
             raise InputError("--top-module applies to the lora surrogate only.")
-        spec = replace(spec, top_module=args.top_module)
+        value = None if args.top_module.lower() == "none" else args.top_module
+        spec = replace(spec, top_module=value)
     featurizer = _featurizer_options(name.lower(), args.fingerprint_columns, pool)
     if featurizer:
         spec = replace(spec, featurizer=featurizer)

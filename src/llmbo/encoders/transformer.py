@@ -121,6 +121,24 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
+#: Model types whose layers end in an ``output`` block (feed-forward output projection,
+#: residual and LayerNorm) that produces the layer's output, with no norm after the stack:
+#: ``top_module="auto"`` trains only that block of the last layer for them.
+OUTPUT_BLOCK_MODEL_TYPES = frozenset(
+    {"bert", "roberta", "xlm-roberta", "camembert", "electra", "mpnet", "ernie", "rembert"}
+)
+
+
+def auto_top_module(
+    model_type: str | None, *, soft_tokens: int, top_layers: int | None
+) -> str | None:
+    """What ``top_module="auto"`` means: ``"output"`` for BERT-family models when neither
+    soft tokens nor an explicit ``top_layers`` ask for whole layers, else ``None``."""
+    if soft_tokens or top_layers is not None:
+        return None
+    return "output" if model_type in OUTPUT_BLOCK_MODEL_TYPES else None
+
+
 def model_type(model: str) -> str | None:
     """The Hugging Face ``model_type`` of ``model`` from its local config (``None`` if the
     config cannot be read locally); nothing is downloaded and no weights are loaded."""
@@ -272,7 +290,9 @@ class TextEncoder(nn.Module):
             output (``"output"`` for BERT/MiniLM/RoBERTa). LoRA then adapts only the linear
             layers inside it, and the cache holds its inputs and the frozen outputs of those
             linear layers: training steps and pool scoring cost a few low-rank products per
-            token. Checked against the full forward at :meth:`prepare`.
+            token. Checked against the full forward at :meth:`prepare`. ``"auto"``:
+            ``"output"`` for BERT-family models unless soft tokens or ``top_layers`` are
+            given, else the whole top block (:func:`auto_top_module`).
 
     Call :meth:`prepare` once with the pool's texts, then ``encoder(index)`` returns pooled
     features (``b x hidden_size``, float32) for candidate rows ``index`` with gradients
@@ -303,6 +323,12 @@ class TextEncoder(nn.Module):
             self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         )
         n_layers = _num_layers(hf_config)
+        if top_module == "auto":
+            top_module = auto_top_module(
+                getattr(hf_config, "model_type", None),
+                soft_tokens=soft_tokens,
+                top_layers=top_layers,
+            )
         if top_module is not None:
             if soft_tokens:
                 raise InputError(
