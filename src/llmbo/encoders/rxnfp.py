@@ -8,8 +8,8 @@ without importing the package (whose own imports are heavy), so install it with
 
 Aliases:
 
-- ``"rxnfp"``: ``bert_pretrained``, trained by masked-token prediction on reaction SMILES
-  from patents; it has seen no yields.
+- ``"rxnfp"``: ``bert_pretrained``, saved with BERT's pretraining heads: self-supervised
+  pretraining on reaction SMILES, no labels; it has seen no yields.
 - ``"rxnfp-ft"``: ``bert_ft``, that model fine-tuned to classify reactions into named
   reaction classes; no yields either.
 
