@@ -389,3 +389,42 @@ def test_ensemble_needs_a_projection_head() -> None:
         DeepKernelConfig(ensemble=3, projection_dim=None)
     with pytest.raises(InputError, match="at least 1"):
         DeepKernelConfig(ensemble=0)
+
+
+# -------------------------------------------------------------------- additive kernel
+def test_additive_kernel_has_one_part_per_segment(tiny_model: str) -> None:
+    frame = synthetic_pool(seed=0).sample(n=N_POOL, random_state=0).reset_index(drop=True)
+    space = CandidateSpace(frame, "{color}; {animal}; {place}")
+    spec = SurrogateSpec(
+        name="projection",
+        encoder=EncoderConfig(
+            model=tiny_model, device="cpu", pooling="segments", segment_separator="; "
+        ),
+        deep_kernel=DeepKernelConfig(steps=30, additive=True, projection_dim=12),
+    )
+    surrogate = make_surrogate(spec)
+    surrogate.prepare(space)
+    y = torch.tensor(frame["y"].to_numpy()[TRAIN.numpy()], dtype=torch.float64)
+    torch.manual_seed(0)
+    fitted = surrogate.fit(TRAIN, y)
+    kernels = fitted.model.covar_module.kernels
+    # The full Matérn over the 3 x 4 projected features, then one per segment.
+    assert len(kernels) == 4 and fitted.features.shape == (N_POOL, 12)
+    assert [k.base_kernel.active_dims.tolist() for k in kernels[1:]] == [
+        [0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11],
+    ]  # fmt: skip
+    assert fitted.losses[-1] < fitted.losses[0]
+    with torch.no_grad():
+        mean = fitted.model.posterior(fitted.features[TRAIN]).mean.squeeze(-1)
+    assert (mean - y).abs().mean() < y.std()
+
+
+def test_additive_kernel_needs_segments(tiny_model: str, space: CandidateSpace) -> None:
+    from llmbo.errors import InputError
+
+    surrogate = _surrogate(tiny_model, "projection", steps=2, additive=True)
+    surrogate.prepare(space)
+    with pytest.raises(InputError, match="segment pooling"):
+        surrogate.fit(TRAIN, torch.ones(len(TRAIN), dtype=torch.float64))
+    with pytest.raises(InputError, match="no ensemble"):
+        DeepKernelConfig(additive=True, ensemble=2)

@@ -72,6 +72,11 @@ class DeepKernelConfig:
             data; where members disagree the mixture keeps the uncertainty one member
             loses. The cost per step grows little (one batched GP), acquisition averages
             over members (BoTorch's ensemble convention).
+        additive: With segment pooling (one vector per reaction component), give each
+            segment its own projection (``projection_dim`` split evenly) and add one
+            Matérn kernel per segment to the Matérn kernel over all of them. The GP can
+            then credit a component's effect on its own and carry it to untested
+            combinations, as well as learn interactions.
     """
 
     projection_dim: int | None = 64
@@ -85,8 +90,11 @@ class DeepKernelConfig:
     lengthscale_init: Literal["median", "default"] = "median"
     frozen_kernel: bool = False
     ensemble: int = 1
+    additive: bool = False
 
     def __post_init__(self) -> None:
+        if self.additive and (not self.projection_dim or self.ensemble > 1):
+            raise InputError("additive needs a projection head (projection_dim) and no ensemble.")
         if int(self.ensemble) < 1:
             raise InputError(f"ensemble must be at least 1, got {self.ensemble!r}.")
         if self.ensemble > 1 and not self.projection_dim:
@@ -111,6 +119,27 @@ class _FeatureHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.scale(self.proj(x)).to(torch.float64)
+
+
+class _SegmentHead(nn.Module):
+    """One Linear+ELU projection per segment of segment-pooled features, then scaling.
+
+    Input ``n x (segments * width)``; output ``n x (segments * per_segment)`` in [-1, 1],
+    segment ``s`` in columns ``s * per_segment ... (s + 1) * per_segment - 1``.
+    """
+
+    def __init__(self, width: int, segments: int, per_segment: int) -> None:
+        super().__init__()
+        self.width, self.segments, self.per_segment = width, segments, per_segment
+        self.projs = nn.ModuleList(
+            nn.Sequential(nn.Linear(width, per_segment), nn.ELU()) for _ in range(segments)
+        )
+        self.scale = ScaleToBounds(-1.0, 1.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        parts = x.reshape(*x.shape[:-1], self.segments, self.width).unbind(-2)
+        z = torch.cat([proj(part) for proj, part in zip(self.projs, parts, strict=True)], -1)
+        return self.scale(z).to(torch.float64)
 
 
 class _EnsembleHead(nn.Module):
@@ -191,7 +220,7 @@ class DeepKernelGP(Surrogate):
         self._frozen: Tensor | None = None
         self.config_ = config or DeepKernelConfig()
         self.name = name  # type: ignore[misc]
-        self._head: _FeatureHead | _EnsembleHead | None = None
+        self._head: _FeatureHead | _EnsembleHead | _SegmentHead | None = None
         self._gp_state: dict[str, Tensor] | None = None
 
     def reset(self) -> None:
@@ -210,7 +239,12 @@ class DeepKernelGP(Surrogate):
         self._gp_state = None
 
     # ------------------------------------------------------------------ pieces
-    def _new_head(self) -> _FeatureHead | _EnsembleHead:
+    def _new_head(self) -> _FeatureHead | _EnsembleHead | _SegmentHead:
+        if self.config_.additive:
+            segments = self._segments()
+            assert self.config_.projection_dim
+            per = max(4, self.config_.projection_dim // segments)
+            return _SegmentHead(self.encoder.output_size // segments, segments, per)
         members = int(self.config_.ensemble)
         if members > 1:
             assert self.config_.projection_dim
@@ -238,15 +272,32 @@ class DeepKernelGP(Surrogate):
     def _extra_dims(self) -> int:
         return sum(t.shape[1] for t in (self._side, self._frozen) if t is not None)
 
+    def _segments(self) -> int:
+        """Number of pooled segments (components) of the encoder's features."""
+        enc = self.encoder
+        segments = enc.output_size // enc.hidden_size
+        if enc.config.pooling != "segments" or segments < 2:
+            raise InputError(
+                "additive kernels need segment pooling with at least two segments "
+                "(encoder.pooling='segments'; a -seg benchmark method)."
+            )
+        return segments
+
     def _covar(self, d: int, batch: torch.Size) -> Kernel:
         """Matérn-5/2 on the learned features, plus Tanimoto on side fingerprints and a
         Matérn on frozen features when configured (a sum of scaled kernels)."""
-        if self._side is None and self._frozen is None:
+        if self._side is None and self._frozen is None and not self.config_.additive:
             return ScaleKernel(MaternKernel(nu=2.5, batch_shape=batch), batch_shape=batch)
         kernel: Kernel = ScaleKernel(
             MaternKernel(nu=2.5, active_dims=tuple(range(d)), batch_shape=batch),
             batch_shape=batch,
         )
+        if self.config_.additive:
+            segments = self._segments()
+            per = d // segments
+            for s in range(segments):
+                dims = tuple(range(s * per, (s + 1) * per))
+                kernel = kernel + ScaleKernel(MaternKernel(nu=2.5, active_dims=dims))
         start = d
         if self._side is not None:
             dims = tuple(range(start, start + self._side.shape[1]))
@@ -386,6 +437,14 @@ class DeepKernelGP(Surrogate):
         matern = covar.kernels[0] if hasattr(covar, "kernels") else covar
         shape = matern.base_kernel.lengthscale.shape
         matern.base_kernel.lengthscale = medians.reshape(*shape[:-2], 1, 1).expand(shape)
+        if self.config_.additive:  # each segment's kernel at its own median distance
+            segments = self._segments()
+            per = d // segments
+            for s, part in enumerate(covar.kernels[1 : 1 + segments]):
+                dist = torch.pdist(z[..., s * per : (s + 1) * per].reshape(-1, per))
+                median = float(dist.median())
+                if median > 1e-6:
+                    part.base_kernel.lengthscale = median
 
     def config(self) -> dict[str, Any]:
         enc = self.encoder
