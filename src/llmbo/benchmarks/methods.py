@@ -275,7 +275,7 @@ register_variant(
     "projection deep kernel + 4 learnable soft tokens",
 )
 # The soft-token variants are not part of ``--methods all``: soft tokens must pass through a
-# whole top layer (10-20 s per iteration on 2 CPU cores) and gave no gain where tried
+# whole top layer (10-30 s per iteration on 2 CPU cores); the one run tried gave no gain
 # (benchmarks/README.md).
 
 #: ``--methods all``.
