@@ -117,7 +117,7 @@ def test_lora_top_module_option_reaches_the_study(
     assert "top_module 'attention.nope' is not a submodule" in capsys.readouterr().err
 
 
-def test_lora_placement_defaults_to_auto_and_none_means_whole_layers() -> None:
+def test_lora_placement_option_values() -> None:
     import argparse
 
     from llmbo.cli._common import surrogate_spec
@@ -131,8 +131,9 @@ def test_lora_placement_defaults_to_auto_and_none_means_whole_layers() -> None:
             setattr(args, key, value)
         return surrogate_spec(args).top_module  # type: ignore[attr-defined]
 
-    assert spec() == "auto"
+    assert spec() is None
     assert spec("top_module", "none") is None
+    assert spec("top_module", "auto") == "auto"
     assert spec("top_module", "output") == "output"
 
 

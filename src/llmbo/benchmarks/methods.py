@@ -176,7 +176,7 @@ def _morgan(pool: ReactionPool, model: str, device: str | None, template: str) -
 
 
 def fast_lora_module(model: str) -> str | None:
-    """Where ``lora`` puts its adapters for ``model`` by default (``top_module="auto"``).
+    """Where benchmark ``lora`` puts its adapters for ``model`` (``top_module="auto"``).
 
     BERT-family models get LoRA on the last layer's feed-forward ``output`` block, whose
     inputs are cached once, so a training step runs only that block. Other models, and
@@ -192,7 +192,10 @@ def _llm(surrogate: str) -> SpecBuilder:
     def build(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
         from llmbo.encoders.transformer import EncoderConfig
 
-        return _spec(name=surrogate, encoder=EncoderConfig(model=model, device=device))
+        encoder = EncoderConfig(model=model, device=device)
+        if surrogate == "lora":  # the cached output-block LoRA where the model allows it
+            return _spec(name=surrogate, encoder=encoder, top_module="auto")
+        return _spec(name=surrogate, encoder=encoder)
 
     return build
 
@@ -302,7 +305,8 @@ def _llm_segments(surrogate: str, **extra: Any) -> SpecBuilder:
         encoder = EncoderConfig(
             model=model, device=device, pooling="segments", segment_separator=separator
         )
-        return _spec(name=surrogate, encoder=encoder, **extra)
+        placement = {"top_module": "auto"} if surrogate == "lora" else {}
+        return _spec(name=surrogate, encoder=encoder, **{**placement, **extra})
 
     return build
 

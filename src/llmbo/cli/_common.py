@@ -127,8 +127,8 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         default=None,
         help="lora only: adapt only this submodule at the end of the last layer (e.g. 'output' "
         "in BERT-style models such as MiniLM; its inputs are cached, so a fit takes seconds "
-        "on a CPU), or 'none' for LoRA on whole top layers (default: auto, 'output' for "
-        "BERT-family models)",
+        "on a CPU); 'auto' picks 'output' for BERT-family models; default: LoRA on whole "
+        "top layers",
     )
     group.add_argument(
         "--steps",

@@ -29,9 +29,9 @@ class SurrogateSpec:
         top_layers: Layers in the trainable top block (``None``: 25 %, at least one).
         cache_hidden_states: Cache frozen-layer outputs (``False``: naive reference path).
         top_module: Train only this submodule at the end of the last layer (``"output"``
-            for BERT-style models); ``"auto"`` (default) picks ``"output"`` for BERT-family
-            models unless soft tokens or ``top_layers`` are set, ``None`` trains whole top
-            layers; see :class:`~llmbo.encoders.transformer.TextEncoder`.
+            for BERT-style models); ``"auto"`` picks ``"output"`` for BERT-family models
+            unless soft tokens or ``top_layers`` are set; ``None`` (default) trains whole
+            top layers; see :class:`~llmbo.encoders.transformer.TextEncoder`.
         featurizer: Keyword arguments of the fingerprint featurizer (column names, sizes).
         kernel: Kernel of fixed-feature GPs (``matern`` or ``tanimoto``; default by method).
         side_features: A registered featurizer (e.g. ``drfp``) whose Tanimoto kernel is added
@@ -46,7 +46,7 @@ class SurrogateSpec:
     soft_tokens: int = 0
     top_layers: int | None = None
     cache_hidden_states: bool = True
-    top_module: str | None = "auto"
+    top_module: str | None = None
     featurizer: dict[str, Any] = field(default_factory=dict)
     kernel: str | None = None
     side_features: str | None = None
