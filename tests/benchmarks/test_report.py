@@ -153,6 +153,19 @@ def test_convergence_figure_panels(results_dir: Path) -> None:
     assert [t.get_text() for t in legend.get_texts()] == ["random", "drfp"]
     fig = convergence_figure(load_curves(results_dir), benchmarks=["bh2"])
     assert [ax.get_title() for ax in fig.axes] == ["bh2"]
+    fig = convergence_figure(load_curves(results_dir), methods=["drfp"])
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["drfp"]
+    with pytest.raises(ValueError, match="No curves for methods"):
+        convergence_figure(load_curves(results_dir), methods=["nope"])
+
+
+def test_complete_labels_keep_methods_on_every_pool(results_dir: Path) -> None:
+    from llmbo.benchmarks.report import complete_labels
+
+    curves = load_curves(results_dir)
+    assert complete_labels(curves) == ["random", "drfp"]
+    only_bh1 = curves[~((curves["method"] == "drfp") & (curves["benchmark"] == "bh2"))]
+    assert complete_labels(only_bh1) == ["random"]
 
 
 def test_bench_report_cli(results_dir: Path, capsys: pytest.CaptureFixture) -> None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BH_POOLS",
+    "complete_labels",
     "convergence_figure",
     "load_curves",
     "load_results",
@@ -249,8 +250,21 @@ def describe_runs(results: pd.DataFrame) -> str:
 
 
 # ---------------------------------------------------------------------- plot
+def complete_labels(curves: pd.DataFrame) -> list[str]:
+    """Method labels (as in the report) with curves on every benchmark in ``curves``."""
+    frame = curves.assign(label=_labels(curves))
+    n_bench = frame["benchmark"].nunique()
+    counts = frame.groupby("label")["benchmark"].nunique()
+    order = _method_order(frame["label"].tolist(), frame["method"].tolist())
+    return [lab for lab in order if counts.get(lab, 0) == n_bench]
+
+
 def convergence_figure(
-    curves: pd.DataFrame, benchmarks: Sequence[str] | None = None, *, ncols: int = 3
+    curves: pd.DataFrame,
+    benchmarks: Sequence[str] | None = None,
+    *,
+    ncols: int = 3,
+    methods: Sequence[str] | None = None,
 ) -> Figure:
     """Best yield so far vs iteration: mean ± s.e. over seeds per method, a panel per pool.
 
@@ -258,6 +272,8 @@ def convergence_figure(
         curves: Rows of ``reactions_curves.csv`` (see :func:`load_curves`).
         benchmarks: Panels to draw, in order (default: every benchmark in ``curves``).
         ncols: Panels per row.
+        methods: Method labels to draw, as the report writes them (default: all; see
+            :func:`complete_labels` for those that ran on every pool).
 
     Returns:
         A matplotlib figure with one axes per benchmark (nothing is shown or saved).
@@ -270,6 +286,11 @@ def convergence_figure(
     frame = curves.assign(label=_labels(curves))
     benches = list(benchmarks) if benchmarks else _benchmark_order(frame["benchmark"].tolist())
     labels = _method_order(frame["label"].tolist(), frame["method"].tolist())
+    if methods is not None:
+        unknown = sorted(set(methods) - set(labels))
+        if unknown:
+            raise ValueError(f"No curves for methods {unknown}; known: {labels}.")
+        labels = [lab for lab in labels if lab in set(methods)]
     ncols = max(1, min(ncols, len(benches)))
     nrows = math.ceil(len(benches) / ncols)
     fig = Figure(

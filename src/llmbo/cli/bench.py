@@ -207,6 +207,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _write_report(results_dir: Path) -> int:
     from llmbo.benchmarks.report import (
+        complete_labels,
         convergence_figure,
         describe_runs,
         load_curves,
@@ -226,7 +227,13 @@ def _write_report(results_dir: Path) -> int:
     (results_dir / REPORT_MD).write_text(text, encoding="utf-8")
     curves = load_curves(results_dir)
     if not curves.empty:
-        fig = convergence_figure(curves)
+        # Many exploratory one-pool runs crowd the panels: draw the methods that ran on
+        # every pool when there are enough of them (all rows stay in the markdown table).
+        complete = complete_labels(curves)
+        methods = complete if len(complete) >= 2 and len(curves["method"].unique()) > 12 else None
+        fig = convergence_figure(curves, methods=methods)
+        if methods is not None:
+            fig.suptitle("Methods run on every pool; exploratory runs are in reactions.md")
         fig.savefig(results_dir / REPORT_PNG, dpi=120)
     print(table, end="")
     sys.stdout.flush()
