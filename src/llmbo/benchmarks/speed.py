@@ -1,7 +1,7 @@
 """Wall time and memory of one BO iteration (fit + scoring the remaining pool).
 
 Measures, side by side in one process, benchmark methods (``static``, ``projection``,
-``lora``, ``lora-out``... built exactly as ``llmbo bench`` builds them) on a reaction pool
+``lora``, ``lora-layer``... built exactly as ``llmbo bench`` builds them) on a reaction pool
 at several training-set sizes, the naive reference of each LoRA method (no cache: every
 step and every pool pass runs the full transformer), and how an iteration scales with
 pool size on a synthetic text pool.
@@ -287,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument(
         "--surrogates",
-        default="static,projection,lora,lora-out",
+        default="static,projection,lora,lora-layer",
         help="benchmark methods to time (see llmbo bench --list-methods)",
     )
     parser.add_argument("--n-train", default="10,30,60")
@@ -303,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--pool-sizes", default="", help="synthetic scaling run, e.g. 1000,10000,100000"
     )
-    parser.add_argument("--scaling-surrogates", default="projection,lora-out")
+    parser.add_argument("--scaling-surrogates", default="projection,lora")
     parser.add_argument("--scaling-n-train", default="30")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--output", default="benchmarks/results/speed.csv")
