@@ -219,32 +219,11 @@ def _thompson(
     if X_pending is not None:
         model, _ = _believe(model, X_pending)
     X_avail = feats[available]
-    ensemble = is_ensemble(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        try:
-            if ensemble:  # a draw from a mixture: a random member, then a draw from it
-                raise UnsupportedError("sample paths of an ensemble")
-            from botorch.sampling.pathwise import draw_matheron_paths
-
-            paths = draw_matheron_paths(model, sample_shape=torch.Size([q]))
-            with torch.no_grad():
-                samples = torch.cat([paths(part) for part in torch.split(X_avail, 8192)], dim=-1)
-        except (UnsupportedError, NotImplementedError, AttributeError):
-            # Kernels without feature maps (e.g. Tanimoto): exact joint draws on a shortlist.
-            with torch.no_grad():
-                mean, variance = _moments(model.posterior(X_avail), ensemble)
-                ucb = mean + 2 * variance.clamp_min(0).sqrt()
-            k = min(len(available), 2000)
-            short = torch.topk(ucb, k).indices
-            with torch.no_grad():
-                joint = model.posterior(X_avail[short])
-                draws = joint.rsample(torch.Size([q])).squeeze(-1)
-            if ensemble:  # q x members x k: keep one random member per draw
-                member = torch.randint(draws.shape[1], (q,))
-                draws = draws[torch.arange(q), member]
-            samples = torch.full((q, len(available)), -torch.inf, dtype=draws.dtype)
-            samples[:, short] = draws
+        samples = None if is_ensemble(model) else _path_samples(model, X_avail, q)
+        if samples is None:
+            samples = _shortlist_samples(model, X_avail, q)
     samples = samples.reshape(q, -1)
     chosen: list[int] = []
     taken = torch.zeros(len(available), dtype=torch.bool)
@@ -255,3 +234,35 @@ def _thompson(
         taken[j] = True
         chosen.append(int(available[j]))
     return torch.tensor(chosen, dtype=torch.long)
+
+
+def _path_samples(model: Model, X: Tensor, q: int) -> Tensor | None:
+    """``q`` Matheron sample paths evaluated at ``X``; ``None`` for kernels without feature
+    maps (e.g. Tanimoto)."""
+    from botorch.sampling.pathwise import draw_matheron_paths
+
+    try:
+        paths = draw_matheron_paths(model, sample_shape=torch.Size([q]))
+        with torch.no_grad():
+            return torch.cat([paths(part) for part in torch.split(X, 8192)], dim=-1)
+    except (UnsupportedError, NotImplementedError, AttributeError):
+        return None
+
+
+def _shortlist_samples(model: Model, X: Tensor, q: int) -> Tensor:
+    """Exact joint draws on the 2,000 rows of ``X`` with the highest UCB (``-inf`` elsewhere).
+
+    For an ensemble each draw comes from one member chosen at random: a mixture draw.
+    """
+    ensemble = is_ensemble(model)
+    with torch.no_grad():
+        mean, variance = _moments(model.posterior(X), ensemble)
+        ucb = mean + 2 * variance.clamp_min(0).sqrt()
+        short = torch.topk(ucb, min(len(X), 2000)).indices
+        draws = model.posterior(X[short]).rsample(torch.Size([q])).squeeze(-1)
+    if ensemble:  # q x members x k: keep one random member per draw
+        member = torch.randint(draws.shape[1], (q,))
+        draws = draws[torch.arange(q), member]
+    samples = torch.full((q, len(X)), -torch.inf, dtype=draws.dtype)
+    samples[:, short] = draws
+    return samples

@@ -188,14 +188,15 @@ def fast_lora_module(model: str) -> str | None:
     return auto_top_module(model_type(model), soft_tokens=0, top_layers=None)
 
 
+#: Benchmark ``lora``: the cached output-block LoRA where the model allows it.
+_LORA_PLACEMENT = {"top_module": "auto"}
+
+
 def _llm(surrogate: str) -> SpecBuilder:
     def build(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
         from llmbo.encoders.transformer import EncoderConfig
 
-        encoder = EncoderConfig(model=model, device=device)
-        if surrogate == "lora":  # the cached output-block LoRA where the model allows it
-            return _spec(name=surrogate, encoder=encoder, top_module="auto")
-        return _spec(name=surrogate, encoder=encoder)
+        return _spec(name=surrogate, encoder=EncoderConfig(model=model, device=device))
 
     return build
 
@@ -224,6 +225,7 @@ _add(
     BenchmarkMethod(
         "lora",
         _llm("lora"),
+        overrides=_LORA_PLACEMENT,
         uses_model=True,
         description="deep kernel: LoRA (last feed-forward output block of BERT-family models, "
         "else the top layers) + projection",
@@ -305,8 +307,7 @@ def _llm_segments(surrogate: str, **extra: Any) -> SpecBuilder:
         encoder = EncoderConfig(
             model=model, device=device, pooling="segments", segment_separator=separator
         )
-        placement = {"top_module": "auto"} if surrogate == "lora" else {}
-        return _spec(name=surrogate, encoder=encoder, **{**placement, **extra})
+        return _spec(name=surrogate, encoder=encoder, **extra)
 
     return build
 
@@ -316,6 +317,7 @@ for _base, _label in (("static", "frozen"), ("projection", "projection"), ("lora
         BenchmarkMethod(
             f"{_base}-seg",
             _llm_segments(_base),
+            overrides=_LORA_PLACEMENT if _base == "lora" else {},
             uses_model=True,
             default=False,
             description=f"{_label} deep kernel with one pooled vector per reaction component",
