@@ -154,7 +154,9 @@ def model_type(model: str) -> str | None:
 
 
 def _is_rxnfp(model: str) -> bool:
-    return model.lower() in ("rxnfp", "rxnfp-ft")
+    from llmbo.encoders.rxnfp import RXNFP_MODELS
+
+    return model.lower() in RXNFP_MODELS
 
 
 def _load_rxnfp(model: str) -> tuple[nn.Module, Any, Any]:
