@@ -52,6 +52,8 @@ class BenchmarkMethod:
             other methods are recorded with an empty model.
         default: Part of ``--methods all``.
         description: One line for ``llmbo bench --help`` and reports.
+        acquisition: The acquisition function the optimizer uses (``"logei"``, ``"ucb"``
+            or ``"ts"``); an ``"acquisition"`` entry in the run's options overrides it.
     """
 
     name: str
@@ -60,6 +62,7 @@ class BenchmarkMethod:
     uses_model: bool = False
     default: bool = True
     description: str = ""
+    acquisition: str = "logei"
 
     def __call__(
         self,
@@ -72,7 +75,28 @@ class BenchmarkMethod:
         """The surrogate spec of this method on ``pool`` (``options`` override last)."""
         spec = self.build(pool, model, device, template)
         spec = apply_overrides(spec, self.overrides)
-        return apply_overrides(spec, options or {})
+        return apply_overrides(spec, spec_options(options))
+
+    def acquisition_for(self, options: Mapping[str, Any] | None = None) -> str:
+        """The acquisition of a run with ``options`` (their ``"acquisition"`` entry wins)."""
+        name = str((options or {}).get(ACQUISITION_OPTION, self.acquisition))
+        if name not in ACQUISITIONS:
+            raise InputError(
+                f"Unknown acquisition {name!r} for method {self.name!r}; "
+                f"choose one of {list(ACQUISITIONS)}."
+            )
+        return name
+
+
+#: The option key that sets a run's acquisition instead of a surrogate setting.
+ACQUISITION_OPTION = "acquisition"
+#: Acquisitions a benchmark method can use (see :class:`llmbo.acquisition.AcquisitionConfig`).
+ACQUISITIONS = ("logei", "ucb", "ts")
+
+
+def spec_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The surrogate-spec overrides among a run's options (everything but the acquisition)."""
+    return {k: v for k, v in (options or {}).items() if k != ACQUISITION_OPTION}
 
 
 #: Benchmark methods by name.
@@ -240,10 +264,12 @@ def register_variant(
     description: str = "",
     *,
     default: bool = False,
+    acquisition: str | None = None,
 ) -> BenchmarkMethod:
     """Register ``name`` as method ``base`` with fixed spec ``overrides``.
 
-    Variants are not part of ``--methods all`` unless ``default=True``.
+    Variants are not part of ``--methods all`` unless ``default=True``; ``acquisition``
+    replaces the parent's acquisition function.
     """
     parent = METHODS.get(base)
     method = BenchmarkMethod(
@@ -253,6 +279,7 @@ def register_variant(
         uses_model=parent.uses_model,
         default=default,
         description=description or f"{base} with {dict(overrides)}",
+        acquisition=acquisition or parent.acquisition,
     )
     if default:
         _add(method)

@@ -295,7 +295,12 @@ def run_one(
     sign = 1.0 if protocol.maximize else -1.0
 
     optimizer = Optimizer(
-        space, surrogate, maximize=protocol.maximize, seed=int(seed), progress=False
+        space,
+        surrogate,
+        acquisition=spec_method.acquisition_for(options),
+        maximize=protocol.maximize,
+        seed=int(seed),
+        progress=False,
     )
     starts = initial_design(values, protocol.n_initial, int(seed), maximize=protocol.maximize)
     optimizer.tell([space.ids[i] for i in starts], values[starts].tolist())
@@ -468,8 +473,8 @@ def run_benchmarks(
     """
     protocol = protocol or ProtocolConfig()
     options = options or {}
-    for m in methods:
-        METHODS.get(m)  # unknown names fail before anything runs
+    for m in methods:  # unknown names and acquisitions fail before anything runs
+        METHODS.get(m).acquisition_for(options.get(m))
     from llmbo.benchmarks.datasets import POOLS
 
     for p in pools:
