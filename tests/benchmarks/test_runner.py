@@ -264,3 +264,33 @@ def test_lora_placement_follows_the_architecture(tiny_model: str, tmp_path: Path
             encoder = make_surrogate(spec).encoder  # type: ignore[attr-defined]
             assert encoder.top_module_name == expected, (method, model)
     assert METHODS.get("projection")(pool, tiny_model, "cpu", "names").top_module is None
+
+
+def test_acquisition_is_a_method_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``acquisition`` in a run's options picks the acquisition, not a surrogate setting."""
+    import llmbo.optimizer as optimizer_module
+    from llmbo.benchmarks.datasets import load_pool
+
+    pool = load_pool("bh1")
+    drfp = METHODS.get("drfp")
+    assert drfp.acquisition == "logei"
+    assert drfp.acquisition_for({"acquisition": "ts"}) == "ts"
+    assert drfp(pool, options={"acquisition": "ts"}) == drfp(pool)  # spec untouched
+    with pytest.raises(InputError, match="Unknown acquisition 'pi'"):
+        drfp.acquisition_for({"acquisition": "pi"})
+    assert parse_settings(["onehot:acquisition=ucb"], ["onehot"]) == {
+        "onehot": {"acquisition": "ucb"}
+    }
+
+    used: list[str] = []
+    real = optimizer_module.select_candidates
+
+    def spy(*args, **kwargs):
+        used.append(kwargs["config"].name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optimizer_module, "select_candidates", spy)
+    protocol = ProtocolConfig(iterations=2)
+    result = run_one("bh1", "onehot", 0, protocol=protocol, options={"acquisition": "ucb"})
+    assert used == ["ucb", "ucb"]
+    assert result.row["method"] == "onehot{acquisition=ucb}"
