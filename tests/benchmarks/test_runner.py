@@ -231,6 +231,14 @@ def test_method_specs_and_overrides() -> None:
     assert soft.deep_kernel.lr == 0.01
     with pytest.raises(InputError, match="no field"):
         apply_overrides(soft, {"deep_kernel.stepz": 3})
+    hybrid = METHODS.get("hybrid-onehot-seg")(pool, "some/model", None, "names")
+    assert (hybrid.name, hybrid.encoder.pooling, hybrid.side_features) == (
+        "projection",
+        "segments",
+        "onehot",
+    )
+    assert hybrid.side_featurizer == {"columns": list(pool.smiles_columns)}
+    assert METHODS.get("hybrid-seg")(pool, template="names").side_featurizer == {"column": "rxn"}
     assert method_label("LoRA") == "lora"
     assert method_label("lora", {"b": 1, "a": "x"}) == "lora{a=x,b=1}"
 

@@ -319,8 +319,13 @@ DEFAULT_METHODS: tuple[str, ...] = tuple(default_methods())
 TEMPLATE_SEPARATORS = {"procedure": "\n", "names": "; "}
 
 
-def _llm_segments(surrogate: str, **extra: Any) -> SpecBuilder:
-    """LLM method with one mean-pooled vector per reaction component (segment pooling)."""
+def _llm_segments(surrogate: str, side: str | None = None) -> SpecBuilder:
+    """LLM method with one mean-pooled vector per reaction component (segment pooling).
+
+    ``side`` adds a Tanimoto kernel on fixed features of each reaction to the deep kernel:
+    ``"drfp"`` (DRFP of the reaction SMILES) or ``"onehot"`` (one-hot components, where the
+    Tanimoto similarity counts the components two reactions share).
+    """
 
     def build(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
         from llmbo.encoders.transformer import EncoderConfig
@@ -334,6 +339,13 @@ def _llm_segments(surrogate: str, **extra: Any) -> SpecBuilder:
         encoder = EncoderConfig(
             model=model, device=device, pooling="segments", segment_separator=separator
         )
+        extra: dict[str, Any] = {}
+        if side == "drfp":
+            extra = {"side_features": "drfp", "side_featurizer": {"column": "rxn"}}
+        elif side == "onehot":
+            extra = {"side_features": "onehot", "side_featurizer": {"columns": _components(pool)}}
+        elif side is not None:
+            raise ValueError(f"Unknown side features {side!r}.")
         return _spec(name=surrogate, encoder=encoder, **extra)
 
     return build
@@ -353,10 +365,20 @@ for _base, _label in (("static", "frozen"), ("projection", "projection"), ("lora
 _add(
     BenchmarkMethod(
         "hybrid-seg",
-        _llm_segments("projection", side_features="drfp", side_featurizer={"column": "rxn"}),
+        _llm_segments("projection", side="drfp"),
         uses_model=True,
         default=False,
         description="projection-seg deep kernel + Tanimoto kernel on DRFP (sum of kernels)",
+    )
+)
+_add(
+    BenchmarkMethod(
+        "hybrid-onehot-seg",
+        _llm_segments("projection", side="onehot"),
+        uses_model=True,
+        default=False,
+        description="projection-seg deep kernel + Tanimoto kernel on one-hot components "
+        "(sum of kernels; the second counts shared components)",
     )
 )
 
