@@ -141,7 +141,17 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         metavar="COLS",
         default=None,
         help="comma-separated table columns for the drfp (one reaction-SMILES column), morgan "
-        "(SMILES columns) and onehot surrogates; benchmark pools know their own",
+        "(SMILES columns) and onehot surrogates or --side-features; benchmark pools know "
+        "their own",
+    )
+    group.add_argument(
+        "--side-features",
+        choices=("onehot", "drfp", "morgan"),
+        default=None,
+        help="projection/lora only: add a Tanimoto kernel on these fixed features of each "
+        "candidate to the deep kernel (columns from --fingerprint-columns; benchmark pools "
+        "know their own). onehot counts shared components and scored best on the reaction "
+        "benchmarks (benchmarks/README.md)",
     )
     group.add_argument(
         "--pooling",
@@ -267,6 +277,15 @@ def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -
             raise InputError("--top-module applies to the lora surrogate only.")
         value = None if args.top_module.lower() == "none" else args.top_module
         spec = replace(spec, top_module=value)
+    side = getattr(args, "side_features", None)
+    if side:
+        if name.lower() not in ("projection", "lora"):
+            raise InputError(
+                f"--side-features adds a kernel to a deep kernel: it applies to the projection "
+                f"and lora surrogates, not {name!r}."
+            )
+        options = _featurizer_options(side, args.fingerprint_columns, pool) or {}
+        return replace(spec, side_features=side, side_featurizer=options)
     featurizer = _featurizer_options(name.lower(), args.fingerprint_columns, pool)
     if featurizer:
         spec = replace(spec, featurizer=featurizer)

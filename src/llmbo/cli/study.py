@@ -167,6 +167,7 @@ def _check_reopen_options(args: argparse.Namespace, study: StudyRecord) -> None:
         "--model": (args.model, surrogate.get("encoder", {}).get("model")),
         "--steps": (args.steps, surrogate.get("deep_kernel", {}).get("steps")),
         "--soft-tokens": (args.soft_tokens, surrogate.get("soft_tokens")),
+        "--side-features": (args.side_features, surrogate.get("side_features")),
     }
     if args.fingerprint_columns is not None:
         raise InputError(
