@@ -310,9 +310,6 @@ register_variant(
 # whole top layer (10-30 s per iteration on 2 CPU cores); the one run tried gave no gain
 # (benchmarks/README.md).
 
-#: ``--methods all``.
-DEFAULT_METHODS: tuple[str, ...] = tuple(default_methods())
-
 
 # ------------------------------------------------------------ segment pooling
 #: The separator between component parts in each pool template.
@@ -376,7 +373,7 @@ _add(
         "hybrid-onehot-seg",
         _llm_segments("projection", side="onehot"),
         uses_model=True,
-        default=False,
+        default=True,  # the best LLM method on bh1-bh5 (benchmarks/README.md)
         description="projection-seg deep kernel + Tanimoto kernel on one-hot components "
         "(sum of kernels; the second counts shared components)",
     )
@@ -390,3 +387,6 @@ for _base in ("lora", "lora-seg"):
         {"top_module": "output"},
         f"{_base} with LoRA only on the last layer's feed-forward output (cached fast path)",
     )
+
+#: ``--methods all``.
+DEFAULT_METHODS: tuple[str, ...] = tuple(default_methods())
