@@ -284,7 +284,10 @@ def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -
                 f"--side-features adds a kernel to a deep kernel: it applies to the projection "
                 f"and lora surrogates, not {name!r}."
             )
-        options = _featurizer_options(side, args.fingerprint_columns, pool) or {}
+        options = (
+            _featurizer_options(side, args.fingerprint_columns, pool, option="--side-features")
+            or {}
+        )
         return replace(spec, side_features=side, side_featurizer=options)
     featurizer = _featurizer_options(name.lower(), args.fingerprint_columns, pool)
     if featurizer:
@@ -293,7 +296,7 @@ def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -
 
 
 def _featurizer_options(
-    name: str, columns: str | None, pool: ReactionPool | None
+    name: str, columns: str | None, pool: ReactionPool | None, option: str = "--surrogate"
 ) -> dict[str, Any] | None:
     if name not in ("drfp", "morgan", "onehot"):
         if columns:
@@ -310,11 +313,11 @@ def _featurizer_options(
         return None  # every text-like column of the table
     else:
         what = "the reaction-SMILES column" if name == "drfp" else "the SMILES columns"
-        raise InputError(f"--surrogate {name} on a table needs --fingerprint-columns: {what}.")
+        raise InputError(f"{option} {name} on a table needs --fingerprint-columns: {what}.")
     if name == "drfp":
         if len(cols) != 1:
             raise InputError(
-                f"--surrogate drfp reads one reaction-SMILES column; got --fingerprint-columns "
+                f"{option} drfp reads one reaction-SMILES column; got --fingerprint-columns "
                 f"{columns!r}."
             )
         return {"column": cols[0]}
