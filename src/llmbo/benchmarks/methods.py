@@ -177,21 +177,38 @@ def _components(pool: ReactionPool) -> list[str]:
     return list(pool.smiles_columns)
 
 
+def pool_featurizer_options(pool: ReactionPool, featurizer: str) -> dict[str, Any]:
+    """Options of a fingerprint featurizer (``drfp``, ``morgan``, ``onehot``) on ``pool``.
+
+    DRFP reads the reaction SMILES (``rxn``); Morgan bits and one-hot codes are taken per
+    component column (the reaction SMILES is unique per row, so it would only encode identity).
+    """
+    if featurizer == "drfp":
+        return {"column": "rxn"}
+    if featurizer in ("morgan", "onehot"):
+        return {"columns": _components(pool)}
+    raise InputError(
+        f"No pool columns are known for featurizer {featurizer!r}; choose drfp, morgan or onehot."
+    )
+
+
 def _random(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
     return _spec(name="random")
 
 
 def _onehot(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
-    # The component columns only: the reaction SMILES is unique per row (identity only).
-    return _spec(name="onehot", featurizer={"columns": _components(pool)}, kernel="matern-ard")
+    featurizer = pool_featurizer_options(pool, "onehot")
+    return _spec(name="onehot", featurizer=featurizer, kernel="matern-ard")
 
 
 def _drfp(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
-    return _spec(name="drfp", featurizer={"column": "rxn"}, kernel="tanimoto")
+    featurizer = pool_featurizer_options(pool, "drfp")
+    return _spec(name="drfp", featurizer=featurizer, kernel="tanimoto")
 
 
 def _morgan(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
-    return _spec(name="morgan", featurizer={"columns": _components(pool)}, kernel="tanimoto")
+    featurizer = pool_featurizer_options(pool, "morgan")
+    return _spec(name="morgan", featurizer=featurizer, kernel="tanimoto")
 
 
 def fast_lora_module(model: str) -> str | None:
@@ -259,12 +276,10 @@ def register_variant(
     description: str = "",
     *,
     default: bool = False,
-    acquisition: str | None = None,
 ) -> BenchmarkMethod:
     """Register ``name`` as method ``base`` with fixed spec ``overrides``.
 
-    Variants are not part of ``--methods all`` unless ``default=True``; ``acquisition``
-    replaces the parent's acquisition function.
+    Variants are not part of ``--methods all`` unless ``default=True``.
     """
     parent = METHODS.get(base)
     method = BenchmarkMethod(
@@ -274,7 +289,7 @@ def register_variant(
         uses_model=parent.uses_model,
         default=default,
         description=description or f"{base} with {dict(overrides)}",
-        acquisition=acquisition or parent.acquisition,
+        acquisition=parent.acquisition,
     )
     if default:
         _add(method)
@@ -332,12 +347,8 @@ def _llm_segments(surrogate: str, side: str | None = None) -> SpecBuilder:
             model=model, device=device, pooling="segments", segment_separator=separator
         )
         extra: dict[str, Any] = {}
-        if side == "drfp":
-            extra = {"side_features": "drfp", "side_featurizer": {"column": "rxn"}}
-        elif side == "onehot":
-            extra = {"side_features": "onehot", "side_featurizer": {"columns": _components(pool)}}
-        elif side is not None:
-            raise ValueError(f"Unknown side features {side!r}.")
+        if side is not None:
+            extra = {"side_features": side, "side_featurizer": pool_featurizer_options(pool, side)}
         return _spec(name=surrogate, encoder=encoder, **extra)
 
     return build

@@ -308,7 +308,9 @@ def _featurizer_options(
     if columns:
         cols = [c.strip() for c in columns.split(",") if c.strip()]
     elif pool is not None:
-        cols = ["rxn"] if name == "drfp" else list(pool.smiles_columns)
+        from llmbo.benchmarks.methods import pool_featurizer_options
+
+        return pool_featurizer_options(pool, name)
     elif name == "onehot":
         return None  # every text-like column of the table
     else:
