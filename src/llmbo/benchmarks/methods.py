@@ -178,17 +178,18 @@ def _components(pool: ReactionPool) -> list[str]:
 
 
 def pool_featurizer_options(pool: ReactionPool, featurizer: str) -> dict[str, Any]:
-    """Options of a fingerprint featurizer (``drfp``, ``morgan``, ``onehot``) on ``pool``.
+    """Options of a fixed featurizer (``drfp``, ``morgan``, ``onehot``, ``components``) on ``pool``.
 
-    DRFP reads the reaction SMILES (``rxn``); Morgan bits and one-hot codes are taken per
+    DRFP reads the reaction SMILES (``rxn``); Morgan bits and one-hot/component codes are taken per
     component column (the reaction SMILES is unique per row, so it would only encode identity).
     """
     if featurizer == "drfp":
         return {"column": "rxn"}
-    if featurizer in ("morgan", "onehot"):
+    if featurizer in ("morgan", "onehot", "components"):
         return {"columns": _components(pool)}
     raise InputError(
-        f"No pool columns are known for featurizer {featurizer!r}; choose drfp, morgan or onehot."
+        f"No pool columns are known for featurizer {featurizer!r}; choose drfp, morgan, onehot "
+        "or components."
     )
 
 
@@ -199,6 +200,13 @@ def _random(pool: ReactionPool, model: str, device: str | None, template: str) -
 def _onehot(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
     featurizer = pool_featurizer_options(pool, "onehot")
     return _spec(name="onehot", featurizer=featurizer, kernel="matern-ard")
+
+
+def _components_gp(
+    pool: ReactionPool, model: str, device: str | None, template: str
+) -> SurrogateSpec:
+    featurizer = pool_featurizer_options(pool, "components")
+    return _spec(name="components", featurizer=featurizer, kernel="components")
 
 
 def _drfp(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
@@ -239,6 +247,13 @@ def _llm(surrogate: str) -> SpecBuilder:
 
 _add(BenchmarkMethod("random", _random, description="random search"))
 _add(BenchmarkMethod("onehot", _onehot, description="GP (Matérn-5/2, ARD) on one-hot components"))
+_add(
+    BenchmarkMethod(
+        "components",
+        _components_gp,
+        description="GP on the components: Tanimoto on one-hot + additive categorical kernel",
+    )
+)
 _add(BenchmarkMethod("drfp", _drfp, description="GP (Tanimoto) on DRFP of the reaction SMILES"))
 _add(BenchmarkMethod("morgan", _morgan, description="GP (Tanimoto) on Morgan bits per component"))
 _add(
@@ -330,8 +345,9 @@ def _llm_segments(surrogate: str, side: str | None = None) -> SpecBuilder:
     """LLM method with one mean-pooled vector per reaction component (segment pooling).
 
     ``side`` adds a Tanimoto kernel on fixed features of each reaction to the deep kernel:
-    ``"drfp"`` (DRFP of the reaction SMILES) or ``"onehot"`` (one-hot components, where the
-    Tanimoto similarity counts the components two reactions share).
+    ``"drfp"`` (DRFP of the reaction SMILES), ``"onehot"`` (one-hot components, where the
+    Tanimoto similarity counts the components two reactions share) or ``"components"`` (that
+    Tanimoto kernel plus one categorical kernel per component).
     """
 
     def build(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
@@ -382,6 +398,16 @@ _add(
         default=True,  # the best LLM method on bh1-bh5 (benchmarks/README.md)
         description="projection-seg deep kernel + Tanimoto kernel on one-hot components "
         "(sum of kernels; the second counts shared components)",
+    )
+)
+_add(
+    BenchmarkMethod(
+        "hybrid-components-seg",
+        _llm_segments("projection", side="components"),
+        uses_model=True,
+        default=False,
+        description="projection-seg deep kernel + the components kernel (Tanimoto on one-hot "
+        "+ one categorical kernel per component)",
     )
 )
 

@@ -146,7 +146,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
     )
     group.add_argument(
         "--side-features",
-        choices=("onehot", "drfp", "morgan"),
+        choices=("onehot", "components", "drfp", "morgan"),
         default=None,
         help="projection/lora only: add a Tanimoto kernel on these fixed features of each "
         "candidate to the deep kernel (columns from --fingerprint-columns; benchmark pools "
@@ -298,10 +298,11 @@ def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -
 def _featurizer_options(
     name: str, columns: str | None, pool: ReactionPool | None, option: str = "--surrogate"
 ) -> dict[str, Any] | None:
-    if name not in ("drfp", "morgan", "onehot"):
+    if name not in ("drfp", "morgan", "onehot", "components"):
         if columns:
             raise InputError(
-                f"--fingerprint-columns applies to the drfp, morgan and onehot surrogates, "
+                f"--fingerprint-columns applies to the drfp, morgan, onehot and components "
+                f"surrogates, "
                 f"not {name!r}."
             )
         return None
@@ -311,7 +312,7 @@ def _featurizer_options(
         from llmbo.benchmarks.methods import pool_featurizer_options
 
         return pool_featurizer_options(pool, name)
-    elif name == "onehot":
+    elif name in ("onehot", "components"):
         return None  # every text-like column of the table
     else:
         what = "the reaction-SMILES column" if name == "drfp" else "the SMILES columns"

@@ -1,4 +1,4 @@
-"""Fixed chemical featurizers for the baselines: DRFP, Morgan fingerprints and one-hot.
+"""Fixed featurizers for the baselines: DRFP, Morgan fingerprints, one-hot and component codes.
 
 RDKit and drfp are optional (``pip install 'llmbo[chem]'``) and imported on first use.
 """
@@ -16,7 +16,7 @@ from llmbo.encoders.base import FEATURIZERS, Featurizer
 from llmbo.errors import InputError
 from llmbo.space import CandidateSpace
 
-__all__ = ["DrfpFeaturizer", "MorganFeaturizer", "OneHotFeaturizer"]
+__all__ = ["ComponentsFeaturizer", "DrfpFeaturizer", "MorganFeaturizer", "OneHotFeaturizer"]
 
 
 def _column(space: CandidateSpace, column: str, who: str) -> pd.Series:
@@ -205,15 +205,52 @@ class OneHotFeaturizer(Featurizer):
             )
         return cols
 
-    def featurize(self, space: CandidateSpace) -> torch.Tensor:
-        columns = _columns_arg(self.columns, "OneHotFeaturizer") or self._default_columns(space)
-        blocks = []
+    def _codes(self, space: CandidateSpace) -> list[tuple[np.ndarray, int]]:
+        """Per column: the category code of every row and the number of categories."""
+        columns = _columns_arg(self.columns, type(self).__name__) or self._default_columns(space)
+        out = []
         for column in columns:
-            series = _column(space, column, "OneHotFeaturizer")
+            series = _column(space, column, type(self).__name__)
             text = series.astype(object).where(series.notna(), "<missing>").astype(str)
             categories = sorted(text.unique())
-            codes = pd.Categorical(text, categories=categories).codes
-            block = np.zeros((len(text), len(categories)), dtype=np.float64)
-            block[np.arange(len(text)), codes] = 1.0
+            codes = np.asarray(pd.Categorical(text, categories=categories).codes, dtype=np.int64)
+            out.append((codes, len(categories)))
+        return out
+
+    def featurize(self, space: CandidateSpace) -> torch.Tensor:
+        return self._one_hot(self._codes(space))
+
+    @staticmethod
+    def _one_hot(coded: list[tuple[np.ndarray, int]]) -> torch.Tensor:
+        blocks = []
+        for codes, size in coded:
+            block = np.zeros((len(codes), size), dtype=np.float64)
+            block[np.arange(len(codes)), codes] = 1.0
             blocks.append(block)
         return torch.from_numpy(np.concatenate(blocks, axis=1))
+
+
+@FEATURIZERS.register("components")
+class ComponentsFeaturizer(OneHotFeaturizer):
+    """One-hot blocks of categorical columns followed by one integer code per column.
+
+    The features of :func:`~llmbo.surrogates.kernels.component_kernel`: a Tanimoto kernel
+    reads the one-hot part (the share of components two candidates have in common) and one
+    categorical kernel per column reads that column's code, so each component gets its own
+    learned weight. Same arguments as :class:`OneHotFeaturizer`.
+
+    Output: ``N x (total categories + number of columns)`` float64 tensor. After
+    :meth:`featurize`, ``n_components_`` holds the number of columns.
+    """
+
+    binary = False
+
+    def __init__(self, *, columns: str | Sequence[str] | None = None) -> None:
+        super().__init__(columns=columns)
+        self.n_components_: int | None = None
+
+    def featurize(self, space: CandidateSpace) -> torch.Tensor:
+        coded = self._codes(space)
+        codes = np.stack([c for c, _ in coded], axis=1).astype(np.float64)
+        self.n_components_ = codes.shape[1]
+        return torch.cat([self._one_hot(coded), torch.from_numpy(codes)], dim=1)

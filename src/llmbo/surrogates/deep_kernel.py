@@ -35,7 +35,7 @@ from llmbo.encoders.transformer import TextEncoder
 from llmbo.errors import FitError, InputError
 from llmbo.space import CandidateSpace
 from llmbo.surrogates.base import FittedSurrogate, Surrogate, as_train_tensors
-from llmbo.surrogates.kernels import TanimotoKernel
+from llmbo.surrogates.kernels import TanimotoKernel, component_kernel
 from llmbo.surrogates.numerics import robust_cholesky
 
 logger = logging.getLogger("llmbo.surrogates")
@@ -300,10 +300,7 @@ class DeepKernelGP(Surrogate):
                 kernel = kernel + ScaleKernel(MaternKernel(nu=2.5, active_dims=dims))
         start = d
         if self._side is not None:
-            dims = tuple(range(start, start + self._side.shape[1]))
-            kernel = kernel + ScaleKernel(
-                TanimotoKernel(active_dims=dims, batch_shape=batch), batch_shape=batch
-            )
+            kernel = kernel + self._side_kernel(start, batch)
             start += self._side.shape[1]
         if self._frozen is not None:
             n = self._frozen.shape[1]
@@ -318,6 +315,17 @@ class DeepKernelGP(Surrogate):
             frozen.lengthscale = prior.mode
             kernel = kernel + ScaleKernel(frozen, batch_shape=batch)
         return kernel
+
+    def _side_kernel(self, start: int, batch: torch.Size) -> Kernel:
+        """Kernel on the side features (columns ``start``...): Tanimoto, or the component
+        kernel for :class:`~llmbo.encoders.fingerprints.ComponentsFeaturizer` features."""
+        assert self._side is not None
+        n = self._side.shape[1]
+        components = getattr(self.side_featurizer, "n_components_", None)
+        if components is not None:
+            return component_kernel(n, int(components), offset=start, batch_shape=batch)
+        dims = tuple(range(start, start + n))
+        return ScaleKernel(TanimotoKernel(active_dims=dims, batch_shape=batch), batch_shape=batch)
 
     def _build_gp(self, z: Tensor, y: Tensor) -> SingleTaskGP:
         d = z.shape[-1] - self._extra_dims()

@@ -21,7 +21,7 @@ class SurrogateSpec:
 
     Attributes:
         name: A registered surrogate: ``random``, ``static``, ``projection``, ``lora``,
-            ``drfp``, ``morgan``, ``onehot``.
+            ``drfp``, ``morgan``, ``onehot``, ``components``.
         encoder: Transformer loading/running options (LLM surrogates).
         lora: LoRA settings (``lora`` surrogate).
         deep_kernel: Training settings of deep-kernel surrogates.
@@ -33,9 +33,11 @@ class SurrogateSpec:
             unless soft tokens or ``top_layers`` are set; ``None`` (default) trains whole
             top layers; see :class:`~llmbo.encoders.transformer.TextEncoder`.
         featurizer: Keyword arguments of the fingerprint featurizer (column names, sizes).
-        kernel: Kernel of fixed-feature GPs (``matern`` or ``tanimoto``; default by method).
-        side_features: A registered featurizer (e.g. ``drfp``) whose Tanimoto kernel is added
-            to a deep kernel's learned-feature kernel (``projection``/``lora`` only).
+        kernel: Kernel of fixed-feature GPs (``matern``, ``matern-ard``, ``tanimoto`` or
+            ``components``; default by method).
+        side_features: A registered featurizer (e.g. ``drfp``) whose kernel is added to a deep
+            kernel's learned-feature kernel (``projection``/``lora`` only): Tanimoto, or
+            :func:`~llmbo.surrogates.kernels.component_kernel` for ``components``.
         side_featurizer: Keyword arguments of that featurizer.
     """
 
@@ -141,3 +143,4 @@ def _fingerprint(name: str, default_kernel: str) -> None:
 _fingerprint("drfp", "tanimoto")
 _fingerprint("morgan", "tanimoto")
 _fingerprint("onehot", "matern")
+_fingerprint("components", "components")

@@ -25,7 +25,8 @@ from llmbo.surrogates.numerics import robust_cholesky
 
 __all__ = ["FeatureGP"]
 
-KernelName = Literal["matern", "matern-ard", "tanimoto"]
+KernelName = Literal["matern", "matern-ard", "tanimoto", "components"]
+KERNELS = ("matern", "matern-ard", "tanimoto", "components")
 
 
 class FeatureGP(Surrogate):
@@ -37,7 +38,10 @@ class FeatureGP(Surrogate):
             dimension-scaled log-normal prior, and an output scale), ``"matern-ard"`` (one
             lengthscale per feature, BoTorch's default prior; for few features such as
             one-hot components) — both on inputs normalised to the pool's bounds — or
-            ``"tanimoto"`` (for fingerprints and other non-negative features).
+            ``"tanimoto"`` (for fingerprints and other non-negative features), or
+            ``"components"`` (Tanimoto plus an additive categorical kernel per component, on
+            :class:`~llmbo.encoders.fingerprints.ComponentsFeaturizer` features; see
+            :func:`~llmbo.surrogates.kernels.component_kernel`).
         name: Label of this surrogate (e.g. ``"drfp"``).
         noise_lower_bound: Smallest noise variance (standardised units).
     """
@@ -51,9 +55,12 @@ class FeatureGP(Surrogate):
         noise_lower_bound: float = 1e-4,
     ) -> None:
         super().__init__()
-        if kernel not in ("matern", "matern-ard", "tanimoto"):
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}.")
+        if kernel == "components" and not hasattr(featurizer, "n_components_"):
             raise ValueError(
-                f"kernel must be 'matern', 'matern-ard' or 'tanimoto', got {kernel!r}."
+                "kernel='components' reads one-hot blocks followed by component codes: use the "
+                "'components' featurizer (ComponentsFeaturizer)."
             )
         self.featurizer = featurizer
         self.kernel = kernel
@@ -70,6 +77,10 @@ class FeatureGP(Surrogate):
         self.features_ = feats
 
     def _covar(self, d: int) -> Kernel:
+        if self.kernel == "components":
+            from llmbo.surrogates.kernels import component_kernel
+
+            return component_kernel(d, int(self.featurizer.n_components_))  # type: ignore[attr-defined]
         if self.kernel == "tanimoto":
             from llmbo.surrogates.kernels import TanimotoKernel
 
@@ -92,7 +103,7 @@ class FeatureGP(Surrogate):
         X = self.features_
         d = X.shape[-1]
         input_transform = None
-        if self.kernel != "tanimoto":
+        if self.kernel not in ("tanimoto", "components"):
             lo, hi = X.min(0).values, X.max(0).values
             hi = torch.where(hi > lo, hi, lo + 1.0)  # constant columns: avoid a zero range
             bounds = torch.stack([lo, hi])

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from gpytorch.kernels import Kernel
 
-__all__ = ["TanimotoKernel", "tanimoto_similarity"]
+__all__ = ["TanimotoKernel", "component_kernel", "tanimoto_similarity"]
 
 
 def tanimoto_similarity(x1: torch.Tensor, x2: torch.Tensor, diag: bool = False) -> torch.Tensor:
@@ -68,3 +68,51 @@ class TanimotoKernel(Kernel):
             x1 = x1.transpose(-1, -2).unsqueeze(-1)
             x2 = x2.transpose(-1, -2).unsqueeze(-1)
         return tanimoto_similarity(x1, x2, diag=diag)
+
+
+def component_kernel(
+    n_features: int,
+    n_components: int,
+    *,
+    offset: int = 0,
+    batch_shape: torch.Size = torch.Size(),  # noqa: B008
+) -> Kernel:
+    r"""Kernel on :class:`~llmbo.encoders.fingerprints.ComponentsFeaturizer` features.
+
+    The features are one-hot blocks followed by ``n_components`` integer codes, starting at
+    column ``offset``. The kernel is the sum of
+
+    * a scaled Tanimoto kernel on the one-hot part, :math:`s / (2C - s)` for two candidates
+      sharing :math:`s` of their :math:`C` components, and
+    * a scaled sum of one BoTorch :class:`~botorch.models.kernels.CategoricalKernel` per
+      component code, each with its own output scale and lengthscale: an additive model in
+      which the marginal likelihood decides how much each component (ligand, base, ...) matters
+      on its own.
+
+    Args:
+        n_features: Width of the features (one-hot columns plus codes).
+        n_components: Number of code columns at the end.
+        offset: Column where the features start in the model's inputs.
+        batch_shape: Batch shape of the kernel's hyperparameters (ensembles).
+    """
+    from botorch.models.kernels.categorical import CategoricalKernel
+    from gpytorch.kernels import AdditiveKernel, ScaleKernel
+
+    n_onehot = n_features - n_components
+    if n_components < 1 or n_onehot < n_components:
+        raise ValueError(
+            f"component_kernel needs one-hot columns followed by {n_components} codes; got "
+            f"{n_features} columns."
+        )
+    onehot_dims = tuple(range(offset, offset + n_onehot))
+    shared = ScaleKernel(
+        TanimotoKernel(active_dims=onehot_dims, batch_shape=batch_shape), batch_shape=batch_shape
+    )
+    per_component = [
+        ScaleKernel(
+            CategoricalKernel(active_dims=(offset + n_onehot + c,), batch_shape=batch_shape),
+            batch_shape=batch_shape,
+        )
+        for c in range(n_components)
+    ]
+    return shared + ScaleKernel(AdditiveKernel(*per_component), batch_shape=batch_shape)
