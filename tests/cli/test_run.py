@@ -117,18 +117,19 @@ def test_lora_top_module_option_reaches_the_study(
     assert "top_module 'attention.nope' is not a submodule" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("side", ["onehot", "components"])
 def test_side_features_option_reaches_the_study(
-    table: Path, tmp_path: Path, tiny_model: str, capsys
+    side: str, table: Path, tmp_path: Path, tiny_model: str, capsys
 ) -> None:
     from llmbo.optimizer import Optimizer
 
     study = tmp_path / "run.db"
     args = _run(table, "--surrogate", "projection", "--model", tiny_model, "--steps", "3")
-    args += ["--side-features", "onehot", "--fingerprint-columns", "color,animal"]
+    args += ["--side-features", side, "--fingerprint-columns", "color,animal"]
     args += ["--n-initial", "4", "--iterations", "2", "--study", str(study), "--study-name", "s"]
     assert main(args) == 0
     opt = Optimizer.load(str(study), "s", progress=False)
-    assert opt.spec is not None and opt.spec.side_features == "onehot"
+    assert opt.spec is not None and opt.spec.side_features == side
     assert opt.spec.side_featurizer == {"columns": ["color", "animal"]}
     assert len(opt.history) == 6 and (opt.history["state"] == "complete").all()
     # A surrogate without a deep kernel: exit 2, message says why.

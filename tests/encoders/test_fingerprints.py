@@ -115,3 +115,19 @@ def test_fingerprints_on_bh1() -> None:
     drfp = DrfpFeaturizer().featurize(subset)
     assert drfp.shape == (8, 2048)
     assert len({tuple(row.tolist()) for row in drfp}) == 8
+
+
+def test_components_are_one_hot_blocks_then_codes(space: CandidateSpace) -> None:
+    from llmbo.encoders.fingerprints import ComponentsFeaturizer
+
+    featurizer = ComponentsFeaturizer(columns=["solvent", "base"])
+    assert FEATURIZERS.get("components") is ComponentsFeaturizer
+    x = featurizer.featurize(space)
+    # solvent: THF, water; base: "", "CCN(CC)CC", "[K+].[OH-]" (sorted as text).
+    np.testing.assert_array_equal(
+        x.numpy(),
+        [[0, 1, 0, 0, 1, 1, 2], [1, 0, 1, 0, 0, 0, 0], [0, 1, 0, 1, 0, 1, 1]],
+    )
+    assert featurizer.n_components_ == 2 and x.dtype == torch.float64
+    one_hot = OneHotFeaturizer(columns=["solvent", "base"]).featurize(space)
+    assert torch.equal(x[:, :5], one_hot)

@@ -428,3 +428,34 @@ def test_additive_kernel_needs_segments(tiny_model: str, space: CandidateSpace) 
         surrogate.fit(TRAIN, torch.ones(len(TRAIN), dtype=torch.float64))
     with pytest.raises(InputError, match="no ensemble"):
         DeepKernelConfig(additive=True, ensemble=2)
+
+
+def test_components_side_kernel_joins_the_deep_kernel(tiny_model: str) -> None:
+    from botorch.models.kernels.categorical import CategoricalKernel
+
+    frame = synthetic_pool(seed=0).sample(n=N_POOL, random_state=0).reset_index(drop=True)
+    space = CandidateSpace(frame, "{color} {animal} in the {place}")
+    spec = SurrogateSpec(
+        name="projection",
+        encoder=EncoderConfig(model=tiny_model, device="cpu"),
+        deep_kernel=DeepKernelConfig(steps=20, projection_dim=8),
+        side_features="components",
+        side_featurizer={"columns": ["color", "animal", "place"]},
+    )
+    surrogate = make_surrogate(spec)
+    surrogate.prepare(space)
+    y = torch.tensor(frame["y"].to_numpy()[TRAIN.numpy()], dtype=torch.float64)
+    torch.manual_seed(0)
+    fitted = surrogate.fit(TRAIN, y)
+    n_onehot = sum(frame[c].nunique() for c in ("color", "animal", "place"))
+    # Learned features, then the one-hot blocks and the three codes.
+    assert fitted.features.shape == (N_POOL, 8 + n_onehot + 3)
+    torch.testing.assert_close(
+        fitted.features[:, -3:].round(), fitted.features[:, -3:]
+    )  # codes are integers
+    categorical = [
+        k for k in fitted.model.covar_module.modules() if isinstance(k, CategoricalKernel)
+    ]
+    assert [k.active_dims.tolist() for k in categorical] == [[8 + n_onehot + c] for c in range(3)]
+    assert fitted.losses[-1] < fitted.losses[0]
+    assert surrogate.config()["side_features"] == "ComponentsFeaturizer"

@@ -144,3 +144,37 @@ def test_static_surrogate_uses_frozen_embeddings(tiny_model: str) -> None:
     mean, var = _posterior(fitted, fitted.features)
     assert mean.shape == (40,) and (var > 0).all()
     assert torch.corrcoef(torch.stack([mean[train], y[train]]))[0, 1] > 0.9
+
+
+def test_components_kernel_learns_which_component_matters() -> None:
+    """Additive data in two components, one of which has no effect: the per-component
+    weights tell them apart and unseen combinations are predicted from their parts."""
+    from llmbo.encoders.fingerprints import ComponentsFeaturizer
+
+    frame = pd.DataFrame(
+        [(f"ligand{i}", f"base{j}") for i in range(6) for j in range(5)],
+        columns=["ligand", "base"],
+    )
+    effect = torch.tensor([0.0, 2.0, -1.0, 3.0, 0.5, -2.0], dtype=torch.float64)
+    y_all = effect.repeat_interleave(5)  # y depends on the ligand only
+    space = CandidateSpace(frame, "{ligand} with {base}")
+    surrogate = make_surrogate(
+        SurrogateSpec(name="components", featurizer={"columns": ["ligand", "base"]})
+    )
+    assert isinstance(surrogate, FeatureGP) and surrogate.kernel == "components"
+    assert isinstance(surrogate.featurizer, ComponentsFeaturizer)
+    surrogate.prepare(space)
+    # Each ligand seen with two bases; the other 18 combinations are held out.
+    train = torch.tensor([5 * i + j for i in range(6) for j in ((i % 5), (i + 2) % 5)])
+    fitted = surrogate.fit(train, y_all[train])
+    per_component = fitted.model.covar_module.kernels[1].base_kernel.kernels
+    ligand_scale, base_scale = (float(k.outputscale.detach()) for k in per_component)
+    assert ligand_scale > 10 * base_scale
+    held_out = torch.tensor([i for i in range(30) if i not in set(train.tolist())])
+    mean, _ = _posterior(fitted, fitted.features[held_out])
+    assert float((mean - y_all[held_out]).abs().max()) < 0.25
+
+
+def test_components_kernel_needs_component_features() -> None:
+    with pytest.raises(ValueError, match="'components' featurizer"):
+        FeatureGP(FixedFeatures(torch.zeros(3, 4)), kernel="components")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import gpytorch
 import pytest
 import torch
@@ -110,3 +112,33 @@ def test_in_an_exact_gp() -> None:
     with torch.no_grad():
         post = model(x[:5])
     assert post.mean.shape == (5,) and torch.all(post.variance > 0)
+
+
+def test_component_kernel_against_hand_computed_values() -> None:
+    from llmbo.surrogates.kernels import component_kernel
+
+    # Two components with 2 and 3 categories: one-hot blocks, then the codes.
+    codes = torch.tensor([[0, 0], [0, 1], [1, 2]], dtype=torch.float64)
+    onehot = torch.tensor([[1, 0, 1, 0, 0], [1, 0, 0, 1, 0], [0, 1, 0, 0, 1]], dtype=torch.float64)
+    x = torch.cat([torch.zeros(3, 2, dtype=torch.float64), onehot, codes], dim=1)
+    kernel = component_kernel(7, 2, offset=2).double()  # two leading columns it must ignore
+    shared, additive = kernel.kernels
+    shared.outputscale = 2.0
+    additive.outputscale = 0.5
+    first, second = additive.base_kernel.kernels
+    first.outputscale, first.base_kernel.lengthscale = 1.0, 0.5
+    second.outputscale, second.base_kernel.lengthscale = 3.0, 2.0
+    k = kernel(x).to_dense()
+
+    def expected(i: int, j: int) -> float:
+        same = (codes[i] == codes[j]).tolist()
+        s = sum(same)
+        tanimoto = s / (2 * 2 - s)  # s of C = 2 components shared
+        per = [1.0 if same[0] else math.exp(-1 / 0.5), 1.0 if same[1] else math.exp(-1 / 2.0)]
+        return 2.0 * tanimoto + 0.5 * (1.0 * per[0] + 3.0 * per[1])
+
+    want = torch.tensor([[expected(i, j) for j in range(3)] for i in range(3)], dtype=torch.float64)
+    torch.testing.assert_close(k, want)
+    assert torch.linalg.eigvalsh(k).min() > 0  # a valid covariance on distinct candidates
+    with pytest.raises(ValueError, match="one-hot columns followed by 3 codes"):
+        component_kernel(4, 3)

@@ -93,7 +93,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
     group.add_argument(
         "--surrogate",
         default=d("lora"),
-        help="lora (default), projection, static, drfp, morgan, onehot or random",
+        help="lora (default), projection, static, drfp, morgan, onehot, components or random",
     )
     group.add_argument(
         "--model",
@@ -141,17 +141,17 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         metavar="COLS",
         default=None,
         help="comma-separated table columns for the drfp (one reaction-SMILES column), morgan "
-        "(SMILES columns) and onehot surrogates or --side-features; benchmark pools know "
-        "their own",
+        "(SMILES columns), onehot and components surrogates or --side-features; benchmark "
+        "pools know their own",
     )
     group.add_argument(
         "--side-features",
         choices=("onehot", "components", "drfp", "morgan"),
         default=None,
-        help="projection/lora only: add a Tanimoto kernel on these fixed features of each "
-        "candidate to the deep kernel (columns from --fingerprint-columns; benchmark pools "
-        "know their own). onehot counts shared components and scored best on the reaction "
-        "benchmarks (benchmarks/README.md)",
+        help="projection/lora only: add a kernel on these fixed features of each candidate to "
+        "the deep kernel (columns from --fingerprint-columns; benchmark pools know their "
+        "own): a Tanimoto kernel, which for onehot counts shared components; components adds "
+        "one categorical kernel per component to that (benchmarks/README.md)",
     )
     group.add_argument(
         "--pooling",
