@@ -63,6 +63,14 @@ def test_random_campaign_writes_history_and_summary(table: Path, tmp_path: Path,
     assert "top-5% hits" in printed and "time" in printed
 
 
+def test_components_campaign_on_a_table(table: Path, capsys) -> None:
+    """The components GP reads every text column by default; no model is named for it."""
+    args = _run(table, "--surrogate", "components", "--n-initial", "4", "--iterations", "3")
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "surrogate components, acquisition logei" in printed
+
+
 def test_same_seed_same_campaign(table: Path, tmp_path: Path) -> None:
     outs = []
     for k in range(2):

@@ -202,7 +202,7 @@ def _summary(
     hits = int(np.count_nonzero(sign * values >= threshold))
     model = (
         f" on {opt.spec.encoder.model}"
-        if opt.spec and opt.surrogate_name not in ("random",)
+        if opt.spec and opt.surrogate_name in ("static", "projection", "lora")
         else ""
     )
     direction = "max" if maximize else "min"
