@@ -630,7 +630,8 @@ class Optimizer:
 
         For a deep kernel: the frozen embeddings of its transformer (trainable parts reset),
         i.e. the ``static`` surrogate of the same model. For a fixed-feature GP: the same
-        features with a higher noise floor. Constant feature columns are dropped.
+        features with a higher noise floor (for the ``components`` kernel: its Tanimoto part
+        on the one-hot blocks). Constant feature columns are dropped.
         """
         key = self.space.content_hash()
         if self._fallback is not None and self._fallback[0] == key:
@@ -644,6 +645,11 @@ class Optimizer:
             name = "static"
         elif isinstance(surrogate, FeatureGP) and surrogate.features_ is not None:
             features, kernel = surrogate.features_, surrogate.kernel
+            if kernel == "components":
+                # The simpler half of that kernel: Tanimoto on the one-hot blocks (the
+                # trailing codes are dropped; constant columns would break their layout).
+                n_codes = int(surrogate.featurizer.n_components_)  # type: ignore[attr-defined]
+                features, kernel = features[:, :-n_codes], "tanimoto"
             name = f"{surrogate.name}-regularised"
         backup: Surrogate | None = None
         if features is not None:

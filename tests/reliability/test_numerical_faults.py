@@ -119,6 +119,29 @@ def test_acquisition_failure_falls_back_to_random(
     assert "Acquisition on the" in caplog.text
 
 
+def test_components_fit_failure_falls_back_to_tanimoto_on_the_one_hot_part(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fallback of the components GP drops the codes and the constant "site" column."""
+    real = FeatureGP.fit
+
+    def fails_for_components(self: FeatureGP, *args: object, **kwargs: object) -> object:
+        if self.kernel == "components":
+            raise NotPSDError("not positive definite")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(FeatureGP, "fit", fails_for_components)
+    opt = Optimizer(word_space(), "components", progress=False, min_observations=1)
+    opt.tell(opt.space.ids[:3], [0.0, 1.0, 0.5])
+    with caplog.at_level(logging.WARNING, logger="llmbo"):
+        ids = opt.ask(2)
+    assert opt.last_fit["fallback"] == "components-regularised"
+    assert len(set(ids)) == 2 and not set(ids) & set(opt.space.ids[:3])
+    backup = opt._fallback[1]  # type: ignore[index]
+    assert backup.kernel == "tanimoto"
+    assert backup.features_.shape[1] == len(WORDS) + len(ANIMALS)  # one-hot of w and a
+
+
 def test_other_errors_are_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only numerical failures fall back; a bug still surfaces."""
 
