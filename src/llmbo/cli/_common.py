@@ -301,9 +301,8 @@ def _featurizer_options(
     if name not in ("drfp", "morgan", "onehot", "components"):
         if columns:
             raise InputError(
-                f"--fingerprint-columns applies to the drfp, morgan, onehot and components "
-                f"surrogates, "
-                f"not {name!r}."
+                "--fingerprint-columns applies to the drfp, morgan, onehot and components "
+                f"surrogates, not {name!r}."
             )
         return None
     if columns:

@@ -19,6 +19,7 @@ from gpytorch.priors import LogNormalPrior
 from torch import Tensor
 
 from llmbo.encoders.base import Featurizer
+from llmbo.errors import InputError
 from llmbo.space import CandidateSpace
 from llmbo.surrogates.base import FittedSurrogate, Surrogate, as_train_tensors
 from llmbo.surrogates.numerics import robust_cholesky
@@ -58,7 +59,7 @@ class FeatureGP(Surrogate):
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}.")
         if kernel == "components" and not hasattr(featurizer, "n_components_"):
-            raise ValueError(
+            raise InputError(
                 "kernel='components' reads one-hot blocks followed by component codes: use the "
                 "'components' featurizer (ComponentsFeaturizer)."
             )
