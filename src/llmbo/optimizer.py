@@ -644,12 +644,7 @@ class Optimizer:
             surrogate.reset()  # its warm-start state no longer matches the reset encoder
             name = "static"
         elif isinstance(surrogate, FeatureGP) and surrogate.features_ is not None:
-            features, kernel = surrogate.features_, surrogate.kernel
-            if kernel == "components":
-                # The simpler half of that kernel: Tanimoto on the one-hot blocks (the
-                # trailing codes are dropped; constant columns would break their layout).
-                n_codes = int(surrogate.featurizer.n_components_)  # type: ignore[attr-defined]
-                features, kernel = features[:, :-n_codes], "tanimoto"
+            features, kernel = surrogate.fallback_features()
             name = f"{surrogate.name}-regularised"
         backup: Surrogate | None = None
         if features is not None:

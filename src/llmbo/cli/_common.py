@@ -28,6 +28,10 @@ ACQUISITIONS = ("logei", "ucb", "ts")
 DEFAULT_BENCHMARK_TEMPLATE = "names"
 
 
+#: Fixed featurizers that read table columns: surrogates of their own and ``--side-features``.
+FIXED_FEATURIZERS = ("onehot", "components", "drfp", "morgan")
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     value = _int(text)
@@ -146,7 +150,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
     )
     group.add_argument(
         "--side-features",
-        choices=("onehot", "components", "drfp", "morgan"),
+        choices=FIXED_FEATURIZERS,
         default=None,
         help="projection/lora only: add a kernel on these fixed features of each candidate to "
         "the deep kernel (columns from --fingerprint-columns; benchmark pools know their "
@@ -298,7 +302,7 @@ def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -
 def _featurizer_options(
     name: str, columns: str | None, pool: ReactionPool | None, option: str = "--surrogate"
 ) -> dict[str, Any] | None:
-    if name not in ("drfp", "morgan", "onehot", "components"):
+    if name not in FIXED_FEATURIZERS:
         if columns:
             raise InputError(
                 "--fingerprint-columns applies to the drfp, morgan, onehot and components "

@@ -97,6 +97,19 @@ class FeatureGP(Surrogate):
         kernel.lengthscale = prior.mode
         return ScaleKernel(kernel)
 
+    def fallback_features(self) -> tuple[Tensor, KernelName]:
+        """Features and kernel of a simpler GP to fall back on when a fit fails.
+
+        The same features and kernel, except for ``"components"``: its Tanimoto part on the
+        one-hot blocks (the trailing codes dropped), which any column subset keeps valid.
+        """
+        if self.features_ is None:
+            raise RuntimeError("Call prepare(space) before fallback_features().")
+        if self.kernel == "components":
+            n_codes = int(self.featurizer.n_components_)  # type: ignore[attr-defined]
+            return self.features_[:, :-n_codes], "tanimoto"
+        return self.features_, self.kernel  # type: ignore[return-value]
+
     def fit(self, train_index: Tensor, train_y: Tensor) -> FittedSurrogate:
         if self.features_ is None:
             raise RuntimeError("Call prepare(space) before fit().")
