@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import gpytorch
 import torch
+from botorch.exceptions.errors import ModelFittingError
+from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
 from botorch.posteriors.fully_bayesian import GaussianMixturePosterior
@@ -77,6 +79,16 @@ class DeepKernelConfig:
             Matérn kernel per segment to the Matérn kernel over all of them. The GP can
             then credit a component's effect on its own and carry it to untested
             combinations, as well as learn interactions.
+        side_fit: How the side kernel's hyperparameters (``side_features``) are fitted.
+            ``"joint"`` trains them with the network by AdamW from GPyTorch's initial
+            values. ``"staged"`` first fits a GP on the side features alone to convergence
+            (L-BFGS, as for a fixed-feature GP), starts the joint model from it (side kernel,
+            mean and noise) with the learned kernel's output scale at
+            ``deep_outputscale_init``, then trains everything jointly. ``"fixed"`` does the
+            same but keeps the side kernel's hyperparameters at the staged fit. The learned
+            kernel then models what the side kernel leaves unexplained.
+        deep_outputscale_init: Initial output scale of the learned kernel in a staged fit
+            (standardised units).
     """
 
     projection_dim: int | None = 64
@@ -91,8 +103,20 @@ class DeepKernelConfig:
     frozen_kernel: bool = False
     ensemble: int = 1
     additive: bool = False
+    side_fit: Literal["joint", "staged", "fixed"] = "joint"
+    deep_outputscale_init: float = 0.1
 
     def __post_init__(self) -> None:
+        if self.side_fit not in ("joint", "staged", "fixed"):
+            raise InputError(
+                f"side_fit must be 'joint', 'staged' or 'fixed', got {self.side_fit!r}."
+            )
+        if self.side_fit != "joint" and self.ensemble > 1:
+            raise InputError("side_fit='staged'/'fixed' supports a single deep kernel (ensemble=1).")
+        if not self.deep_outputscale_init > 0:
+            raise InputError(
+                f"deep_outputscale_init must be positive, got {self.deep_outputscale_init!r}."
+            )
         if self.additive and (not self.projection_dim or self.ensemble > 1):
             raise InputError("additive needs a projection head (projection_dim) and no ensemble.")
         if int(self.ensemble) < 1:
@@ -256,6 +280,37 @@ class DeepKernelGP(Surrogate):
         with validate_input_scaling(False):
             return self._build_gp(z, y)
 
+    def _staged_gp(self, z: Tensor, y: Tensor) -> SingleTaskGP | None:
+        """The joint GP started from a converged fit of the side kernel alone (``side_fit``).
+
+        Returns ``None`` (joint training from scratch) when the side-only fit fails.
+        """
+        d = z.shape[-1] - self._extra_dims()
+        with validate_input_scaling(False):
+            side_gp = SingleTaskGP(
+                z,
+                y,
+                covar_module=self._side_kernel(d, torch.Size()),
+                likelihood=GaussianLikelihood(
+                    noise_constraint=GreaterThan(self.config_.noise_lower_bound)
+                ),
+                outcome_transform=Standardize(m=1) if y.shape[0] > 1 else None,
+            ).to(z.device)
+        try:
+            fit_gpytorch_mll(ExactMarginalLogLikelihood(side_gp.likelihood, side_gp))
+        except (ModelFittingError, NotPSDError) as exc:
+            logger.warning("Side-kernel fit failed (%s); training the deep kernel jointly.", exc)
+            return None
+        side = side_gp.covar_module
+        with validate_input_scaling(False):
+            gp = self._build_gp(z, y, side=side)
+        gp.mean_module.load_state_dict(side_gp.mean_module.state_dict())
+        gp.likelihood.load_state_dict(side_gp.likelihood.state_dict())
+        gp.covar_module.kernels[0].outputscale = self.config_.deep_outputscale_init
+        if self.config_.side_fit == "fixed":
+            side.requires_grad_(False)
+        return gp
+
     @torch.no_grad()
     def _frozen_features(self, *, progress: bool) -> Tensor:
         """Pooled features of the untrained encoder, scaled to [0, 1] per dimension."""
@@ -283,9 +338,11 @@ class DeepKernelGP(Surrogate):
             )
         return segments
 
-    def _covar(self, d: int, batch: torch.Size) -> Kernel:
+    def _covar(self, d: int, batch: torch.Size, side: Kernel | None = None) -> Kernel:
         """Matérn-5/2 on the learned features, plus Tanimoto on side fingerprints and a
-        Matérn on frozen features when configured (a sum of scaled kernels)."""
+        Matérn on frozen features when configured (a sum of scaled kernels).
+
+        ``side`` is an already fitted side kernel to use (staged fits)."""
         if self._side is None and self._frozen is None and not self.config_.additive:
             return ScaleKernel(MaternKernel(nu=2.5, batch_shape=batch), batch_shape=batch)
         kernel: Kernel = ScaleKernel(
@@ -300,7 +357,7 @@ class DeepKernelGP(Surrogate):
                 kernel = kernel + ScaleKernel(MaternKernel(nu=2.5, active_dims=dims))
         start = d
         if self._side is not None:
-            kernel = kernel + self._side_kernel(start, batch)
+            kernel = kernel + (side if side is not None else self._side_kernel(start, batch))
             start += self._side.shape[1]
         if self._frozen is not None:
             n = self._frozen.shape[1]
@@ -327,14 +384,14 @@ class DeepKernelGP(Surrogate):
         dims = tuple(range(start, start + n))
         return ScaleKernel(TanimotoKernel(active_dims=dims, batch_shape=batch), batch_shape=batch)
 
-    def _build_gp(self, z: Tensor, y: Tensor) -> SingleTaskGP:
+    def _build_gp(self, z: Tensor, y: Tensor, side: Kernel | None = None) -> SingleTaskGP:
         d = z.shape[-1] - self._extra_dims()
         batch = z.shape[:-2]  # (members,) for an ensemble
         model_class = EnsembleDeepKernelGP if len(batch) else SingleTaskGP
         return model_class(
             z,
             y.expand(*batch, *y.shape),
-            covar_module=self._covar(d, batch),
+            covar_module=self._covar(d, batch, side),
             mean_module=ConstantMean(batch_shape=batch),
             likelihood=GaussianLikelihood(
                 noise_constraint=GreaterThan(self.config_.noise_lower_bound), batch_shape=batch
@@ -393,14 +450,20 @@ class DeepKernelGP(Surrogate):
         head = self._head
         with torch.no_grad():
             z0 = self.features(idx)
-        gp = self._new_gp(z0, y)
+        gp = None
+        staged = self.config_.side_fit != "joint" and self._side is not None
+        if staged and not (warm and self._gp_state is not None):
+            gp = self._staged_gp(z0, y)
+        if gp is None:
+            gp = self._new_gp(z0, y)
         if warm and self._gp_state is not None:
             gp.load_state_dict(self._gp_state, strict=False)
         elif self.config_.lengthscale_init == "median":
             self._init_lengthscale(gp, z0)
         mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
         net_params = [*self.encoder.trainable_parameters(), *head.parameters()]
-        groups = [{"params": list(gp.parameters()), "lr": self.config_.gp_lr}]
+        gp_params = [p for p in gp.parameters() if p.requires_grad]
+        groups = [{"params": gp_params, "lr": self.config_.gp_lr}]
         if net_params:
             groups.insert(0, {"params": net_params, "lr": self.config_.lr})
         opt = torch.optim.AdamW(groups, weight_decay=self.config_.weight_decay)
