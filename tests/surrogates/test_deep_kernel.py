@@ -459,3 +459,77 @@ def test_components_side_kernel_joins_the_deep_kernel(tiny_model: str) -> None:
     assert [k.active_dims.tolist() for k in categorical] == [[8 + n_onehot + c] for c in range(3)]
     assert fitted.losses[-1] < fitted.losses[0]
     assert surrogate.config()["side_features"] == "ComponentsFeaturizer"
+
+
+def _components_hybrid(
+    model: str, **deep: object
+) -> tuple[DeepKernelGP, CandidateSpace, torch.Tensor]:
+    frame = synthetic_pool(seed=0).sample(n=N_POOL, random_state=0).reset_index(drop=True)
+    space = CandidateSpace(frame, "{color} {animal} in the {place}")
+    columns = ["color", "animal", "place"]
+    spec = SurrogateSpec(
+        name="projection",
+        encoder=EncoderConfig(model=model, device="cpu"),
+        deep_kernel=DeepKernelConfig(projection_dim=8, **deep),  # type: ignore[arg-type]
+        side_features="components",
+        side_featurizer={"columns": columns},
+    )
+    surrogate = make_surrogate(spec)
+    assert isinstance(surrogate, DeepKernelGP)
+    surrogate.prepare(space)
+    y = torch.tensor(frame["y"].to_numpy()[TRAIN.numpy()], dtype=torch.float64)
+    return surrogate, space, y
+
+
+def _kernel_state(kernels: list) -> dict[str, torch.Tensor]:
+    """Hyperparameters of ``kernels`` (their active dims left out: the offsets differ)."""
+    return {
+        f"{i}.{k}": v
+        for i, kernel in enumerate(kernels)
+        for k, v in kernel.state_dict().items()
+        if "active_dims" not in k
+    }
+
+
+def _side_state(model: SingleTaskGP) -> dict[str, torch.Tensor]:
+    """Hyperparameters of the side (components) kernel: every kernel after the first."""
+    return _kernel_state(list(model.covar_module.kernels[1:]))
+
+
+def test_staged_fit_starts_from_the_side_only_gp(tiny_model: str) -> None:
+    """With no joint steps, the staged model is the converged side-only GP plus the learned
+    kernel at its initial output scale; 'fixed' keeps the side kernel there while training."""
+    from llmbo.surrogates.feature_gp import FeatureGP
+
+    surrogate, space, y = _components_hybrid(tiny_model, steps=0, side_fit="staged")
+    torch.manual_seed(0)
+    staged = surrogate.fit(TRAIN, y).model
+
+    reference = FeatureGP(surrogate.side_featurizer, kernel="components")  # type: ignore[arg-type]
+    reference.prepare(space)
+    alone = reference.fit(TRAIN, y).model
+    # Same fit on the same data: the side kernel's hyperparameters carry over.
+    expected = _kernel_state(list(alone.covar_module.kernels))
+    torch.testing.assert_close(_side_state(staged), expected, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(
+        staged.likelihood.noise, alone.likelihood.noise, rtol=1e-3, atol=1e-6
+    )
+    assert float(staged.covar_module.kernels[0].outputscale) == pytest.approx(0.1)
+
+    fixed, _, _ = _components_hybrid(tiny_model, steps=30, side_fit="fixed")
+    torch.manual_seed(0)
+    trained = fixed.fit(TRAIN, y)
+    torch.testing.assert_close(_side_state(trained.model), expected, rtol=1e-3, atol=1e-3)
+    assert trained.losses[-1] < trained.losses[0]  # the learned kernel and noise still train
+    assert float(trained.model.covar_module.kernels[0].outputscale) != pytest.approx(0.1)
+
+
+def test_side_fit_options_are_checked() -> None:
+    from llmbo.errors import InputError
+
+    with pytest.raises(InputError, match="side_fit must be"):
+        DeepKernelConfig(side_fit="later")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="ensemble=1"):
+        DeepKernelConfig(side_fit="staged", ensemble=2)
+    with pytest.raises(InputError, match="deep_outputscale_init"):
+        DeepKernelConfig(side_fit="staged", deep_outputscale_init=0.0)

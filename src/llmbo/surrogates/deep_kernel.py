@@ -112,7 +112,9 @@ class DeepKernelConfig:
                 f"side_fit must be 'joint', 'staged' or 'fixed', got {self.side_fit!r}."
             )
         if self.side_fit != "joint" and self.ensemble > 1:
-            raise InputError("side_fit='staged'/'fixed' supports a single deep kernel (ensemble=1).")
+            raise InputError(
+                "side_fit='staged'/'fixed' supports a single deep kernel (ensemble=1)."
+            )
         if not self.deep_outputscale_init > 0:
             raise InputError(
                 f"deep_outputscale_init must be positive, got {self.deep_outputscale_init!r}."
