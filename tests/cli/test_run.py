@@ -135,15 +135,21 @@ def test_side_features_option_reaches_the_study(
     args = _run(table, "--surrogate", "projection", "--model", tiny_model, "--steps", "3")
     args += ["--side-features", side, "--fingerprint-columns", "color,animal"]
     args += ["--n-initial", "4", "--iterations", "2", "--study", str(study), "--study-name", "s"]
+    side_fit = "fixed" if side == "components" else "joint"
+    if side == "components":
+        args += ["--side-fit", side_fit]
     assert main(args) == 0
     opt = Optimizer.load(str(study), "s", progress=False)
     assert opt.spec is not None and opt.spec.side_features == side
+    assert opt.spec.deep_kernel.side_fit == side_fit
     assert opt.spec.side_featurizer == {"columns": ["color", "animal"]}
     assert len(opt.history) == 6 and (opt.history["state"] == "complete").all()
     # A surrogate without a deep kernel: exit 2, message says why.
     capsys.readouterr()
     assert main(_run(table, "--surrogate", "static", "--side-features", "onehot")) == 2
     assert "applies to the projection and lora surrogates" in capsys.readouterr().err
+    assert main(_run(table, "--surrogate", "projection", "--side-fit", "staged")) == 2
+    assert "--side-fit needs --side-features" in capsys.readouterr().err
 
 
 def test_lora_placement_option_values() -> None:

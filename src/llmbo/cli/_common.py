@@ -158,6 +158,15 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         "one categorical kernel per component to that (benchmarks/README.md)",
     )
     group.add_argument(
+        "--side-fit",
+        choices=("joint", "staged", "fixed"),
+        default=None,
+        help="with --side-features: joint (default) trains the side kernel with the network; "
+        "staged first fits a GP on the side features alone and starts from it; fixed also "
+        "keeps that GP's kernel as fitted, so the LLM kernel learns what it leaves "
+        "unexplained",
+    )
+    group.add_argument(
         "--pooling",
         choices=("mean", "cls", "last", "segments"),
         default=None,
@@ -282,6 +291,11 @@ def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -
         value = None if args.top_module.lower() == "none" else args.top_module
         spec = replace(spec, top_module=value)
     side = getattr(args, "side_features", None)
+    side_fit = getattr(args, "side_fit", None)
+    if side_fit and not side:
+        raise InputError("--side-fit needs --side-features (the kernel it fits first).")
+    if side_fit:
+        spec = replace(spec, deep_kernel=replace(spec.deep_kernel, side_fit=side_fit))
     if side:
         if name.lower() not in ("projection", "lora"):
             raise InputError(
