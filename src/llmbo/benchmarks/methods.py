@@ -338,7 +338,8 @@ register_variant(
 
 # ------------------------------------------------------------ segment pooling
 #: The separator between component parts in each pool template.
-TEMPLATE_SEPARATORS = {"procedure": "\n", "names": "; "}
+#: ``reaction``: the molecules of a reaction SMILES (the last part holds ``>>product``).
+TEMPLATE_SEPARATORS = {"procedure": "\n", "names": "; ", "reaction": "."}
 
 
 def _llm_segments(surrogate: str, side: str | None = None) -> SpecBuilder:
