@@ -244,6 +244,13 @@ def test_method_specs_and_overrides() -> None:
         "components",
         {"columns": list(pool.smiles_columns)},
     )
+    # Segment pooling: one part per component line / name, or per molecule of the reaction
+    # SMILES; every reaction of the pool splits into the same number of parts.
+    for template, parts in (("procedure", 4), ("names", 4), ("reaction", 6)):
+        spec = METHODS.get("hybrid-components-seg")(pool, "some/model", None, template)
+        separator = spec.encoder.segment_separator
+        counts = {len(text.split(separator)) for text in pool.space(template).texts}
+        assert counts == {parts}, (template, counts)
     baseline = METHODS.get("components")(pool)
     assert (baseline.name, baseline.kernel, baseline.featurizer) == (
         "components",
