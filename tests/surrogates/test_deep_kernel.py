@@ -533,3 +533,24 @@ def test_side_fit_options_are_checked() -> None:
         DeepKernelConfig(side_fit="staged", ensemble=2)
     with pytest.raises(InputError, match="deep_outputscale_init"):
         DeepKernelConfig(side_fit="staged", deep_outputscale_init=0.0)
+
+
+def test_failed_side_fit_falls_back_to_joint_training(
+    tiny_model: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from botorch.exceptions.errors import ModelFittingError
+
+    from llmbo.surrogates import deep_kernel
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise ModelFittingError("All attempts to fit the model have failed.")
+
+    monkeypatch.setattr(deep_kernel, "fit_gpytorch_mll", fail)
+    surrogate, _, y = _components_hybrid(tiny_model, steps=10, side_fit="fixed")
+    torch.manual_seed(0)
+    with caplog.at_level("WARNING", logger="llmbo.surrogates"):
+        fitted = surrogate.fit(TRAIN, y)
+    assert "Side-kernel fit failed" in caplog.text
+    # Joint training: the side kernel's parameters were trained, not frozen.
+    assert all(p.requires_grad for p in fitted.model.covar_module.kernels[1].parameters())
+    assert fitted.losses[-1] < fitted.losses[0]
