@@ -524,13 +524,17 @@ def test_staged_fit_starts_from_the_side_only_gp(tiny_model: str) -> None:
     assert float(trained.model.covar_module.kernels[0].outputscale) != pytest.approx(0.1)
 
 
-def test_side_fit_options_are_checked() -> None:
+def test_side_fit_options_are_checked(tiny_model: str) -> None:
     from llmbo.errors import InputError
 
+    with pytest.raises(InputError, match="give side features"):
+        _surrogate(tiny_model, "projection", side_fit="fixed")
     with pytest.raises(InputError, match="side_fit must be"):
         DeepKernelConfig(side_fit="later")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="ensemble=1"):
         DeepKernelConfig(side_fit="staged", ensemble=2)
+    with pytest.raises(InputError, match="warm_start=False"):
+        DeepKernelConfig(side_fit="fixed", warm_start=True)
     with pytest.raises(InputError, match="deep_outputscale_init"):
         DeepKernelConfig(side_fit="staged", deep_outputscale_init=0.0)
 

@@ -111,9 +111,10 @@ class DeepKernelConfig:
             raise InputError(
                 f"side_fit must be 'joint', 'staged' or 'fixed', got {self.side_fit!r}."
             )
-        if self.side_fit != "joint" and self.ensemble > 1:
+        if self.side_fit != "joint" and (self.ensemble > 1 or self.warm_start):
             raise InputError(
-                "side_fit='staged'/'fixed' supports a single deep kernel (ensemble=1)."
+                "side_fit='staged'/'fixed' refits the side GP at every fit for a single deep "
+                "kernel: use ensemble=1 and warm_start=False."
             )
         if not self.deep_outputscale_init > 0:
             raise InputError(
@@ -245,6 +246,11 @@ class DeepKernelGP(Surrogate):
         self._side: Tensor | None = None
         self._frozen: Tensor | None = None
         self.config_ = config or DeepKernelConfig()
+        if self.config_.side_fit != "joint" and side_featurizer is None:
+            raise InputError(
+                f"side_fit={self.config_.side_fit!r} fits a side kernel first: give side "
+                "features (SurrogateSpec side_features, CLI --side-features)."
+            )
         self.name = name  # type: ignore[misc]
         self._head: _FeatureHead | _EnsembleHead | _SegmentHead | None = None
         self._gp_state: dict[str, Tensor] | None = None
@@ -453,8 +459,7 @@ class DeepKernelGP(Surrogate):
         with torch.no_grad():
             z0 = self.features(idx)
         gp = None
-        staged = self.config_.side_fit != "joint" and self._side is not None
-        if staged and not (warm and self._gp_state is not None):
+        if self.config_.side_fit != "joint":
             gp = self._staged_gp(z0, y)
         if gp is None:
             gp = self._new_gp(z0, y)
