@@ -433,21 +433,10 @@ def test_additive_kernel_needs_segments(tiny_model: str, space: CandidateSpace) 
 def test_components_side_kernel_joins_the_deep_kernel(tiny_model: str) -> None:
     from botorch.models.kernels.categorical import CategoricalKernel
 
-    frame = synthetic_pool(seed=0).sample(n=N_POOL, random_state=0).reset_index(drop=True)
-    space = CandidateSpace(frame, "{color} {animal} in the {place}")
-    spec = SurrogateSpec(
-        name="projection",
-        encoder=EncoderConfig(model=tiny_model, device="cpu"),
-        deep_kernel=DeepKernelConfig(steps=20, projection_dim=8),
-        side_features="components",
-        side_featurizer={"columns": ["color", "animal", "place"]},
-    )
-    surrogate = make_surrogate(spec)
-    surrogate.prepare(space)
-    y = torch.tensor(frame["y"].to_numpy()[TRAIN.numpy()], dtype=torch.float64)
+    surrogate, space, y = _components_hybrid(tiny_model, steps=20)
     torch.manual_seed(0)
     fitted = surrogate.fit(TRAIN, y)
-    n_onehot = sum(frame[c].nunique() for c in ("color", "animal", "place"))
+    n_onehot = sum(space.frame[c].nunique() for c in ("color", "animal", "place"))
     # Learned features, then the one-hot blocks and the three codes.
     assert fitted.features.shape == (N_POOL, 8 + n_onehot + 3)
     torch.testing.assert_close(

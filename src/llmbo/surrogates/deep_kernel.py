@@ -283,10 +283,10 @@ class DeepKernelGP(Surrogate):
             return _EnsembleHead(self.encoder.output_size, self.config_.projection_dim, members)
         return _FeatureHead(self.encoder.output_size, self.config_.projection_dim)
 
-    def _new_gp(self, z: Tensor, y: Tensor) -> SingleTaskGP:
+    def _new_gp(self, z: Tensor, y: Tensor, covar: Kernel | None = None) -> SingleTaskGP:
         # Features live in [-1, 1] by construction; BoTorch's unit-cube check does not apply.
         with validate_input_scaling(False):
-            return self._build_gp(z, y)
+            return self._build_gp(z, y, covar)
 
     def _staged_gp(self, z: Tensor, y: Tensor) -> SingleTaskGP | None:
         """The joint GP started from a converged fit of the side kernel alone (``side_fit``).
@@ -294,24 +294,14 @@ class DeepKernelGP(Surrogate):
         Returns ``None`` (joint training from scratch) when the side-only fit fails.
         """
         d = z.shape[-1] - self._extra_dims()
-        with validate_input_scaling(False):
-            side_gp = SingleTaskGP(
-                z,
-                y,
-                covar_module=self._side_kernel(d, torch.Size()),
-                likelihood=GaussianLikelihood(
-                    noise_constraint=GreaterThan(self.config_.noise_lower_bound)
-                ),
-                outcome_transform=Standardize(m=1) if y.shape[0] > 1 else None,
-            ).to(z.device)
+        side_gp = self._new_gp(z, y, covar=self._side_kernel(d, torch.Size()))
         try:
             fit_gpytorch_mll(ExactMarginalLogLikelihood(side_gp.likelihood, side_gp))
         except (ModelFittingError, NotPSDError) as exc:
             logger.warning("Side-kernel fit failed (%s); training the deep kernel jointly.", exc)
             return None
         side = side_gp.covar_module
-        with validate_input_scaling(False):
-            gp = self._build_gp(z, y, side=side)
+        gp = self._new_gp(z, y, covar=self._covar(d, torch.Size(), side=side))
         gp.mean_module.load_state_dict(side_gp.mean_module.state_dict())
         gp.likelihood.load_state_dict(side_gp.likelihood.state_dict())
         gp.covar_module.kernels[0].outputscale = self.config_.deep_outputscale_init
@@ -392,14 +382,15 @@ class DeepKernelGP(Surrogate):
         dims = tuple(range(start, start + n))
         return ScaleKernel(TanimotoKernel(active_dims=dims, batch_shape=batch), batch_shape=batch)
 
-    def _build_gp(self, z: Tensor, y: Tensor, side: Kernel | None = None) -> SingleTaskGP:
+    def _build_gp(self, z: Tensor, y: Tensor, covar: Kernel | None = None) -> SingleTaskGP:
+        """The GP on features ``z``; ``covar`` replaces the configured kernel sum."""
         d = z.shape[-1] - self._extra_dims()
         batch = z.shape[:-2]  # (members,) for an ensemble
         model_class = EnsembleDeepKernelGP if len(batch) else SingleTaskGP
         return model_class(
             z,
             y.expand(*batch, *y.shape),
-            covar_module=self._covar(d, batch, side),
+            covar_module=covar if covar is not None else self._covar(d, batch),
             mean_module=ConstantMean(batch_shape=batch),
             likelihood=GaussianLikelihood(
                 noise_constraint=GreaterThan(self.config_.noise_lower_bound), batch_shape=batch
