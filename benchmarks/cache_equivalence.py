@@ -16,6 +16,7 @@ import datetime as dt
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from llmbo.benchmarks.datasets import load_pool
@@ -36,10 +37,12 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default=None, help="cpu, cuda... (default: CUDA if present)")
     parser.add_argument("--output", default="benchmarks/results/cache_equivalence.csv")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pool = load_pool(args.benchmark)
     space = pool.space(args.template)
     rows = []
@@ -47,7 +50,7 @@ def main() -> int:
         runs = {}
         for cached in (True, False):
             options = {"cache_hidden_states": cached, "deep_kernel.steps": args.steps}
-            spec = METHODS.get(args.method)(pool, "minilm", "cpu", args.template, options)
+            spec = METHODS.get(args.method)(pool, "minilm", device, args.template, options)
             start = time.perf_counter()
             opt = Optimizer(space, make_surrogate(spec), seed=seed, progress=False)
             init = initial_design(pool.values, 10, seed)
@@ -69,12 +72,17 @@ def main() -> int:
                 "fast_seconds": round(t_fast, 1),
                 "naive_seconds": round(t_naive, 1),
                 "cpu": cpu_name(),
+                "device": device if device == "cpu" else torch.cuda.get_device_name(device),
                 "threads": torch.get_num_threads(),
                 "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             }
         )
         print(rows[-1], flush=True)
     out = Path(args.output)
+    if out.exists() and list(pd.read_csv(out, nrows=0).columns) != list(rows[0]):
+        # Older files lack later columns (device): rewrite them with the union, rows kept.
+        pd.concat([pd.read_csv(out), pd.DataFrame(rows)]).to_csv(out, index=False)
+        return 0
     new = not out.exists()
     with out.open("a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))

@@ -33,11 +33,12 @@ def test_speed_script_writes_side_by_side_rows(tiny_model: str, tmp_path: Path) 
     pd.testing.assert_series_equal(bh1.speedup.dropna(), ratio.dropna(), check_names=False)
     scaling = table[table.experiment == "synthetic-pool"]
     assert scaling.pool_size.tolist() == [300] and (scaling.peak_mem_mb > 0).all()
-    # Appending keeps earlier rows.
-    assert (
-        main([*argv[:-2], "--surrogates", "static", "--pool-sizes", "", "--output", str(out)]) == 0
-    )
-    assert len(pd.read_csv(out)) == len(table) + 1
+    # Appending keeps earlier rows; each deep kernel is timed once per GP placement asked
+    # for (static has no deep kernel).
+    more = ["--surrogates", "static,projection", "--gp-devices", "auto,cpu", "--pool-sizes", ""]
+    assert main([*argv[:-2], *more, "--reference-n-train", "", "--output", str(out)]) == 0
+    added = pd.read_csv(out).iloc[len(table) :]
+    assert added.surrogate.tolist() == ["static", "projection", "projection{gp_device=cpu}"]
 
 
 def test_synthetic_pool_has_distinct_texts_and_requested_size() -> None:

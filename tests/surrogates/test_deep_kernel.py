@@ -547,3 +547,51 @@ def test_failed_side_fit_falls_back_to_joint_training(
     # Joint training: the side kernel's parameters were trained, not frozen.
     assert all(p.requires_grad for p in fitted.model.covar_module.kernels[1].parameters())
     assert fitted.losses[-1] < fitted.losses[0]
+
+
+def test_gp_device_follows_the_setting_and_the_training_set_size(tiny_model: str) -> None:
+    from llmbo.errors import InputError
+    from llmbo.surrogates.deep_kernel import AUTO_CPU_GP_MAX_TRAIN
+
+    with pytest.raises(InputError, match="gp_device must be"):
+        DeepKernelConfig(gp_device="gpu")  # type: ignore[arg-type]
+    cpu, accelerator = torch.device("cpu"), torch.device("cuda")
+    for choice, small, large in [
+        ("auto", cpu, accelerator),
+        ("cpu", cpu, cpu),
+        ("encoder", accelerator, accelerator),
+    ]:
+        surrogate = _surrogate(tiny_model, "projection", gp_device=choice)
+        assert surrogate._gp_device(60) == cpu  # the encoder is on the CPU: nothing moves
+        # Only the encoder's device is consulted: pretend it is an accelerator.
+        surrogate.encoder.device = accelerator
+        assert surrogate._gp_device(60) == small
+        assert surrogate._gp_device(AUTO_CPU_GP_MAX_TRAIN) == small
+        assert surrogate._gp_device(AUTO_CPU_GP_MAX_TRAIN + 1) == large
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["projection", "lora"])
+def test_gp_on_the_cpu_matches_the_gp_on_the_gpu(
+    tiny_model: str, space: CandidateSpace, train_y: torch.Tensor, name: str
+) -> None:
+    results = {}
+    for choice in ("cpu", "encoder"):
+        spec = SurrogateSpec(
+            name=name,
+            encoder=EncoderConfig(model=tiny_model, device="cuda", dtype="float32"),
+            deep_kernel=DeepKernelConfig(steps=40, gp_device=choice),
+        )
+        surrogate = make_surrogate(spec)
+        surrogate.prepare(space)
+        torch.manual_seed(0)
+        results[choice] = surrogate.fit(TRAIN, train_y)
+    on_cpu, on_gpu = results["cpu"], results["encoder"]
+    assert on_cpu.features.device.type == "cpu" and on_gpu.features.device.type == "cuda"
+    torch.testing.assert_close(
+        torch.tensor(on_cpu.losses), torch.tensor(on_gpu.losses), rtol=1e-4, atol=1e-4
+    )
+    with torch.no_grad():
+        mean_cpu = on_cpu.model.posterior(on_cpu.features).mean
+        mean_gpu = on_gpu.model.posterior(on_gpu.features).mean.cpu()
+    torch.testing.assert_close(mean_cpu, mean_gpu, rtol=1e-3, atol=1e-3)

@@ -258,11 +258,15 @@ def _spec(
     template: str,
     steps: int,
     cached: bool = True,
+    gp_device: str = "auto",
 ) -> SurrogateSpec:
-    """The spec ``llmbo bench`` uses for ``method`` (``cached=False``: naive reference)."""
+    """The spec ``llmbo bench`` uses for ``method`` (``cached=False``: naive reference;
+    ``gp_device``: where a deep kernel's GP algebra runs)."""
     from llmbo.benchmarks.methods import METHODS
 
-    options = {"deep_kernel.steps": steps, "cache_hidden_states": cached}
+    options: dict[str, Any] = {"deep_kernel.steps": steps, "cache_hidden_states": cached}
+    if gp_device != "auto":
+        options["deep_kernel.gp_device"] = gp_device
     return METHODS.get(method)(pool, model, device, template, options)
 
 
@@ -289,6 +293,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--surrogates",
         default="static,projection,lora,lora-layer",
         help="benchmark methods to time (see llmbo bench --list-methods)",
+    )
+    parser.add_argument(
+        "--gp-devices",
+        default="auto",
+        help="where the deep kernels' GP algebra runs, e.g. 'auto,encoder' to time both "
+        "(rows other than 'auto' are labelled surrogate{gp_device=...})",
     )
     parser.add_argument("--n-train", default="10,30,60")
     parser.add_argument("--steps", type=int, default=DeepKernelConfig().steps)
@@ -338,19 +348,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             "template": args.template,
             "steps": args.steps,
         }
-        for name in args.surrogates.split(","):
-            spec = _spec(name, pool, **build)
+        gp_devices = [v for v in args.gp_devices.split(",") if v]
+        runs = [
+            (name, gp_device)
+            for name in args.surrogates.split(",")
+            for gp_device in (gp_devices if name != "static" else ["auto"])
+        ]
+        for name, gp_device in runs:
+            spec = _spec(name, pool, **build, gp_device=gp_device)
+            label = name if gp_device == "auto" else f"{name}{{gp_device={gp_device}}}"
             surrogate = make_surrogate(spec)
             reference = None
             if args.reference and spec.name == "lora" and ref_n & set(n_trains):
-                reference = make_surrogate(_spec(name, pool, **build, cached=False))
+                reference = make_surrogate(
+                    _spec(name, pool, **build, cached=False, gp_device=gp_device)
+                )
             for n in n_trains:
                 res = measure(surrogate, space, values, n, repeats=args.repeats)
                 row = {
                     **common,
                     **res,
                     "experiment": args.benchmark,
-                    "surrogate": name,
+                    "surrogate": label,
                     "n_train": n,
                     "pool_size": len(space),
                     "template": args.template,

@@ -42,7 +42,13 @@ from llmbo.surrogates.numerics import robust_cholesky
 
 logger = logging.getLogger("llmbo.surrogates")
 
-__all__ = ["DeepKernelConfig", "DeepKernelGP", "EnsembleDeepKernelGP"]
+__all__ = ["AUTO_CPU_GP_MAX_TRAIN", "DeepKernelConfig", "DeepKernelGP", "EnsembleDeepKernelGP"]
+
+#: Largest training set whose GP ``gp_device="auto"`` keeps on the CPU when the encoder
+#: runs on an accelerator (measured on an H100: 100 steps of the exact marginal likelihood
+#: on 60 points took 0.45 s on the GPU and 0.32 s on the host's CPU; see
+#: benchmarks/results/RESULTS.md).
+AUTO_CPU_GP_MAX_TRAIN = 1024
 
 
 @dataclass
@@ -89,6 +95,13 @@ class DeepKernelConfig:
             kernel then models what the side kernel leaves unexplained.
         deep_outputscale_init: Initial output scale of the learned kernel in a staged fit
             (standardised units).
+        gp_device: Where the GP algebra (kernel matrix, Cholesky, marginal likelihood,
+            posterior) runs while the encoder runs on an accelerator. An exact GP on tens to
+            hundreds of points is a few hundred tiny kernels per training step, so on a GPU
+            it waits on kernel launches and host syncs, not arithmetic. ``"auto"`` runs it
+            on the CPU up to ``AUTO_CPU_GP_MAX_TRAIN`` training points and on the encoder's
+            device above; ``"cpu"`` and ``"encoder"`` force one or the other. The encoder
+            and projection head stay on their device either way, and gradients flow across.
     """
 
     projection_dim: int | None = 64
@@ -105,8 +118,13 @@ class DeepKernelConfig:
     additive: bool = False
     side_fit: Literal["joint", "staged", "fixed"] = "joint"
     deep_outputscale_init: float = 0.1
+    gp_device: Literal["auto", "cpu", "encoder"] = "auto"
 
     def __post_init__(self) -> None:
+        if self.gp_device not in ("auto", "cpu", "encoder"):
+            raise InputError(
+                f"gp_device must be 'auto', 'cpu' or 'encoder', got {self.gp_device!r}."
+            )
         if self.side_fit not in ("joint", "staged", "fixed"):
             raise InputError(
                 f"side_fit must be 'joint', 'staged' or 'fixed', got {self.side_fit!r}."
@@ -415,7 +433,7 @@ class DeepKernelGP(Surrogate):
     def fit(self, train_index: Tensor, train_y: Tensor) -> FittedSurrogate:
         idx, y = as_train_tensors(train_index, train_y)
         device = self.encoder.device
-        y = y.to(device)
+        y = y.to(self._gp_device(len(idx)))
         warm = self.config_.warm_start and self._head is not None
         if not warm:
             self.encoder.reset_parameters()
@@ -444,11 +462,22 @@ class DeepKernelGP(Surrogate):
             f"Deep-kernel GP fit failed after jitter retries: {last_error}"
         ) from last_error
 
+    def _gp_device(self, n_train: int) -> torch.device:
+        """Device of the GP algebra for ``n_train`` training points (``gp_device``)."""
+        encoder = self.encoder.device
+        choice = self.config_.gp_device
+        if encoder.type == "cpu" or choice == "encoder":
+            return encoder
+        if choice == "cpu" or n_train <= AUTO_CPU_GP_MAX_TRAIN:
+            return torch.device("cpu")
+        return encoder
+
     def _fit(self, idx: Tensor, y: Tensor, *, steps: int, warm: bool) -> FittedSurrogate:
+        """One training run; ``y`` is already on the GP's device (:meth:`_gp_device`)."""
         assert self._head is not None
         head = self._head
         with torch.no_grad():
-            z0 = self.features(idx)
+            z0 = self.features(idx).to(y.device)
         gp = None
         if self.config_.side_fit != "joint":
             gp = self._staged_gp(z0, y)
@@ -467,31 +496,33 @@ class DeepKernelGP(Surrogate):
         opt = torch.optim.AdamW(groups, weight_decay=self.config_.weight_decay)
         gp.train()
         head.train()
-        losses: list[float] = []
+        losses: list[Tensor] = []
         # The kernel matrix is needed at once on every step: skip GPyTorch's lazy-kernel
         # bookkeeping and debug checks (same arithmetic, less Python per step).
         with gpytorch.settings.lazily_evaluate_kernels(False), gpytorch.settings.debug(False):
             for _ in range(steps):
                 opt.zero_grad(set_to_none=True)
-                z = self.features(idx)
+                z = self.features(idx).to(y.device)
                 gp.set_train_data(inputs=z, strict=False)
                 loss = -mll(gp(z), gp.train_targets).sum()  # summed over ensemble members
                 loss.backward()
                 opt.step()
-                losses.append(float(loss.detach()))
+                losses.append(loss.detach())  # read once after the loop: no sync per step
         # Final pass in train mode fixes the feature scaling on the training set.
         with torch.no_grad():
             z_train = self.features(idx)
         head.eval()
         with torch.no_grad():
-            z_all = self._with_fixed(head(self.encoder.embed()))
+            z_all = self._with_fixed(head(self.encoder.embed())).to(y.device)
         gp.set_train_data(inputs=z_all[..., idx, :], strict=False)
         gp.eval()
         self._gp_state = {k: v.detach().clone() for k, v in gp.state_dict().items()}
         del z_train
         if z_all.dim() == 3:  # members x N x d -> N x (members*d), split again by the model
             z_all = z_all.movedim(0, 1).reshape(z_all.shape[1], -1)
-        return FittedSurrogate(model=gp, features=z_all.detach(), losses=losses)
+        return FittedSurrogate(
+            model=gp, features=z_all.detach(), losses=torch.stack(losses).tolist() if losses else []
+        )
 
     def _init_lengthscale(self, gp: SingleTaskGP, z: Tensor) -> None:
         """Median heuristic: start the Matérn lengthscale at the median pairwise distance."""
