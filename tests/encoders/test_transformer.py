@@ -292,6 +292,24 @@ def test_bfloat16_autocast_is_close_to_float32(tiny_model: str) -> None:
     torch.testing.assert_close(low, exact, atol=0.1, rtol=0.1)
 
 
+def test_cached_activations_are_stored_in_the_compute_dtype(tiny_model: str) -> None:
+    # The cached LoRA path feeds stored activations to the top module without autocast when
+    # the encoder computes in float32, so the store must follow the compute dtype (a
+    # bfloat16 store on a GPU with dtype="float32" made every LoRA fit fail there).
+    expected = {
+        ("cpu", "auto"): torch.float32,
+        ("cuda", "auto"): torch.bfloat16,
+        ("cuda", "float32"): torch.float32,
+        ("cuda", "float16"): torch.float16,
+        ("cpu", "bfloat16"): torch.bfloat16,
+    }
+    for (device, dtype), stored in expected.items():
+        config = EncoderConfig(model=tiny_model, device="cpu", dtype=dtype)  # type: ignore[arg-type]
+        encoder = TextEncoder(config)
+        encoder.device = torch.device(device)  # only the device's type is consulted
+        assert encoder._cache_dtype == stored, (device, dtype)
+
+
 def test_config_validation(tiny_model: str) -> None:
     with pytest.raises(InputError, match="pooling"):
         EncoderConfig(model=tiny_model, pooling="max")  # type: ignore[arg-type]

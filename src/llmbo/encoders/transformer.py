@@ -460,13 +460,18 @@ class TextEncoder(nn.Module):
         """Whether the encoder has parameters to train (LoRA or soft tokens)."""
         return self.lora_settings is not None or self.n_soft > 0
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+    @property
+    def _compute_dtype(self) -> torch.dtype:
+        """What the transformer computes in (``dtype``; ``"auto"``: bfloat16 on CUDA)."""
         dtype = self.config.dtype
         if dtype == "auto":
             dtype = "bfloat16" if self.device.type == "cuda" else "float32"
-        if dtype == "float32":
+        return getattr(torch, dtype)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self._compute_dtype == torch.float32:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=getattr(torch, dtype))
+        return torch.autocast(self.device.type, dtype=self._compute_dtype)
 
     def tokenize(self, texts: Sequence[str]) -> None:
         """Tokenise every candidate once; keeps padded id and mask tensors."""
@@ -602,8 +607,10 @@ class TextEncoder(nn.Module):
 
     @property
     def _cache_dtype(self) -> torch.dtype:
-        """Cached activations: float32 on a CPU, bfloat16 on an accelerator."""
-        return torch.float32 if self.device.type == "cpu" else torch.bfloat16
+        """Cached activations are stored in the compute dtype: float32 on a CPU by default,
+        bfloat16 on CUDA, float32 wherever ``dtype="float32"`` is asked for (the top module
+        reads them back without autocast then, so they must match its weights)."""
+        return self._compute_dtype
 
     def _adapted_base_layers(self) -> dict[str, nn.Module]:
         """Frozen base linear layers of the LoRA adapters inside the top module, by name."""
