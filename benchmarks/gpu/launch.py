@@ -1,0 +1,40 @@
+"""Device side: run llmbo with the Buchwald-Hartwig table read from .gpu/bh_table.parquet.
+
+RDKit, which llmbo uses to build that table, does not fit in one call's carry together with
+the model (see prepare.sh). ``python3 .gpu/launch.py speed ARGS`` runs the speed benchmark,
+``python3 .gpu/launch.py SCRIPT.py ARGS`` a script, anything else the ``llmbo`` CLI. The
+results' ``git_commit`` comes from $LLMBO_GIT_COMMIT (the device copy has no .git).
+"""
+
+import functools
+import os
+import runpy
+import sys
+
+import pandas as pd
+
+import llmbo.benchmarks.datasets as datasets
+import llmbo.benchmarks.runner as runner
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@functools.cache
+def _bh_table() -> pd.DataFrame:
+    return pd.read_parquet(os.path.join(HERE, "bh_table.parquet"))
+
+
+datasets._bh_table = _bh_table
+runner._git_commit = lambda: os.environ.get("LLMBO_GIT_COMMIT", "")
+
+if sys.argv[1] == "speed":
+    from llmbo.benchmarks.speed import main
+
+    sys.exit(main(sys.argv[2:]))
+if sys.argv[1].endswith(".py"):
+    sys.argv = sys.argv[1:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+    sys.exit(0)
+from llmbo.cli import main  # noqa: E402
+
+sys.exit(main(sys.argv[1:]))
