@@ -511,6 +511,20 @@ def test_staged_fit_starts_from_the_side_only_gp(tiny_model: str) -> None:
     torch.testing.assert_close(_side_state(trained.model), expected, rtol=1e-3, atol=1e-3)
     assert trained.losses[-1] < trained.losses[0]  # the learned kernel and noise still train
     assert float(trained.model.covar_module.kernels[0].outputscale) != pytest.approx(0.1)
+    assert float(trained.model.likelihood.noise) != pytest.approx(float(alone.likelihood.noise))
+
+    residual, _, _ = _components_hybrid(tiny_model, steps=30, side_fit="residual")
+    torch.manual_seed(0)
+    trained = residual.fit(TRAIN, y)
+    torch.testing.assert_close(_side_state(trained.model), expected, rtol=1e-3, atol=1e-3)
+    # The side fit's noise and mean stay; only the learned kernel and the network train.
+    torch.testing.assert_close(
+        trained.model.likelihood.noise, alone.likelihood.noise, rtol=1e-3, atol=1e-6
+    )
+    torch.testing.assert_close(
+        trained.model.mean_module.constant, alone.mean_module.constant, rtol=1e-3, atol=1e-6
+    )
+    assert trained.losses[-1] < trained.losses[0]
 
 
 def test_side_fit_options_are_checked(tiny_model: str) -> None:

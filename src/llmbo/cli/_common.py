@@ -159,12 +159,12 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
     )
     group.add_argument(
         "--side-fit",
-        choices=("joint", "staged", "fixed"),
+        choices=("joint", "staged", "fixed", "residual"),
         default=None,
         help="with --side-features: joint (default) trains the side kernel with the network; "
         "staged first fits a GP on the side features alone and starts from it; fixed also "
         "keeps that GP's kernel as fitted, so the LLM kernel learns what it leaves "
-        "unexplained",
+        "unexplained; residual also keeps that GP's mean and noise",
     )
     group.add_argument(
         "--pooling",

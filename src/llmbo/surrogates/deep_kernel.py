@@ -92,7 +92,9 @@ class DeepKernelConfig:
             mean and noise) with the learned kernel's output scale at
             ``deep_outputscale_init``, then trains everything jointly. ``"fixed"`` does the
             same but keeps the side kernel's hyperparameters at the staged fit. The learned
-            kernel then models what the side kernel leaves unexplained.
+            kernel then models what the side kernel leaves unexplained. ``"residual"`` also
+            keeps the side fit's constant mean and noise, so the learned kernel can only add
+            covariance on top of that fit and cannot shrink its noise estimate.
         deep_outputscale_init: Initial output scale of the learned kernel in a staged fit
             (standardised units).
         gp_device: Where the GP algebra (kernel matrix, Cholesky, marginal likelihood,
@@ -116,7 +118,7 @@ class DeepKernelConfig:
     frozen_kernel: bool = False
     ensemble: int = 1
     additive: bool = False
-    side_fit: Literal["joint", "staged", "fixed"] = "joint"
+    side_fit: Literal["joint", "staged", "fixed", "residual"] = "joint"
     deep_outputscale_init: float = 0.1
     gp_device: Literal["auto", "cpu", "encoder"] = "auto"
 
@@ -125,13 +127,13 @@ class DeepKernelConfig:
             raise InputError(
                 f"gp_device must be 'auto', 'cpu' or 'encoder', got {self.gp_device!r}."
             )
-        if self.side_fit not in ("joint", "staged", "fixed"):
+        if self.side_fit not in ("joint", "staged", "fixed", "residual"):
             raise InputError(
-                f"side_fit must be 'joint', 'staged' or 'fixed', got {self.side_fit!r}."
+                f"side_fit must be 'joint', 'staged', 'fixed' or 'residual', got {self.side_fit!r}."
             )
         if self.side_fit != "joint" and (self.ensemble > 1 or self.warm_start):
             raise InputError(
-                "side_fit='staged'/'fixed' refits the side GP at every fit for a single deep "
+                "side_fit='staged'/'fixed'/'residual' refits the side GP at every fit for a single deep "
                 "kernel: use ensemble=1 and warm_start=False."
             )
         if not self.deep_outputscale_init > 0:
@@ -323,8 +325,11 @@ class DeepKernelGP(Surrogate):
         gp.mean_module.load_state_dict(side_gp.mean_module.state_dict())
         gp.likelihood.load_state_dict(side_gp.likelihood.state_dict())
         gp.covar_module.kernels[0].outputscale = self.config_.deep_outputscale_init
-        if self.config_.side_fit == "fixed":
+        if self.config_.side_fit in ("fixed", "residual"):
             side.requires_grad_(False)
+        if self.config_.side_fit == "residual":
+            gp.mean_module.requires_grad_(False)
+            gp.likelihood.requires_grad_(False)
         return gp
 
     @torch.no_grad()
