@@ -125,3 +125,23 @@ def synthetic_pool(seed: int = 0, noise: float = 0.05) -> pd.DataFrame:
                 value = 0.3 * ci + 0.1 * pi + (3.0 if a == "fox" else 0.0) + noise * rng.normal()
                 rows.append({"color": c, "animal": a, "place": p, "y": value})
     return pd.DataFrame(rows)
+
+
+def fit_on_cuda(model: str, space: object, train: object, y: object, name: str, gp_device: str):
+    """One seeded 40-step fit of deep kernel ``name`` with its encoder on CUDA (float32) and
+    its GP algebra on ``gp_device``; used by the GP-placement test and its device script."""
+    import torch
+
+    from llmbo.encoders.transformer import EncoderConfig
+    from llmbo.surrogates import SurrogateSpec, make_surrogate
+    from llmbo.surrogates.deep_kernel import DeepKernelConfig
+
+    spec = SurrogateSpec(
+        name=name,
+        encoder=EncoderConfig(model=model, device="cuda", dtype="float32"),
+        deep_kernel=DeepKernelConfig(steps=40, gp_device=gp_device),  # type: ignore[arg-type]
+    )
+    surrogate = make_surrogate(spec)
+    surrogate.prepare(space)  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    return surrogate.fit(train, y)  # type: ignore[arg-type]

@@ -8,11 +8,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, "tests")
-from conftest import build_tiny_model, synthetic_pool
-from llmbo.encoders.transformer import EncoderConfig
+from conftest import build_tiny_model, fit_on_cuda, synthetic_pool
 from llmbo.space import CandidateSpace
-from llmbo.surrogates import SurrogateSpec, make_surrogate
-from llmbo.surrogates.deep_kernel import DeepKernelConfig
 
 model = str(build_tiny_model(Path(tempfile.mkdtemp())))
 frame = synthetic_pool(seed=0).sample(n=60, random_state=0).reset_index(drop=True)
@@ -22,15 +19,7 @@ y = torch.tensor(space.frame["y"].to_numpy()[train.numpy()], dtype=torch.float64
 for name in ("projection", "lora"):
     runs = []
     for choice in ("cpu", "encoder", "encoder", "cpu"):
-        spec = SurrogateSpec(
-            name=name,
-            encoder=EncoderConfig(model=model, device="cuda", dtype="float32"),
-            deep_kernel=DeepKernelConfig(steps=40, gp_device=choice),
-        )
-        surrogate = make_surrogate(spec)
-        surrogate.prepare(space)
-        torch.manual_seed(0)
-        fitted = surrogate.fit(train, y)
+        fitted = fit_on_cuda(model, space, train, y, name, choice)
         with torch.no_grad():
             mean = fitted.model.posterior(fitted.features).mean.cpu().flatten()
         runs.append((choice, torch.tensor(fitted.losses), mean))

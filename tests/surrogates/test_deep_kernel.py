@@ -6,7 +6,7 @@ import pytest
 import torch
 from botorch.models import SingleTaskGP
 
-from conftest import synthetic_pool
+from conftest import fit_on_cuda, synthetic_pool
 from llmbo.encoders.transformer import EncoderConfig
 from llmbo.space import CandidateSpace
 from llmbo.surrogates import SurrogateSpec, make_surrogate
@@ -589,18 +589,10 @@ def test_gp_device_follows_the_setting_and_the_training_set_size(tiny_model: str
 def test_gp_on_the_cpu_matches_the_gp_on_the_gpu(
     tiny_model: str, space: CandidateSpace, train_y: torch.Tensor, name: str
 ) -> None:
-    results = {}
-    for choice in ("cpu", "encoder"):
-        spec = SurrogateSpec(
-            name=name,
-            encoder=EncoderConfig(model=tiny_model, device="cuda", dtype="float32"),
-            deep_kernel=DeepKernelConfig(steps=40, gp_device=choice),
-        )
-        surrogate = make_surrogate(spec)
-        surrogate.prepare(space)
-        torch.manual_seed(0)
-        results[choice] = surrogate.fit(TRAIN, train_y)
-    on_cpu, on_gpu = results["cpu"], results["encoder"]
+    on_cpu, on_gpu = (
+        fit_on_cuda(tiny_model, space, TRAIN, train_y, name, choice)
+        for choice in ("cpu", "encoder")
+    )
     assert on_cpu.features.device.type == "cpu" and on_gpu.features.device.type == "cuda"
     torch.testing.assert_close(
         torch.tensor(on_cpu.losses), torch.tensor(on_gpu.losses), rtol=1e-4, atol=1e-4
