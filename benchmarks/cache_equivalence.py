@@ -72,7 +72,9 @@ def main() -> int:
                 "fast_seconds": round(t_fast, 1),
                 "naive_seconds": round(t_naive, 1),
                 "cpu": cpu_name(),
-                "device": device if device == "cpu" else torch.cuda.get_device_name(device),
+                "device": torch.cuda.get_device_name(device)
+                if device.startswith("cuda")
+                else device,
                 "threads": torch.get_num_threads(),
                 "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             }

@@ -1,8 +1,9 @@
 """Where one deep-kernel fit's time goes (bh1, names template, default 60 points, 100 steps).
 
-Times, each the median of 3: the whole ``fit``; the training steps of the encoder and head
-alone (a dummy loss); the GP's marginal-likelihood steps alone on fixed features, on the
-chosen device and on the CPU; and the encoder on the device with the GP algebra on the CPU.
+Times, each the median of 3: the whole ``fit`` (with the default ``gp_device="auto"``, so
+on a GPU its GP algebra runs on the CPU); the training steps of the encoder and head alone
+(a dummy loss); and the GP's marginal-likelihood steps alone on fixed features, on the
+chosen device and on the CPU.
 On CUDA it also prints PyTorch's profile of one fit (host time per operator, kernel launches,
 host syncs). Example (on a GPU machine)::
 

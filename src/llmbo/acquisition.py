@@ -263,6 +263,7 @@ def _shortlist_samples(model: Model, X: Tensor, q: int) -> Tensor:
     if ensemble:  # q x members x k: keep one random member per draw
         member = torch.randint(draws.shape[1], (q,))
         draws = draws[torch.arange(q), member]
+    # On the host, like the indices it is read with (the GP may sit on another device).
     samples = torch.full((q, len(X)), -torch.inf, dtype=draws.dtype)
-    samples[:, short] = draws
+    samples[:, short.cpu()] = draws.cpu()
     return samples

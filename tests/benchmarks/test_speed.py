@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from llmbo.benchmarks.speed import COLUMNS, main, synthetic_space
+from llmbo.benchmarks.datasets import load_pool
+from llmbo.benchmarks.speed import COLUMNS, _spec, main, synthetic_space
 
 
 @pytest.mark.slow
@@ -39,6 +40,10 @@ def test_speed_script_writes_side_by_side_rows(tiny_model: str, tmp_path: Path) 
     assert main([*argv[:-2], *more, "--reference-n-train", "", "--output", str(out)]) == 0
     added = pd.read_csv(out).iloc[len(table) :]
     assert added.surrogate.tolist() == ["static", "projection", "projection{gp_device=cpu}"]
+    pool = load_pool("bh1")
+    build = {"model": tiny_model, "device": "cpu", "template": "names", "steps": 2}
+    assert _spec("projection", pool, **build, gp_device="cpu").deep_kernel.gp_device == "cpu"
+    assert _spec("projection", pool, **build).deep_kernel.gp_device == "auto"
 
 
 def test_synthetic_pool_has_distinct_texts_and_requested_size() -> None:

@@ -518,6 +518,8 @@ def test_staged_fit_starts_from_the_side_only_gp(tiny_model: str) -> None:
     trained = residual.fit(TRAIN, y)
     torch.testing.assert_close(_side_state(trained.model), expected, rtol=1e-3, atol=1e-3)
     # The side fit's noise and mean stay; only the learned kernel and the network train.
+    frozen = [*trained.model.likelihood.parameters(), *trained.model.mean_module.parameters()]
+    assert frozen and not any(p.requires_grad for p in frozen)
     torch.testing.assert_close(
         trained.model.likelihood.noise, alone.likelihood.noise, rtol=1e-3, atol=1e-6
     )

@@ -270,6 +270,12 @@ def _spec(
     return METHODS.get(method)(pool, model, device, template, options)
 
 
+def _is_deep_kernel(method: str, pool: Any, build: dict[str, Any]) -> bool:
+    """Whether ``method`` builds a deep-kernel GP (the only kind with a ``gp_device``)."""
+    spec = _spec(method, pool, **build)
+    return spec.name in ("projection", "lora") or bool(spec.soft_tokens)
+
+
 def _append(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
@@ -352,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = [
             (name, gp_device)
             for name in args.surrogates.split(",")
-            for gp_device in (gp_devices if name != "static" else ["auto"])
+            for gp_device in (gp_devices if _is_deep_kernel(name, pool, build) else ["auto"])
         ]
         for name, gp_device in runs:
             spec = _spec(name, pool, **build, gp_device=gp_device)

@@ -607,10 +607,10 @@ class TextEncoder(nn.Module):
 
     @property
     def _cache_dtype(self) -> torch.dtype:
-        """Cached activations are stored in the compute dtype: float32 on a CPU by default,
-        bfloat16 on CUDA, float32 wherever ``dtype="float32"`` is asked for (the top module
-        reads them back without autocast then, so they must match its weights)."""
-        return self._compute_dtype
+        """Cached activations: float32 on a CPU; on an accelerator the compute dtype
+        (bfloat16 by default, float32 when ``dtype="float32"`` is asked for: the top module
+        then reads them back without autocast, so they must match its weights)."""
+        return torch.float32 if self.device.type == "cpu" else self._compute_dtype
 
     def _adapted_base_layers(self) -> dict[str, nn.Module]:
         """Frozen base linear layers of the LoRA adapters inside the top module, by name."""

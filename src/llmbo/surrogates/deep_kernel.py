@@ -45,9 +45,10 @@ logger = logging.getLogger("llmbo.surrogates")
 __all__ = ["AUTO_CPU_GP_MAX_TRAIN", "DeepKernelConfig", "DeepKernelGP", "EnsembleDeepKernelGP"]
 
 #: Largest training set whose GP ``gp_device="auto"`` keeps on the CPU when the encoder
-#: runs on an accelerator (measured on an H100: 100 steps of the exact marginal likelihood
-#: on 60 points took 0.45 s on the GPU and 0.32 s on the host's CPU; see
-#: benchmarks/results/RESULTS.md).
+#: runs on an accelerator. Measured only at 10-60 points (on an H100, 100 steps of the exact
+#: marginal likelihood on 60 points took 0.45 s on the GPU and 0.32 s on the host's CPU;
+#: benchmarks/results/RESULTS.md); the cap itself is a conservative guess, below which the
+#: O(n^3) Cholesky stays cheap on a CPU.
 AUTO_CPU_GP_MAX_TRAIN = 1024
 
 
@@ -512,7 +513,7 @@ class DeepKernelGP(Surrogate):
                 loss = -mll(gp(z), gp.train_targets).sum()  # summed over ensemble members
                 loss.backward()
                 opt.step()
-                losses.append(loss.detach())  # read once after the loop: no sync per step
+                losses.append(loss.detach())  # read once after the loop, not every step
         # Final pass in train mode fixes the feature scaling on the training set.
         with torch.no_grad():
             z_train = self.features(idx)
