@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pytest
+
+if TYPE_CHECKING:  # heavy imports only for annotations; the fixtures import lazily
+    from torch import Tensor
+
+    from llmbo.space import CandidateSpace
+    from llmbo.surrogates.base import FittedSurrogate
+    from llmbo.surrogates.deep_kernel import GPDevice
 
 WORDS = [
     "a",
@@ -127,7 +135,9 @@ def synthetic_pool(seed: int = 0, noise: float = 0.05) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fit_on_cuda(model: str, space: object, train: object, y: object, name: str, gp_device: str):
+def fit_on_cuda(
+    model: str, space: CandidateSpace, train: Tensor, y: Tensor, name: str, gp_device: GPDevice
+) -> FittedSurrogate:
     """One seeded 40-step fit of deep kernel ``name`` with its encoder on CUDA (float32) and
     its GP algebra on ``gp_device``; used by the GP-placement test and its device script."""
     import torch
@@ -139,9 +149,9 @@ def fit_on_cuda(model: str, space: object, train: object, y: object, name: str, 
     spec = SurrogateSpec(
         name=name,
         encoder=EncoderConfig(model=model, device="cuda", dtype="float32"),
-        deep_kernel=DeepKernelConfig(steps=40, gp_device=gp_device),  # type: ignore[arg-type]
+        deep_kernel=DeepKernelConfig(steps=40, gp_device=gp_device),
     )
     surrogate = make_surrogate(spec)
-    surrogate.prepare(space)  # type: ignore[arg-type]
+    surrogate.prepare(space)
     torch.manual_seed(0)
-    return surrogate.fit(train, y)  # type: ignore[arg-type]
+    return surrogate.fit(train, y)

@@ -23,7 +23,7 @@ import torch
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 from llmbo.benchmarks.datasets import load_pool
-from llmbo.benchmarks.speed import _spec
+from llmbo.benchmarks.speed import _spec, _synchronizer
 from llmbo.surrogates.factory import make_surrogate
 
 
@@ -54,7 +54,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args()
     device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = _synchronizer()
     pool = load_pool("bh1")
     space = pool.space("names")
     values = np.asarray(pool.values, dtype=np.float64)

@@ -732,12 +732,9 @@ class TextEncoder(nn.Module):
         if self._gathered is not None and self._gathered[0] == key:
             return self._gathered[1], self._gathered[2]
         slots = self._token_slots(index, self._token_offsets).to(self.device)
-        dtype = torch.float32 if self.device.type == "cpu" else None
-        inputs = [c[slots] if dtype is None else c[slots].to(dtype) for c in self._module_inputs]
-        frozen = {
-            n: c[slots] if dtype is None else c[slots].to(dtype)
-            for n, c in self._module_bases.items()
-        }
+        # Stored in the compute dtype already (_cache_dtype): no conversion here.
+        inputs = [c[slots] for c in self._module_inputs]
+        frozen = {n: c[slots] for n, c in self._module_bases.items()}
         self._gathered = (key, inputs, frozen)
         return inputs, frozen
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import gpytorch
 import torch
@@ -50,6 +50,11 @@ __all__ = ["AUTO_CPU_GP_MAX_TRAIN", "DeepKernelConfig", "DeepKernelGP", "Ensembl
 #: benchmarks/results/RESULTS.md); the cap itself is a conservative guess, below which the
 #: O(n^3) Cholesky stays cheap on a CPU.
 AUTO_CPU_GP_MAX_TRAIN = 1024
+
+#: How a side kernel's hyperparameters are fitted (``DeepKernelConfig.side_fit``).
+SideFit = Literal["joint", "staged", "fixed", "residual"]
+#: Where the GP algebra runs (``DeepKernelConfig.gp_device``).
+GPDevice = Literal["auto", "cpu", "encoder"]
 
 
 @dataclass
@@ -119,22 +124,20 @@ class DeepKernelConfig:
     frozen_kernel: bool = False
     ensemble: int = 1
     additive: bool = False
-    side_fit: Literal["joint", "staged", "fixed", "residual"] = "joint"
+    side_fit: SideFit = "joint"
     deep_outputscale_init: float = 0.1
-    gp_device: Literal["auto", "cpu", "encoder"] = "auto"
+    gp_device: GPDevice = "auto"
 
     def __post_init__(self) -> None:
-        if self.gp_device not in ("auto", "cpu", "encoder"):
-            raise InputError(
-                f"gp_device must be 'auto', 'cpu' or 'encoder', got {self.gp_device!r}."
-            )
-        if self.side_fit not in ("joint", "staged", "fixed", "residual"):
-            raise InputError(
-                f"side_fit must be 'joint', 'staged', 'fixed' or 'residual', got {self.side_fit!r}."
-            )
+        for name, allowed in (("gp_device", GPDevice), ("side_fit", SideFit)):
+            value, choices = getattr(self, name), get_args(allowed)
+            if value not in choices:
+                raise InputError(
+                    f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}."
+                )
         if self.side_fit != "joint" and (self.ensemble > 1 or self.warm_start):
             raise InputError(
-                "side_fit='staged'/'fixed'/'residual' refits the side GP at every fit for a single deep "
+                f"side_fit={self.side_fit!r} refits the side GP at every fit for a single deep "
                 "kernel: use ensemble=1 and warm_start=False."
             )
         if not self.deep_outputscale_init > 0:
