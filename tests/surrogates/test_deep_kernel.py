@@ -529,6 +529,48 @@ def test_staged_fit_starts_from_the_side_only_gp(tiny_model: str) -> None:
     assert trained.losses[-1] < trained.losses[0]
 
 
+def _training_score(gp: SingleTaskGP, objective: type) -> float:
+    """``objective`` (a GPyTorch MLL class) of a fitted GP at its own training data."""
+    gp.train()
+    try:
+        with torch.no_grad():
+            x = gp.train_inputs[0]
+            return float(objective(gp.likelihood, gp)(gp(x), gp.train_targets))
+    finally:
+        gp.eval()
+
+
+def test_leave_one_out_objective_is_what_training_maximises(
+    tiny_model: str, space: CandidateSpace, train_y: torch.Tensor
+) -> None:
+    from gpytorch.mlls import ExactMarginalLogLikelihood, LeaveOneOutPseudoLikelihood
+
+    fits = {}
+    for objective in ("mll", "loo"):
+        surrogate = _surrogate(tiny_model, "projection", steps=60, objective=objective)
+        surrogate.prepare(space)
+        torch.manual_seed(0)
+        fits[objective] = surrogate.fit(TRAIN, train_y)
+    loo = fits["loo"]
+    # The recorded loss is the negative leave-one-out score, and training improved it.
+    assert -_training_score(loo.model, LeaveOneOutPseudoLikelihood) < loo.losses[0] - 0.1
+    # Same seed and start, other objective: each fit is best at its own objective.
+    for objective, own, other in (
+        (LeaveOneOutPseudoLikelihood, "loo", "mll"),
+        (ExactMarginalLogLikelihood, "mll", "loo"),
+    ):
+        assert _training_score(fits[own].model, objective) > _training_score(
+            fits[other].model, objective
+        )
+
+
+def test_objective_is_checked() -> None:
+    from llmbo.errors import InputError
+
+    with pytest.raises(InputError, match="objective must be one of 'mll', 'loo'"):
+        DeepKernelConfig(objective="elbo")  # type: ignore[arg-type]
+
+
 def test_side_fit_options_are_checked(tiny_model: str) -> None:
     from llmbo.errors import InputError
 
