@@ -529,6 +529,18 @@ def test_staged_fit_starts_from_the_side_only_gp(tiny_model: str) -> None:
     assert trained.losses[-1] < trained.losses[0]
 
 
+def test_learned_output_scale_stays_under_its_cap(tiny_model: str) -> None:
+    scales = {}
+    for cap in (None, 0.12):
+        surrogate, _, y = _components_hybrid(
+            tiny_model, steps=60, side_fit="fixed", deep_outputscale_max=cap
+        )
+        torch.manual_seed(0)
+        scales[cap] = float(surrogate.fit(TRAIN, y).model.covar_module.kernels[0].outputscale)
+    assert scales[None] > 0.13  # free, it grows past the cap here
+    assert 0.1 < scales[0.12] <= 0.12
+
+
 def _training_score(gp: SingleTaskGP, objective: type) -> float:
     """``objective`` (a GPyTorch MLL class) of a fitted GP at its own training data."""
     gp.train()
@@ -584,6 +596,10 @@ def test_side_fit_options_are_checked(tiny_model: str) -> None:
         DeepKernelConfig(side_fit="fixed", warm_start=True)
     with pytest.raises(InputError, match="deep_outputscale_init"):
         DeepKernelConfig(side_fit="staged", deep_outputscale_init=0.0)
+    with pytest.raises(InputError, match=r"deep_outputscale_max=0\.05 bounds"):
+        DeepKernelConfig(side_fit="fixed", deep_outputscale_max=0.05)
+    with pytest.raises(InputError, match="side_fit 'staged', 'fixed' or 'residual'"):
+        DeepKernelConfig(deep_outputscale_max=0.5)
 
 
 def test_failed_side_fit_falls_back_to_joint_training(

@@ -22,7 +22,7 @@ from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
 from botorch.posteriors.fully_bayesian import GaussianMixturePosterior
 from botorch.settings import validate_input_scaling
-from gpytorch.constraints import GreaterThan
+from gpytorch.constraints import GreaterThan, Interval
 from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.means import ConstantMean
@@ -105,6 +105,9 @@ class DeepKernelConfig:
             covariance on top of that fit and cannot shrink its noise estimate.
         deep_outputscale_init: Initial output scale of the learned kernel in a staged fit
             (standardised units).
+        deep_outputscale_max: Upper bound on that output scale in a staged fit (``None``:
+            unbounded). It caps how much of the data's variance the learned kernel may claim
+            next to the side kernel, which in ``fixed`` fits otherwise rose to about 1.
         gp_device: Where the GP algebra (kernel matrix, Cholesky, marginal likelihood,
             posterior) runs while the encoder runs on an accelerator. An exact GP on tens to
             hundreds of points is a few hundred tiny kernels per training step, so on a GPU
@@ -134,6 +137,7 @@ class DeepKernelConfig:
     additive: bool = False
     side_fit: SideFit = "joint"
     deep_outputscale_init: float = 0.1
+    deep_outputscale_max: float | None = None
     gp_device: GPDevice = "auto"
     objective: Objective = "mll"
 
@@ -156,6 +160,13 @@ class DeepKernelConfig:
         if not self.deep_outputscale_init > 0:
             raise InputError(
                 f"deep_outputscale_init must be positive, got {self.deep_outputscale_init!r}."
+            )
+        cap = self.deep_outputscale_max
+        if cap is not None and not (cap > self.deep_outputscale_init and self.side_fit != "joint"):
+            raise InputError(
+                f"deep_outputscale_max={cap!r} bounds the learned kernel of a staged fit: use it "
+                "with side_fit 'staged', 'fixed' or 'residual', above deep_outputscale_init "
+                f"({self.deep_outputscale_init!r})."
             )
         if self.additive and (not self.projection_dim or self.ensemble > 1):
             raise InputError("additive needs a projection head (projection_dim) and no ensemble.")
@@ -341,7 +352,11 @@ class DeepKernelGP(Surrogate):
         gp = self._new_gp(z, y, covar=self._covar(d, torch.Size(), side=side))
         gp.mean_module.load_state_dict(side_gp.mean_module.state_dict())
         gp.likelihood.load_state_dict(side_gp.likelihood.state_dict())
-        gp.covar_module.kernels[0].outputscale = self.config_.deep_outputscale_init
+        learned = gp.covar_module.kernels[0]
+        cap = self.config_.deep_outputscale_max
+        if cap is not None:
+            learned.register_constraint("raw_outputscale", Interval(1e-6, cap))
+        learned.outputscale = self.config_.deep_outputscale_init
         if self.config_.side_fit in ("fixed", "residual"):
             side.requires_grad_(False)
         if self.config_.side_fit == "residual":
