@@ -280,3 +280,44 @@ def test_config_validation_and_serialisation() -> None:
         AcquisitionConfig(batch_strategy="fantasy")  # type: ignore[arg-type]
     config = AcquisitionConfig(name="ucb", beta=0.5, batch_strategy="kriging_believer")
     assert AcquisitionConfig(**config.to_dict()) == config
+
+
+def _symmetric_pool() -> FittedSurrogate:
+    """Rows 1 and 2 lie at the same distance on either side of the one observation (row 0),
+    so their posteriors are identical; row 3 is closer, hence worse."""
+    X = torch.tensor([0.0, 0.5, -0.5, 0.2], dtype=torch.float64).unsqueeze(-1)
+    gp = SingleTaskGP(
+        X[:1],
+        torch.zeros(1, 1, dtype=torch.float64),
+        covar_module=ScaleKernel(RBFKernel()),
+        likelihood=GaussianLikelihood(),
+        outcome_transform=None,
+    )
+    gp.covar_module.base_kernel.lengthscale = 0.2
+    gp.mean_module.constant.data.fill_(1.0)
+    gp.eval()
+    return FittedSurrogate(model=gp, features=X)
+
+
+@pytest.mark.parametrize("name", ["logei", "ucb"])
+def test_exact_ties_are_broken_by_the_seed_not_the_row_order(name: str) -> None:
+    fitted = _symmetric_pool()
+    with torch.no_grad():
+        mean = fitted.model.posterior(fitted.features[1:3]).mean.flatten()
+    assert mean[0] == mean[1]  # the tie is exact
+    orders = (torch.tensor([1, 2, 3]), torch.tensor([3, 2, 1]))
+    picks: dict[int, list[int]] = {0: [], 1: []}
+    for seed in range(16):
+        for o, available in enumerate(orders):
+            chosen = select_candidates(
+                fitted, available, 1, best_f=0.0, config=_config(name), seed=seed
+            ).tolist()
+            assert chosen[0] in (1, 2)
+            picks[o].append(chosen[0])
+        again = select_candidates(fitted, orders[0], 1, best_f=0.0, config=_config(name), seed=seed)
+        assert again.tolist() == [picks[0][-1]]  # same seed, same choice
+    # In either row order, either tied row can come first, depending on the seed.
+    assert set(picks[0]) == set(picks[1]) == {1, 2}
+    # A batch of two takes both tied rows before the worse one.
+    both = select_candidates(fitted, torch.tensor([3, 1, 2]), 2, best_f=0.0, config=_config(name))
+    assert sorted(both.tolist()) == [1, 2]
