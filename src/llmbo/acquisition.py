@@ -166,7 +166,7 @@ def select_candidates(
         pending: Rows suggested earlier whose values are not known yet.
         config: Acquisition settings.
         seed: Seed of the random choices (random search, QMC, Thompson sampling, and the
-            choice among candidates whose scores tie exactly).
+            choice among candidates whose scores tie).
 
     Returns:
         A ``q``-element long tensor of row indices, in the order they were chosen.
@@ -214,11 +214,12 @@ def select_candidates(
 
 
 def _argmax_breaking_ties(scores: Tensor, generator: torch.Generator) -> int:
-    """Index of the largest score; a seeded random one among scores tied with it.
+    """Index of the largest score; a seeded random one among scores tied with it (equal up
+    to floating-point rounding, relative tolerance 1e-12).
 
     Kernels on categorical components make untested levels exchangeable, so several
-    candidates can share the best score exactly (on Buchwald-Hartwig, up to 15 at once, in
-    a third of the iterations). Taking the first would let the row order of the user's table
+    candidates can share the best score (on Buchwald-Hartwig, up to 15 at once, in a third
+    of the iterations). Taking the first would let the row order of the user's table
     decide, the same way for every seed.
     """
     best = scores.max()
@@ -245,12 +246,13 @@ def _thompson(
         if samples is None:
             samples = _shortlist_samples(model, X_avail, q)
     samples = samples.reshape(q, -1)
+    gen = torch.Generator().manual_seed(seed)
     chosen: list[int] = []
     taken = torch.zeros(len(available), dtype=torch.bool)
     for k in range(q):
         s = samples[k].clone()
         s[taken] = -torch.inf
-        j = int(torch.argmax(s))
+        j = _argmax_breaking_ties(s, gen)
         taken[j] = True
         chosen.append(int(available[j]))
     return torch.tensor(chosen, dtype=torch.long)

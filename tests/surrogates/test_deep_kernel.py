@@ -600,6 +600,10 @@ def test_side_fit_options_are_checked(tiny_model: str) -> None:
         DeepKernelConfig(side_fit="fixed", deep_outputscale_max=0.05)
     with pytest.raises(InputError, match="side_fit 'staged', 'fixed' or 'residual'"):
         DeepKernelConfig(deep_outputscale_max=0.5)
+    with pytest.raises(InputError, match="finite"):
+        DeepKernelConfig(side_fit="fixed", deep_outputscale_max=float("inf"))
+    with pytest.raises(InputError, match="must exceed 1e-06"):
+        DeepKernelConfig(side_fit="fixed", deep_outputscale_init=1e-7, deep_outputscale_max=0.1)
 
 
 def test_failed_side_fit_falls_back_to_joint_training(
@@ -613,7 +617,9 @@ def test_failed_side_fit_falls_back_to_joint_training(
         raise ModelFittingError("All attempts to fit the model have failed.")
 
     monkeypatch.setattr(deep_kernel, "fit_gpytorch_mll", fail)
-    surrogate, _, y = _components_hybrid(tiny_model, steps=10, side_fit="fixed")
+    surrogate, _, y = _components_hybrid(
+        tiny_model, steps=10, side_fit="fixed", deep_outputscale_max=0.2
+    )
     torch.manual_seed(0)
     with caplog.at_level("WARNING", logger="llmbo.surrogates"):
         fitted = surrogate.fit(TRAIN, y)
@@ -621,6 +627,10 @@ def test_failed_side_fit_falls_back_to_joint_training(
     # Joint training: the side kernel's parameters were trained, not frozen.
     assert all(p.requires_grad for p in fitted.model.covar_module.kernels[1].parameters())
     assert fitted.losses[-1] < fitted.losses[0]
+    # The cap on the learned kernel's output scale holds in the fallback too.
+    learned = fitted.model.covar_module.kernels[0]
+    assert float(learned.raw_outputscale_constraint.upper_bound) == pytest.approx(0.2)
+    assert float(learned.outputscale) <= 0.2
 
 
 def test_gp_device_follows_the_setting_and_the_training_set_size(tiny_model: str) -> None:

@@ -51,6 +51,9 @@ __all__ = ["AUTO_CPU_GP_MAX_TRAIN", "DeepKernelConfig", "DeepKernelGP", "Ensembl
 #: O(n^3) Cholesky stays cheap on a CPU.
 AUTO_CPU_GP_MAX_TRAIN = 1024
 
+#: Lower end of the learned kernel's output scale when ``deep_outputscale_max`` caps it.
+CAPPED_SCALE_FLOOR = 1e-6
+
 #: How a side kernel's hyperparameters are fitted (``DeepKernelConfig.side_fit``).
 SideFit = Literal["joint", "staged", "fixed", "residual"]
 #: Where the GP algebra runs (``DeepKernelConfig.gp_device``).
@@ -105,9 +108,11 @@ class DeepKernelConfig:
             covariance on top of that fit and cannot shrink its noise estimate.
         deep_outputscale_init: Initial output scale of the learned kernel in a staged fit
             (standardised units).
-        deep_outputscale_max: Upper bound on that output scale in a staged fit (``None``:
-            unbounded). It caps how much of the data's variance the learned kernel may claim
-            next to the side kernel, which in ``fixed`` fits otherwise rose to about 1.
+        deep_outputscale_max: Upper bound on the learned kernel's output scale when a side
+            kernel is staged (``None``: unbounded; it also holds if the side-only fit fails
+            and training falls back to a joint fit). It caps how much of the data's variance
+            the learned kernel may claim next to the side kernel, which in ``fixed`` fits
+            otherwise rose to about 1.
         gp_device: Where the GP algebra (kernel matrix, Cholesky, marginal likelihood,
             posterior) runs while the encoder runs on an accelerator. An exact GP on tens to
             hundreds of points is a few hundred tiny kernels per training step, so on a GPU
@@ -115,12 +120,14 @@ class DeepKernelConfig:
             on the CPU up to ``AUTO_CPU_GP_MAX_TRAIN`` training points and on the encoder's
             device above; ``"cpu"`` and ``"encoder"`` force one or the other. The encoder
             and projection head stay on their device either way, and gradients flow across.
-        objective: What training maximises. ``"mll"``: the exact marginal log likelihood
-            (GOLLuM). ``"loo"``: the leave-one-out predictive log likelihood (GPyTorch's
-            ``LeaveOneOutPseudoLikelihood``; Rasmussen & Williams, sec. 5.4.2), which scores
-            each observation by the GP's prediction from the others. A kernel that only
-            interpolates its data (noise at the floor, every point its own neighbourhood)
-            scores well on the marginal likelihood of a flexible deep kernel but badly here.
+        objective: What the training steps maximise. ``"mll"``: the exact marginal log
+            likelihood (GOLLuM). ``"loo"``: the leave-one-out predictive log likelihood
+            (GPyTorch's ``LeaveOneOutPseudoLikelihood``; Rasmussen & Williams, sec. 5.4.2),
+            which scores each observation by the GP's prediction from the others. It measures
+            predictive calibration directly and is reported to be more robust when the kernel
+            is misspecified. The features are still learned from every observation, so it
+            does not by itself keep a flexible feature map from overfitting. A side-only fit
+            (``side_fit``) is always by marginal likelihood (L-BFGS).
     """
 
     projection_dim: int | None = 64
@@ -161,12 +168,14 @@ class DeepKernelConfig:
             raise InputError(
                 f"deep_outputscale_init must be positive, got {self.deep_outputscale_init!r}."
             )
-        cap = self.deep_outputscale_max
-        if cap is not None and not (cap > self.deep_outputscale_init and self.side_fit != "joint"):
+        cap, init = self.deep_outputscale_max, self.deep_outputscale_init
+        if cap is not None and not (
+            self.side_fit != "joint" and CAPPED_SCALE_FLOOR < init < cap < math.inf
+        ):
             raise InputError(
                 f"deep_outputscale_max={cap!r} bounds the learned kernel of a staged fit: use it "
-                "with side_fit 'staged', 'fixed' or 'residual', above deep_outputscale_init "
-                f"({self.deep_outputscale_init!r})."
+                "with side_fit 'staged', 'fixed' or 'residual', finite and above "
+                f"deep_outputscale_init ({init!r}), which must exceed {CAPPED_SCALE_FLOOR:g}."
             )
         if self.additive and (not self.projection_dim or self.ensemble > 1):
             raise InputError("additive needs a projection head (projection_dim) and no ensemble.")
@@ -352,11 +361,7 @@ class DeepKernelGP(Surrogate):
         gp = self._new_gp(z, y, covar=self._covar(d, torch.Size(), side=side))
         gp.mean_module.load_state_dict(side_gp.mean_module.state_dict())
         gp.likelihood.load_state_dict(side_gp.likelihood.state_dict())
-        learned = gp.covar_module.kernels[0]
-        cap = self.config_.deep_outputscale_max
-        if cap is not None:
-            learned.register_constraint("raw_outputscale", Interval(1e-6, cap))
-        learned.outputscale = self.config_.deep_outputscale_init
+        gp.covar_module.kernels[0].outputscale = self.config_.deep_outputscale_init
         if self.config_.side_fit in ("fixed", "residual"):
             side.requires_grad_(False)
         if self.config_.side_fit == "residual":
@@ -398,9 +403,11 @@ class DeepKernelGP(Surrogate):
         ``side`` is an already fitted side kernel to use (staged fits)."""
         if self._side is None and self._frozen is None and not self.config_.additive:
             return ScaleKernel(MaternKernel(nu=2.5, batch_shape=batch), batch_shape=batch)
+        cap = self.config_.deep_outputscale_max
         kernel: Kernel = ScaleKernel(
             MaternKernel(nu=2.5, active_dims=tuple(range(d)), batch_shape=batch),
             batch_shape=batch,
+            outputscale_constraint=None if cap is None else Interval(CAPPED_SCALE_FLOOR, cap),
         )
         if self.config_.additive:
             segments = self._segments()
