@@ -26,19 +26,27 @@ OBSERVED = torch.tensor([0, 1, 2])
 CANDIDATES = torch.tensor([3, 4, 5, 6, 7])
 
 
-def hand_built(dtype: torch.dtype = torch.float64, noise: float = 1e-4) -> FittedSurrogate:
-    """An RBF GP (lengthscale 0.1, outputscale 1, prior mean 1) on 1-d features."""
-    X = torch.tensor(POOL_X, dtype=dtype).unsqueeze(-1)
-    Y = torch.zeros(len(OBSERVED), 1, dtype=dtype)
+def hand_built(
+    dtype: torch.dtype = torch.float64,
+    noise: float = 1e-4,
+    *,
+    pool_x: list[float] = POOL_X,
+    observed: torch.Tensor = OBSERVED,
+    lengthscale: float = 0.1,
+) -> FittedSurrogate:
+    """An RBF GP (outputscale 1, prior mean 1, observations y = 0 at rows ``observed``) on
+    1-d features; by default the pool described above, with lengthscale 0.1."""
+    X = torch.tensor(pool_x, dtype=dtype).unsqueeze(-1)
+    Y = torch.zeros(len(observed), 1, dtype=dtype)
     gp = SingleTaskGP(
-        X[OBSERVED],
+        X[observed],
         Y,
         covar_module=ScaleKernel(RBFKernel()),
         mean_module=ConstantMean(),
         likelihood=GaussianLikelihood(),
         outcome_transform=None,
     ).to(dtype)
-    gp.covar_module.base_kernel.lengthscale = 0.1
+    gp.covar_module.base_kernel.lengthscale = lengthscale
     gp.covar_module.outputscale = 1.0
     gp.likelihood.noise = noise
     gp.mean_module.constant.data.fill_(1.0)
@@ -285,18 +293,7 @@ def test_config_validation_and_serialisation() -> None:
 def _symmetric_pool() -> FittedSurrogate:
     """Rows 1 and 2 lie at the same distance on either side of the one observation (row 0),
     so their posteriors are identical; row 3 is closer, hence worse."""
-    X = torch.tensor([0.0, 0.5, -0.5, 0.2], dtype=torch.float64).unsqueeze(-1)
-    gp = SingleTaskGP(
-        X[:1],
-        torch.zeros(1, 1, dtype=torch.float64),
-        covar_module=ScaleKernel(RBFKernel()),
-        likelihood=GaussianLikelihood(),
-        outcome_transform=None,
-    )
-    gp.covar_module.base_kernel.lengthscale = 0.2
-    gp.mean_module.constant.data.fill_(1.0)
-    gp.eval()
-    return FittedSurrogate(model=gp, features=X)
+    return hand_built(pool_x=[0.0, 0.5, -0.5, 0.2], observed=torch.tensor([0]), lengthscale=0.2)
 
 
 @pytest.mark.parametrize("name", ["logei", "ucb"])

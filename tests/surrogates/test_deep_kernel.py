@@ -67,21 +67,24 @@ def test_marginal_likelihood_improves_during_fit(fitted: FittedSurrogate) -> Non
     assert losses[-1] <= losses.min() + 0.05
 
 
+def _training_score(gp: SingleTaskGP, objective: type) -> float:
+    """``objective`` (a GPyTorch MLL class) of a fitted GP at its own training data."""
+    gp.train()
+    try:
+        with torch.no_grad():
+            x = gp.train_inputs[0]
+            return float(objective(gp.likelihood, gp)(gp(x), gp.train_targets))
+    finally:
+        gp.eval()
+
+
 def test_final_model_explains_the_data_better_than_the_initial_one(
     prepared: DeepKernelGP, fitted: FittedSurrogate, train_y: torch.Tensor
 ) -> None:
     """Exact MLL of the returned GP at the training data is higher than at step 0."""
     from gpytorch.mlls import ExactMarginalLogLikelihood
 
-    gp = fitted.model
-    gp.train()
-    try:
-        mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
-        with torch.no_grad():
-            x = gp.train_inputs[0]
-            final = float(mll(gp(x), gp.train_targets))
-    finally:
-        gp.eval()
+    final = _training_score(fitted.model, ExactMarginalLogLikelihood)
     assert -final < fitted.losses[0] - 0.25
 
 
@@ -539,17 +542,6 @@ def test_learned_output_scale_stays_under_its_cap(tiny_model: str) -> None:
         scales[cap] = float(surrogate.fit(TRAIN, y).model.covar_module.kernels[0].outputscale)
     assert scales[None] > 0.13  # free, it grows past the cap here
     assert 0.1 < scales[0.12] <= 0.12
-
-
-def _training_score(gp: SingleTaskGP, objective: type) -> float:
-    """``objective`` (a GPyTorch MLL class) of a fitted GP at its own training data."""
-    gp.train()
-    try:
-        with torch.no_grad():
-            x = gp.train_inputs[0]
-            return float(objective(gp.likelihood, gp)(gp(x), gp.train_targets))
-    finally:
-        gp.eval()
 
 
 def test_leave_one_out_objective_is_what_training_maximises(
