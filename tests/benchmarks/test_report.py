@@ -166,6 +166,9 @@ def test_complete_labels_keep_methods_on_every_pool(results_dir: Path) -> None:
     assert complete_labels(curves) == ["random", "drfp"]
     only_bh1 = curves[~((curves["method"] == "drfp") & (curves["benchmark"] == "bh2"))]
     assert complete_labels(only_bh1) == ["random"]
+    # Required pools given: drfp counts as complete on bh1 alone, wherever else it ran.
+    assert complete_labels(only_bh1, ["bh1"]) == ["random", "drfp"]
+    assert complete_labels(only_bh1, ["bh1", "bh2", "suzuki"]) == []
 
 
 def test_bench_report_cli(results_dir: Path, capsys: pytest.CaptureFixture) -> None:

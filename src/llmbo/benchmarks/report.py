@@ -250,13 +250,16 @@ def describe_runs(results: pd.DataFrame) -> str:
 
 
 # ---------------------------------------------------------------------- plot
-def complete_labels(curves: pd.DataFrame) -> list[str]:
-    """Method labels (as in the report) with curves on every benchmark in ``curves``."""
+def complete_labels(curves: pd.DataFrame, benchmarks: Sequence[str] | None = None) -> list[str]:
+    """Method labels (as in the report) with curves on every one of ``benchmarks``.
+
+    ``benchmarks`` defaults to every benchmark in ``curves``.
+    """
     frame = curves.assign(label=_labels(curves))
-    n_bench = frame["benchmark"].nunique()
-    counts = frame.groupby("label")["benchmark"].nunique()
+    required = set(benchmarks) if benchmarks is not None else set(frame["benchmark"])
+    covered = frame.groupby("label")["benchmark"].agg(set)
     order = _method_order(frame["label"].tolist(), frame["method"].tolist())
-    return [lab for lab in order if counts.get(lab, 0) == n_bench]
+    return [lab for lab in order if required <= covered.get(lab, set())]
 
 
 def convergence_figure(
