@@ -171,6 +171,33 @@ def test_complete_labels_keep_methods_on_every_pool(results_dir: Path) -> None:
     assert complete_labels(only_bh1, ["bh1", "bh2", "suzuki"]) == []
 
 
+def test_figure_draws_methods_complete_on_bh_pools_when_crowded() -> None:
+    from llmbo.benchmarks.report import BH_POOLS, figure_methods
+
+    def rows(method: str, pools: tuple[str, ...]) -> list[dict]:
+        return [
+            {"benchmark": b, "method": method, "seed": 0, "iterations": 2, "template": "",
+             "model": "", "iteration": it, "best_so_far": float(it)}
+            for b in pools
+            for it in range(3)
+        ]  # fmt: skip
+
+    complete = rows("random", (*BH_POOLS, "suzuki")) + rows("drfp", BH_POOLS)
+    explored = [r for k in range(12) for r in rows(f"trial{k}", ("bh1",))]
+    curves = pd.DataFrame(complete + explored)
+    # drfp has no suzuki run, but it ran on every pool of the mean column.
+    methods, title = figure_methods(curves)
+    assert methods == ["random", "drfp"]
+    assert title is not None and "bh1–bh5" in title
+    # Not crowded: every method is drawn.
+    assert figure_methods(pd.DataFrame(complete)) == (None, None)
+    # Without all five BH pools, "complete" means every pool in the curves.
+    no_bh5 = curves[curves["benchmark"] != "bh5"]
+    methods, title = figure_methods(no_bh5)
+    assert methods is None  # only random covers bh1-bh4 and suzuki: fewer than two
+    assert figure_methods(no_bh5[no_bh5["benchmark"] != "suzuki"])[0] == ["random", "drfp"]
+
+
 def test_bench_report_cli(results_dir: Path, capsys: pytest.CaptureFixture) -> None:
     from llmbo.cli import main
 

@@ -25,6 +25,7 @@ __all__ = [
     "BH_POOLS",
     "complete_labels",
     "convergence_figure",
+    "figure_methods",
     "load_curves",
     "load_results",
     "markdown_table",
@@ -255,11 +256,31 @@ def complete_labels(curves: pd.DataFrame, benchmarks: Sequence[str] | None = Non
 
     ``benchmarks`` defaults to every benchmark in ``curves``.
     """
+    if isinstance(benchmarks, str):
+        benchmarks = [benchmarks]
     frame = curves.assign(label=_labels(curves))
     required = set(benchmarks) if benchmarks is not None else set(frame["benchmark"])
     covered = frame.groupby("label")["benchmark"].agg(set)
     order = _method_order(frame["label"].tolist(), frame["method"].tolist())
     return [lab for lab in order if required <= covered.get(lab, set())]
+
+
+def figure_methods(
+    curves: pd.DataFrame, *, max_methods: int = 12
+) -> tuple[list[str] | None, str | None]:
+    """The method labels the convergence figure draws, and a title that says which.
+
+    Up to ``max_methods`` methods: every label (``None, None``). Beyond that, exploratory
+    runs on one or two pools crowd the panels, so only the labels with curves on every pool
+    of the table's mean (bh1..bh5 when all five are in ``curves``, else every pool) are
+    drawn, provided at least two qualify.
+    """
+    has_bh = set(BH_POOLS) <= set(curves["benchmark"])
+    complete = complete_labels(curves, BH_POOLS if has_bh else None)
+    if len(complete) < 2 or curves["method"].nunique() <= max_methods:
+        return None, None
+    where = "bh1–bh5" if has_bh else "every pool"
+    return complete, f"Methods run on {where}; exploratory runs are in reactions.md"
 
 
 def convergence_figure(

@@ -208,10 +208,9 @@ def _report(args: argparse.Namespace) -> int:
 
 def _write_report(results_dir: Path) -> int:
     from llmbo.benchmarks.report import (
-        BH_POOLS,
-        complete_labels,
         convergence_figure,
         describe_runs,
+        figure_methods,
         load_curves,
         load_results,
         markdown_table,
@@ -229,17 +228,10 @@ def _write_report(results_dir: Path) -> int:
     (results_dir / REPORT_MD).write_text(text, encoding="utf-8")
     curves = load_curves(results_dir)
     if not curves.empty:
-        # Many exploratory one-pool runs crowd the panels: draw the methods that ran on
-        # every pool of the table's mean (bh1..bh5 when all are there; else every pool) when
-        # there are enough of them (all rows stay in the markdown table).
-        pools = BH_POOLS if set(BH_POOLS) <= set(curves["benchmark"]) else None
-        complete = complete_labels(curves, pools)
-        methods = complete if len(complete) >= 2 and len(curves["method"].unique()) > 12 else None
+        methods, title = figure_methods(curves)
         fig = convergence_figure(curves, methods=methods)
-        if methods is not None:
-            fig.suptitle(
-                "Methods run on every pool of the mean column; exploratory runs are in reactions.md"
-            )
+        if title:
+            fig.suptitle(title)
         fig.savefig(results_dir / REPORT_PNG, dpi=120)
     print(table, end="")
     sys.stdout.flush()
