@@ -151,6 +151,18 @@ def test_rerun_skips_finished_runs(random_run: Path, tmp_path: Path) -> None:
     assert table["seed"].tolist() == ["0", "1", "2"]
 
 
+def test_rows_record_library_versions(random_run: Path) -> None:
+    from importlib.metadata import version
+
+    from llmbo.benchmarks.runner import library_versions
+
+    table = read_csv_rows(random_run / "reactions.csv")
+    recorded = dict(item.split("=", 1) for item in table.iloc[0]["library_versions"].split(";"))
+    assert recorded["gpytorch"] == version("gpytorch")
+    assert recorded["botorch"] == version("botorch")
+    assert library_versions(["botorch", "no-such-distribution"]) == f"botorch={version('botorch')}"
+
+
 def test_truncated_last_line_is_tolerated(random_run: Path, tmp_path: Path) -> None:
     results = tmp_path / "results"
     shutil.copytree(random_run, results)

@@ -240,6 +240,7 @@ def describe_runs(results: pd.DataFrame) -> str:
         ("torch_version", "torch"),
         ("llmbo_version", "llmbo"),
         ("git_commit", "Commits"),
+        ("library_versions", "Libraries (rows that record them)"),
         ("template", "Templates"),
         ("iterations", "Iterations"),
     ):

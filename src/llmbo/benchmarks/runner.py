@@ -46,9 +46,11 @@ logger = logging.getLogger("llmbo.benchmarks")
 __all__ = [
     "CURVE_COLUMNS",
     "QUICK",
+    "RECORDED_LIBRARIES",
     "RESULT_COLUMNS",
     "RunResult",
     "build_surrogate",
+    "library_versions",
     "read_csv_rows",
     "run_benchmarks",
     "run_one",
@@ -82,6 +84,19 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "hostname",
     "hardware",
     "git_commit",
+    "library_versions",
+)
+#: Libraries whose versions each row records (``library_versions``): the numerics of a run
+#: depend on them, and a BO campaign amplifies any difference into other picks.
+RECORDED_LIBRARIES: tuple[str, ...] = (
+    "transformers",
+    "tokenizers",
+    "peft",
+    "gpytorch",
+    "linear_operator",
+    "botorch",
+    "scipy",
+    "numpy",
 )
 #: Columns of ``reactions_curves.csv``: best-so-far after each iteration (0 = the starts).
 CURVE_COLUMNS: tuple[str, ...] = (
@@ -143,7 +158,21 @@ def _environment() -> dict[str, str]:
         "torch_version": torch.__version__,
         "hostname": platform.node(),
         "git_commit": _git_commit(),
+        "library_versions": library_versions(),
     }
+
+
+def library_versions(names: Sequence[str] = RECORDED_LIBRARIES) -> str:
+    """``"name=version;..."`` for the installed distributions among ``names``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name}={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return ";".join(found)
 
 
 def _git_commit() -> str:
