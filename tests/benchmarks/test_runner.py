@@ -151,12 +151,16 @@ def test_rerun_skips_finished_runs(random_run: Path, tmp_path: Path) -> None:
     assert table["seed"].tolist() == ["0", "1", "2"]
 
 
-def test_rows_record_library_versions(random_run: Path) -> None:
+def test_rows_record_library_versions_and_instruction_set(random_run: Path) -> None:
     from importlib.metadata import version
+
+    import torch
 
     from llmbo.benchmarks.runner import library_versions
 
     table = read_csv_rows(random_run / "reactions.csv")
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert table.iloc[0]["hardware"].endswith(f" torch threads, {capability})")
     recorded = dict(item.split("=", 1) for item in table.iloc[0]["library_versions"].split(";"))
     assert recorded["gpytorch"] == version("gpytorch")
     assert recorded["botorch"] == version("botorch")

@@ -215,7 +215,13 @@ def _hardware(device: str) -> str:
 
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(torch.device(device))} (CUDA)"
-    return f"{cpu_name()} ({os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads)"
+    # The instruction set torch dispatches to (AVX2, AVX512...) changes float rounding, and a
+    # BO campaign turns that into other picks: runs repeat exactly only on the same one.
+    capability = torch.backends.cpu.get_cpu_capability()
+    return (
+        f"{cpu_name()} ({os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
+        f"{capability})"
+    )
 
 
 # ---------------------------------------------------------------------- pools
