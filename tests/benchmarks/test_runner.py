@@ -317,23 +317,34 @@ def test_acquisition_is_a_method_option(monkeypatch: pytest.MonkeyPatch) -> None
     pool = load_pool("bh1")
     drfp = METHODS.get("drfp")
     assert drfp.acquisition == "logei"
-    assert drfp.acquisition_for({"acquisition": "ts"}) == "ts"
+    assert drfp.acquisition_for().name == "logei"
+    assert drfp.acquisition_for({"acquisition": "ts"}).name == "ts"
+    ucb = drfp.acquisition_for({"acquisition": "ucb", "acquisition.beta": 0.25})
+    assert (ucb.name, ucb.beta) == ("ucb", 0.25)
     assert drfp(pool, options={"acquisition": "ts"}) == drfp(pool)  # spec untouched
+    assert drfp(pool, options={"acquisition.beta": 0.25}) == drfp(pool)
     with pytest.raises(InputError, match="Unknown acquisition 'pi'"):
         drfp.acquisition_for({"acquisition": "pi"})
+    with pytest.raises(InputError, match=r"Unknown acquisition setting\(s\) \['betta'\]"):
+        drfp.acquisition_for({"acquisition.betta": 1.0})
     assert parse_settings(["onehot:acquisition=ucb"], ["onehot"]) == {
         "onehot": {"acquisition": "ucb"}
     }
 
-    used: list[str] = []
+    used: list[tuple[str, float]] = []
     real = optimizer_module.select_candidates
 
     def spy(*args, **kwargs):
-        used.append(kwargs["config"].name)
+        used.append((kwargs["config"].name, kwargs["config"].beta))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(optimizer_module, "select_candidates", spy)
     protocol = ProtocolConfig(iterations=2)
     result = run_one("bh1", "onehot", 0, protocol=protocol, options={"acquisition": "ucb"})
-    assert used == ["ucb", "ucb"]
+    assert used == [("ucb", 2.0), ("ucb", 2.0)]
     assert result.row["method"] == "onehot{acquisition=ucb}"
+    used.clear()
+    options = {"acquisition": "ucb", "acquisition.beta": 0.5}
+    result = run_one("bh1", "onehot", 0, protocol=protocol, options=options)
+    assert used == [("ucb", 0.5), ("ucb", 0.5)]
+    assert result.row["method"] == "onehot{acquisition=ucb,acquisition.beta=0.5}"

@@ -24,6 +24,7 @@ from llmbo.errors import InputError
 from llmbo.registry import Registry
 
 if TYPE_CHECKING:
+    from llmbo.acquisition import AcquisitionConfig
     from llmbo.benchmarks.datasets import ReactionPool
     from llmbo.surrogates.factory import SurrogateSpec
 
@@ -53,7 +54,9 @@ class BenchmarkMethod:
         default: Part of ``--methods all``.
         description: One line for ``llmbo bench --help`` and reports.
         acquisition: The acquisition function the optimizer uses (``"logei"``, ``"ucb"``
-            or ``"ts"``); an ``"acquisition"`` entry in the run's options overrides it.
+            or ``"ts"``); an ``"acquisition"`` entry in the run's options overrides it, and
+            ``"acquisition.<field>"`` entries set other :class:`AcquisitionConfig` fields
+            (``acquisition.beta=0.5``).
     """
 
     name: str
@@ -77,21 +80,38 @@ class BenchmarkMethod:
         spec = apply_overrides(spec, self.overrides)
         return apply_overrides(spec, spec_options(options))
 
-    def acquisition_for(self, options: Mapping[str, Any] | None = None) -> str:
-        """The acquisition of a run with ``options`` (their ``"acquisition"`` entry wins)."""
+    def acquisition_for(self, options: Mapping[str, Any] | None = None) -> AcquisitionConfig:
+        """The acquisition of a run with ``options`` (their acquisition entries win)."""
         from llmbo.acquisition import AcquisitionConfig
 
-        name = str((options or {}).get(ACQUISITION_OPTION, self.acquisition))
-        return AcquisitionConfig(name=name).name  # type: ignore[arg-type]  # checks the name
+        fields: dict[str, Any] = {"name": self.acquisition}
+        for key, value in (options or {}).items():
+            if key == ACQUISITION_OPTION:
+                fields["name"] = value
+            elif key.startswith(ACQUISITION_OPTION + "."):
+                fields[key.removeprefix(ACQUISITION_OPTION + ".")] = value
+        known = {f.name for f in dataclasses.fields(AcquisitionConfig)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise InputError(
+                f"Unknown acquisition setting(s) {unknown}; acquisition.<field> takes one of "
+                f"{sorted(known - {'name'})}."
+            )
+        return AcquisitionConfig(**fields)  # checks the name
 
 
-#: The option key that sets a run's acquisition instead of a surrogate setting.
+#: The option key that sets a run's acquisition (and, as ``acquisition.<field>``, its
+#: other settings) instead of a surrogate setting.
 ACQUISITION_OPTION = "acquisition"
+
+
+def _is_acquisition_option(key: str) -> bool:
+    return key == ACQUISITION_OPTION or key.startswith(ACQUISITION_OPTION + ".")
 
 
 def spec_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     """The surrogate-spec overrides among a run's options (everything but the acquisition)."""
-    return {k: v for k, v in (options or {}).items() if k != ACQUISITION_OPTION}
+    return {k: v for k, v in (options or {}).items() if not _is_acquisition_option(k)}
 
 
 #: Benchmark methods by name.
