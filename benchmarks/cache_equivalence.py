@@ -23,7 +23,7 @@ from llmbo.benchmarks.datasets import load_pool
 from llmbo.benchmarks.methods import METHODS
 from llmbo.benchmarks.metrics import top_fraction_coverage
 from llmbo.benchmarks.protocol import initial_design
-from llmbo.benchmarks.runner import cpu_name
+from llmbo.benchmarks.runner import cpu_description
 from llmbo.optimizer import Optimizer, TableObjective
 from llmbo.surrogates import make_surrogate
 
@@ -71,7 +71,7 @@ def main() -> int:
                 "naive_coverage": top_fraction_coverage(naive.value.to_numpy(), pool.values),
                 "fast_seconds": round(t_fast, 1),
                 "naive_seconds": round(t_naive, 1),
-                "cpu": cpu_name(),
+                "cpu": cpu_description(),
                 "device": torch.cuda.get_device_name(device)
                 if device.startswith("cuda")
                 else device,

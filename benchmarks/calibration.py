@@ -27,7 +27,7 @@ from scipy.stats import spearmanr
 from llmbo.benchmarks.datasets import load_pool
 from llmbo.benchmarks.methods import method_label
 from llmbo.benchmarks.protocol import initial_design
-from llmbo.benchmarks.runner import build_surrogate, cpu_name
+from llmbo.benchmarks.runner import build_surrogate, cpu_description
 from llmbo.cli.bench import parse_value
 from llmbo.optimizer import Optimizer, TableObjective
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                         "seed": s,
                         "n_train": o.last_fit["n_train"],
                         **_calibration(fitted, untested, values[untested]),
-                        "cpu": cpu_name(),
+                        "cpu": cpu_description(),
                         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     }
                     writer.writerow(row)

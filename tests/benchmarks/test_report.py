@@ -169,6 +169,8 @@ def test_complete_labels_keep_methods_on_every_pool(results_dir: Path) -> None:
     # Required pools given: drfp counts as complete on bh1 alone, wherever else it ran.
     assert complete_labels(only_bh1, ["bh1"]) == ["random", "drfp"]
     assert complete_labels(only_bh1, ["bh1", "bh2", "suzuki"]) == []
+    # One pool may be given as a bare name (not read as the letters b, h, 2).
+    assert complete_labels(only_bh1, "bh2") == ["random"]
 
 
 def test_figure_draws_methods_complete_on_bh_pools_when_crowded() -> None:

@@ -190,6 +190,27 @@ def test_truncated_last_line_is_tolerated(random_run: Path, tmp_path: Path) -> N
     assert table.iloc[1]["top5_coverage"] == second.split(",")[4]  # same run, same result
 
 
+def test_resume_into_a_csv_from_before_library_versions(
+    random_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A results file written before ``library_versions`` existed is resumed, not rewritten."""
+    results = tmp_path / "results"
+    shutil.copytree(random_run, results)
+    path = results / "reactions.csv"
+    old = pd.read_csv(path, dtype=str, keep_default_na=False)
+    old = old.drop(columns="library_versions").iloc[:1]  # seed 0 only, in the old layout
+    old.to_csv(path, index=False, lineterminator="\n")
+    before = path.read_text()
+    with caplog.at_level("WARNING"):
+        assert main([*_random_argv(results), "--no-report"]) == 0  # seed 1 runs
+    assert "lacks the newer column(s) ['library_versions']" in caplog.text
+    text = path.read_text()
+    assert text.startswith(before)  # earlier rows kept byte for byte
+    rows = list(csv.reader(io.StringIO(text)))
+    assert all(len(row) == len(old.columns) for row in rows)  # old layout kept
+    assert read_csv_rows(path)["seed"].tolist() == ["0", "1"]
+
+
 def test_coverage_matches_recomputation(random_run: Path) -> None:
     from llmbo.benchmarks.datasets import load_pool
 

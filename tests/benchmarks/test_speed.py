@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from llmbo.benchmarks.datasets import load_pool
 from llmbo.benchmarks.speed import COLUMNS, _spec, main, synthetic_space
@@ -24,6 +25,9 @@ def test_speed_script_writes_side_by_side_rows(tiny_model: str, tmp_path: Path) 
     assert main(argv) == 0
     table = pd.read_csv(out)
     assert list(table.columns) == COLUMNS
+    # Timings depend on the instruction set torch dispatches to, so the CPU column names it.
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert table.cpu.str.endswith(f" ({capability})").all()
     bh1 = table[table.experiment == "bh1"].set_index("surrogate")
     assert list(bh1.index) == ["projection", "lora", "lora-out"]
     assert (bh1.pool_size == 790).all() and (bh1.n_train == 8).all()

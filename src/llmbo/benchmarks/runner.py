@@ -210,17 +210,30 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_instruction_set() -> str:
+    """The vector instruction set torch dispatches CPU kernels to (``"AVX2"``, ``"AVX512"``...).
+
+    It changes float rounding, and a BO campaign turns that into other picks: single runs
+    repeat exactly only on the same instruction set, so every CSV that names the CPU names it.
+    """
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def cpu_description() -> str:
+    """The CPU model and torch's instruction set, e.g. ``"AMD EPYC (AVX512)"``."""
+    return f"{cpu_name()} ({cpu_instruction_set()})"
+
+
 def _hardware(device: str) -> str:
     import torch
 
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(torch.device(device))} (CUDA)"
-    # The instruction set torch dispatches to (AVX2, AVX512...) changes float rounding, and a
-    # BO campaign turns that into other picks: runs repeat exactly only on the same one.
-    capability = torch.backends.cpu.get_cpu_capability()
     return (
         f"{cpu_name()} ({os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
-        f"{capability})"
+        f"{cpu_instruction_set()})"
     )
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from llmbo.acquisition import select_candidates
-from llmbo.benchmarks.runner import cpu_name
+from llmbo.benchmarks.runner import cpu_description
 from llmbo.space import CandidateSpace
 from llmbo.surrogates import Surrogate, SurrogateSpec, make_surrogate
 from llmbo.surrogates.deep_kernel import DeepKernelConfig
@@ -335,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "repeats": args.repeats,
         "torch": torch.__version__,
-        "cpu": cpu_name(),
+        "cpu": cpu_description(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     out = Path(args.output)
