@@ -1,0 +1,104 @@
+"""Screen (2026-11-25): the ``components`` kernel plus pairwise component interactions.
+
+Throwaway exploration kept for reproducibility of benchmarks/results/kernel_screens.md. The
+surrogate is the ``components`` GP with extra summands: one scaled BoTorch
+``CategoricalKernel`` on each pair of component codes (ligand x base, ligand x additive...),
+so the marginal likelihood can give weight to combinations, not only to single components.
+Variant ``all`` adds one scaled ``CategoricalKernel`` on all codes at once instead.
+
+    OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python benchmarks/screens/components_interactions.py \
+        pairs bh1,bh2,bh3,bh4,bh5 0-9
+
+Arguments: variant (``pairs``, ``all`` or ``none``: the plain components kernel),
+comma-separated pools, seed range ``LO-HI``; ``--accept-abnormal`` keeps fits that L-BFGS
+ends on an abnormal line search instead of falling back.
+Prints ``variant pool seed coverage seconds``.
+"""
+
+import functools
+import itertools
+import sys
+import time
+import warnings
+
+import torch
+from botorch.exceptions.warnings import OptimizationWarning
+from botorch.models.kernels.categorical import CategoricalKernel
+from gpytorch.kernels import AdditiveKernel, ScaleKernel
+
+import llmbo.surrogates.feature_gp as feature_gp
+from llmbo.benchmarks.runner import _pool, run_one
+from llmbo.encoders.fingerprints import ComponentsFeaturizer
+from llmbo.surrogates.feature_gp import FeatureGP
+from llmbo.surrogates.kernels import component_kernel
+
+
+class ComponentsWithInteractions(FeatureGP):
+    """``components`` features; the components kernel plus interaction kernels on the codes."""
+
+    def __init__(self, columns: list[str], variant: str) -> None:
+        super().__init__(
+            ComponentsFeaturizer(columns=columns), kernel="components", name="components"
+        )
+        self.variant = variant
+
+    def _covar(self, d):
+        n_codes = int(self.featurizer.n_components_)
+        codes = list(range(d - n_codes, d))
+        if self.variant == "none":
+            return component_kernel(d, n_codes)
+        if self.variant == "pairs":
+            groups = list(itertools.combinations(codes, 2))
+        elif self.variant == "all":
+            groups = [tuple(codes)]
+        else:
+            raise ValueError(f"unknown variant {self.variant!r}")
+        interactions = [
+            ScaleKernel(CategoricalKernel(active_dims=group, ard_num_dims=len(group)))
+            for group in groups
+        ]
+        return component_kernel(d, n_codes) + ScaleKernel(AdditiveKernel(*interactions))
+
+
+def accept_abnormal_line_search(warning: warnings.WarningMessage) -> bool:
+    """Keep an L-BFGS result that stopped on an abnormal line search (BoTorch retries it).
+
+    With ten output scales, some run to their lower bound and L-BFGS-B ends its line search
+    there; BoTorch's default handler counts that as a failed fit, and as the kernels have
+    no priors its retries start from the same point and fail the same way.
+    """
+    message = str(warning.message)
+    return issubclass(warning.category, OptimizationWarning) and (
+        "ABNORMAL" in message or "timed out" in message
+    )
+
+
+def main() -> None:
+    variant = sys.argv[1]
+    pools = sys.argv[2].split(",")
+    lo, hi = (int(s) for s in sys.argv[3].split("-"))
+    torch.set_num_threads(1)
+    if "--accept-abnormal" in sys.argv:
+        feature_gp.fit_gpytorch_mll = functools.partial(
+            feature_gp.fit_gpytorch_mll, warning_handler=accept_abnormal_line_search
+        )
+        label = variant + "+accept-abnormal"
+    else:
+        label = variant
+    for pool in pools:
+        surrogate = ComponentsWithInteractions(list(_pool(pool).smiles_columns), variant)
+        for seed in range(lo, hi + 1):
+            start = time.time()
+            result = run_one(pool, "components", seed, surrogate=surrogate)
+            print(
+                label,
+                pool,
+                seed,
+                result.row["top5_coverage"],
+                round(time.time() - start),
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
