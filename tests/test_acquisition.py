@@ -286,6 +286,13 @@ def test_config_validation_and_serialisation() -> None:
         AcquisitionConfig(name="ei")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="batch_strategy"):
         AcquisitionConfig(batch_strategy="fantasy")  # type: ignore[arg-type]
+    for bad in (-1.0, float("nan"), float("inf"), "2", True):
+        with pytest.raises(InputError, match="beta must be a finite number >= 0"):
+            AcquisitionConfig(name="ucb", beta=bad)  # type: ignore[arg-type]
+    for field in ("mc_samples", "chunk_size"):
+        for bad in (0, -5, 2.5, "64"):
+            with pytest.raises(InputError, match=f"{field} must be a positive integer"):
+                AcquisitionConfig(**{field: bad})
     config = AcquisitionConfig(name="ucb", beta=0.5, batch_strategy="kriging_believer")
     assert AcquisitionConfig(**config.to_dict()) == config
 

@@ -1,4 +1,4 @@
-"""Screen (2026-11-25): the ``components`` kernel plus pairwise component interactions.
+"""Screen (2026-11-24): the ``components`` kernel plus pairwise component interactions.
 
 Throwaway exploration kept for reproducibility of benchmarks/results/kernel_screens.md. The
 surrogate is the ``components`` GP with extra summands: one scaled BoTorch
@@ -12,7 +12,8 @@ Variant ``all`` adds one scaled ``CategoricalKernel`` on all codes at once inste
 Arguments: variant (``pairs``, ``all`` or ``none``: the plain components kernel),
 comma-separated pools, seed range ``LO-HI``; ``--accept-abnormal`` keeps fits that L-BFGS
 ends on an abnormal line search instead of falling back.
-Prints ``variant pool seed coverage seconds``.
+Prints ``variant pool seed coverage seconds fit_fallbacks`` (fits that fell back to the
+Tanimoto GP).
 """
 
 import functools
@@ -23,6 +24,7 @@ import warnings
 
 import torch
 from botorch.exceptions.warnings import OptimizationWarning
+from botorch.fit import DEFAULT_WARNING_HANDLER
 from botorch.models.kernels.categorical import CategoricalKernel
 from gpytorch.kernels import AdditiveKernel, ScaleKernel
 
@@ -61,16 +63,13 @@ class ComponentsWithInteractions(FeatureGP):
 
 
 def accept_abnormal_line_search(warning: warnings.WarningMessage) -> bool:
-    """Keep an L-BFGS result that stopped on an abnormal line search (BoTorch retries it).
-
-    With ten output scales, some run to their lower bound and L-BFGS-B ends its line search
-    there; BoTorch's default handler counts that as a failed fit, and as the kernels have
-    no priors its retries start from the same point and fail the same way.
+    """BoTorch's warning handler, except that a fit L-BFGS ended on an abnormal line search
+    is kept rather than retried (BoTorch counts that warning as a failed attempt).
     """
-    message = str(warning.message)
-    return issubclass(warning.category, OptimizationWarning) and (
-        "ABNORMAL" in message or "timed out" in message
+    abnormal = issubclass(warning.category, OptimizationWarning) and "ABNORMAL" in str(
+        warning.message
     )
+    return abnormal or DEFAULT_WARNING_HANDLER(warning)
 
 
 def main() -> None:
@@ -96,6 +95,7 @@ def main() -> None:
                 seed,
                 result.row["top5_coverage"],
                 round(time.time() - start),
+                result.row["fit_fallbacks"],
                 flush=True,
             )
 

@@ -200,6 +200,9 @@ def test_resume_into_a_csv_from_before_library_versions(
     old = pd.read_csv(path, dtype=str, keep_default_na=False)
     old = old.drop(columns="library_versions").iloc[:1]  # seed 0 only, in the old layout
     old.to_csv(path, index=False, lineterminator="\n")
+    curves = results / "reactions_curves.csv"
+    kept = pd.read_csv(curves, dtype=str, keep_default_na=False).query("seed == '0'")
+    kept.to_csv(curves, index=False, lineterminator="\n")  # as if seed 1 had never run
     before = path.read_text()
     with caplog.at_level("WARNING"):
         assert main([*_random_argv(results), "--no-report"]) == 0  # seed 1 runs
@@ -209,6 +212,7 @@ def test_resume_into_a_csv_from_before_library_versions(
     rows = list(csv.reader(io.StringIO(text)))
     assert all(len(row) == len(old.columns) for row in rows)  # old layout kept
     assert read_csv_rows(path)["seed"].tolist() == ["0", "1"]
+    assert sorted(set(pd.read_csv(curves)["seed"])) == [0, 1]
 
 
 def test_coverage_matches_recomputation(random_run: Path) -> None:
@@ -343,11 +347,17 @@ def test_acquisition_is_a_method_option(monkeypatch: pytest.MonkeyPatch) -> None
     ucb = drfp.acquisition_for({"acquisition": "ucb", "acquisition.beta": 0.25})
     assert (ucb.name, ucb.beta) == ("ucb", 0.25)
     assert drfp(pool, options={"acquisition": "ts"}) == drfp(pool)  # spec untouched
-    assert drfp(pool, options={"acquisition.beta": 0.25}) == drfp(pool)
+    assert drfp(pool, options={"acquisition": "ucb", "acquisition.beta": 0.25}) == drfp(pool)
     with pytest.raises(InputError, match="Unknown acquisition 'pi'"):
         drfp.acquisition_for({"acquisition": "pi"})
     with pytest.raises(InputError, match=r"Unknown acquisition setting\(s\) \['betta'\]"):
         drfp.acquisition_for({"acquisition.betta": 1.0})
+    with pytest.raises(InputError, match=r"Unknown acquisition setting\(s\) \['name'\]"):
+        drfp.acquisition_for({"acquisition": "ucb", "acquisition.name": "ts"})
+    with pytest.raises(InputError, match=r"acquisition\.beta is UCB's .* uses 'logei'"):
+        drfp.acquisition_for({"acquisition.beta": 0.5})
+    with pytest.raises(InputError, match="beta must be a finite number >= 0, got 'abc'"):
+        drfp.acquisition_for({"acquisition": "ucb", "acquisition.beta": "abc"})
     assert parse_settings(["onehot:acquisition=ucb"], ["onehot"]) == {
         "onehot": {"acquisition": "ucb"}
     }

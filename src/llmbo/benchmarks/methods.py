@@ -84,20 +84,24 @@ class BenchmarkMethod:
         """The acquisition of a run with ``options`` (their acquisition entries win)."""
         from llmbo.acquisition import AcquisitionConfig
 
-        fields: dict[str, Any] = {"name": self.acquisition}
+        fields: dict[str, Any] = {}
         for key, value in (options or {}).items():
-            if key == ACQUISITION_OPTION:
-                fields["name"] = value
-            elif key.startswith(ACQUISITION_OPTION + "."):
+            if key.startswith(ACQUISITION_OPTION + "."):
                 fields[key.removeprefix(ACQUISITION_OPTION + ".")] = value
-        known = {f.name for f in dataclasses.fields(AcquisitionConfig)}
-        unknown = sorted(set(fields) - known)
+        settable = {f.name for f in dataclasses.fields(AcquisitionConfig)} - {"name"}
+        unknown = sorted(set(fields) - settable)
         if unknown:
             raise InputError(
                 f"Unknown acquisition setting(s) {unknown}; acquisition.<field> takes one of "
-                f"{sorted(known - {'name'})}."
+                f"{sorted(settable)} (the function itself is set by acquisition=NAME)."
             )
-        return AcquisitionConfig(**fields)  # checks the name
+        name = (options or {}).get(ACQUISITION_OPTION, self.acquisition)
+        if "beta" in fields and name != "ucb":
+            raise InputError(
+                f"acquisition.beta is UCB's exploration weight; this run uses {name!r}. "
+                "Add acquisition=ucb or drop acquisition.beta."
+            )
+        return AcquisitionConfig(name=name, **fields)  # checks the name and values
 
 
 #: The option key that sets a run's acquisition (and, as ``acquisition.<field>``, its

@@ -215,6 +215,8 @@ def cpu_instruction_set() -> str:
 
     It changes float rounding, and a BO campaign turns that into other picks: single runs
     repeat exactly only on the same instruction set, so every CSV that names the CPU names it.
+    This is torch's own dispatch level; MKL and oneDNN choose theirs separately
+    (``MKL_ENABLE_INSTRUCTIONS``, ``DNNL_MAX_CPU_ISA``), which it does not show.
     """
     import torch
 
