@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from botorch.models import SingleTaskGP
@@ -293,6 +294,8 @@ def test_config_validation_and_serialisation() -> None:
         for bad in (0, -5, 2.5, "64"):
             with pytest.raises(InputError, match=f"{field} must be a positive integer"):
                 AcquisitionConfig(**{field: bad})
+    numpy_values = AcquisitionConfig(beta=np.float64(0.5), mc_samples=np.int64(64))
+    assert (numpy_values.beta, numpy_values.mc_samples) == (0.5, 64)
     config = AcquisitionConfig(name="ucb", beta=0.5, batch_strategy="kriging_believer")
     assert AcquisitionConfig(**config.to_dict()) == config
 

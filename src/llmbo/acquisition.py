@@ -10,6 +10,7 @@ believer (condition the GP on its own posterior mean).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -69,12 +70,12 @@ class AcquisitionConfig:
                 f"batch_strategy must be 'mc' or 'kriging_believer', got {self.batch_strategy!r}."
             )
         beta = self.beta
-        is_number = isinstance(beta, int | float) and not isinstance(beta, bool)
+        is_number = isinstance(beta, numbers.Real) and not isinstance(beta, bool)
         if not is_number or not math.isfinite(beta) or beta < 0:
             raise InputError(f"beta must be a finite number >= 0, got {beta!r}.")
         for name in ("mc_samples", "chunk_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}.")
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import shutil
 from pathlib import Path
@@ -358,6 +359,10 @@ def test_acquisition_is_a_method_option(monkeypatch: pytest.MonkeyPatch) -> None
         drfp.acquisition_for({"acquisition.beta": 0.5})
     with pytest.raises(InputError, match="beta must be a finite number >= 0, got 'abc'"):
         drfp.acquisition_for({"acquisition": "ucb", "acquisition.beta": "abc"})
+    with pytest.raises(InputError, match="Unknown acquisition 'pi'"):  # the name comes first
+        drfp.acquisition_for({"acquisition": "pi", "acquisition.beta": 0.5})
+    ucb_by_default = dataclasses.replace(drfp, acquisition="ucb")
+    assert ucb_by_default.acquisition_for({"acquisition.beta": 0.5}).beta == 0.5
     assert parse_settings(["onehot:acquisition=ucb"], ["onehot"]) == {
         "onehot": {"acquisition": "ucb"}
     }

@@ -96,6 +96,7 @@ class BenchmarkMethod:
                 f"{sorted(settable)} (the function itself is set by acquisition=NAME)."
             )
         name = (options or {}).get(ACQUISITION_OPTION, self.acquisition)
+        AcquisitionConfig(name=name)  # an unknown name is reported before any setting
         if "beta" in fields and name != "ucb":
             raise InputError(
                 f"acquisition.beta is UCB's exploration weight; this run uses {name!r}. "
