@@ -84,10 +84,11 @@ class BenchmarkMethod:
         """The acquisition of a run with ``options`` (their acquisition entries win)."""
         from llmbo.acquisition import AcquisitionConfig
 
-        fields: dict[str, Any] = {}
-        for key, value in (options or {}).items():
-            if key.startswith(ACQUISITION_OPTION + "."):
-                fields[key.removeprefix(ACQUISITION_OPTION + ".")] = value
+        fields: dict[str, Any] = {
+            key.removeprefix(_ACQUISITION_PREFIX): value
+            for key, value in (options or {}).items()
+            if key.startswith(_ACQUISITION_PREFIX)
+        }
         settable = {f.name for f in dataclasses.fields(AcquisitionConfig)} - {"name"}
         unknown = sorted(set(fields) - settable)
         if unknown:
@@ -108,10 +109,11 @@ class BenchmarkMethod:
 #: The option key that sets a run's acquisition (and, as ``acquisition.<field>``, its
 #: other settings) instead of a surrogate setting.
 ACQUISITION_OPTION = "acquisition"
+_ACQUISITION_PREFIX = ACQUISITION_OPTION + "."
 
 
 def _is_acquisition_option(key: str) -> bool:
-    return key == ACQUISITION_OPTION or key.startswith(ACQUISITION_OPTION + ".")
+    return key == ACQUISITION_OPTION or key.startswith(_ACQUISITION_PREFIX)
 
 
 def spec_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
