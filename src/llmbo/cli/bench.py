@@ -1,4 +1,4 @@
-"""``llmbo bench`` and ``llmbo bench-report``: the reaction benchmarks from the command line."""
+"""``llmbo bench``, ``bench-report`` and ``bench-merge``: the reaction benchmarks from the CLI."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ REPORT_PNG = "reactions_convergence.png"
 
 
 def register(subparsers: Any) -> None:
-    """Add ``bench`` and ``bench-report`` to the ``llmbo`` parser."""
+    """Add ``bench``, ``bench-report`` and ``bench-merge`` to the ``llmbo`` parser."""
     p = subparsers.add_parser(
         "bench",
         help="run the reaction benchmarks (resumable) and report top-5 %% coverage",
@@ -88,6 +88,19 @@ def register(subparsers: Any) -> None:
     )
     r.add_argument("--results-dir", default="benchmarks/results", type=Path)
     r.set_defaults(func=_report)
+
+    m = subparsers.add_parser(
+        "bench-merge",
+        help="add the runs of other results directories to RESULTS_DIR",
+        description="Merge reactions.csv and reactions_curves.csv of SOURCE directories (e.g. "
+        "written by parallel 'llmbo bench --results-dir' processes) into RESULTS_DIR. Runs "
+        "already in RESULTS_DIR are kept as measured; the files are replaced atomically. "
+        "Then rewrite the report.",
+    )
+    m.add_argument("sources", nargs="+", type=Path, metavar="SOURCE")
+    m.add_argument("--results-dir", default="benchmarks/results", type=Path)
+    m.add_argument("--no-report", action="store_true", help="do not write reactions.md / .png")
+    m.set_defaults(func=_merge)
 
 
 # ------------------------------------------------------------------- parsing
@@ -204,6 +217,24 @@ def _bench(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     if not (args.results_dir / "reactions.csv").exists():
         raise InputError(f"No reactions.csv in {args.results_dir}; run 'llmbo bench' first.")
+    return _write_report(args.results_dir)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from llmbo.benchmarks.merge import merge_results
+
+    summary = merge_results(args.sources, args.results_dir)
+    for source, added in summary.added.items():
+        line = f"{source}: {added} run(s) added"
+        present = summary.already_present[source]
+        if present:
+            line += f", {present} already in {args.results_dir} and kept as they were"
+            if summary.differing[source]:
+                line += f" ({summary.differing[source]} with a different outcome)"
+        print(line)
+    print(f"{summary.curves_added} curve row(s) added.")
+    if args.no_report or not summary.total_added:
+        return 0
     return _write_report(args.results_dir)
 
 
