@@ -101,6 +101,9 @@ def test_merge_ignores_curves_of_unfinished_runs(tmp_path: Path) -> None:
     # a crash after the curve was written, before the results row: seed 7 has a curve only
     extra = pd.DataFrame(_curve(_row(7, 0.0)), columns=list(CURVE_COLUMNS))
     extra.to_csv(src / CURVES_FILE, mode="a", header=False, index=False, lineterminator="\n")
+    # and a crash after seed 1's curve, whose rerun wrote it again
+    again = pd.DataFrame(_curve(_row(1, 0.25)), columns=list(CURVE_COLUMNS))
+    again.to_csv(src / CURVES_FILE, mode="a", header=False, index=False, lineterminator="\n")
     summary = merge_results([src], dest)
     assert summary.curves_added == 4
     assert set(read_csv_rows(dest / CURVES_FILE)["seed"]) == {"0", "1"}

@@ -181,7 +181,10 @@ def merge_results(sources: Sequence[str | Path], destination: str | Path) -> Mer
         wanted = set(_keys(added, CURVE_RUN_KEY))
         if not src_curves.empty:
             mask = [k in wanted for k in _keys(src_curves, CURVE_RUN_KEY)]
-            chosen = src_curves.loc[mask]
+            # A run redone after a crash left its first curve behind: keep the last, as the
+            # report does.
+            point = [c for c in (*CURVE_RUN_KEY, "iteration") if c in src_curves.columns]
+            chosen = src_curves.loc[mask].drop_duplicates(subset=point, keep="last")
             new_curves.append(chosen)
             summary.curves_added += len(chosen)
             wanted -= set(_keys(chosen, CURVE_RUN_KEY))
