@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import os
+import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import llmbo.benchmarks.merge as merge_module
 from llmbo.benchmarks.merge import merge_results
 from llmbo.benchmarks.runner import (
     CURVE_COLUMNS,
@@ -44,7 +48,12 @@ def _curve(row: dict) -> list[dict]:
     return [{**base, "iteration": i, "best_so_far": 80.0 + i} for i in range(row["iterations"] + 1)]
 
 
-def _write(directory: Path, rows: list[dict], columns=RESULT_COLUMNS, curves: bool = True) -> Path:
+def _write(
+    directory: Path,
+    rows: list[dict],
+    columns: Sequence[str] = RESULT_COLUMNS,
+    curves: bool = True,
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / RESULTS_FILE, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(columns), lineterminator="\n")
@@ -80,7 +89,7 @@ def test_merge_adds_new_runs_and_keeps_measured_ones(tmp_path: Path) -> None:
     assert curves.groupby("seed").size().to_dict() == {"0": 4, "1": 4, "2": 4, "3": 4}
 
 
-def test_merge_into_an_empty_directory_and_newer_columns(tmp_path: Path) -> None:
+def test_merge_into_a_new_directory_and_newer_columns(tmp_path: Path) -> None:
     older = [c for c in RESULT_COLUMNS if c != "library_versions"]
     dest = _write(tmp_path / "main", [_row(0, 0.5)], columns=older)
     src = _write(tmp_path / "new", [_row(1, 0.25, library_versions="botorch=0.18.1")])
@@ -130,7 +139,99 @@ def test_bench_merge_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     src = _write(tmp_path / "src", [_row(0, 0.5), _row(1, 0.25)])
     assert main(["bench-merge", str(src), "--results-dir", str(dest)]) == 0
     out = capsys.readouterr().out
-    assert "1 run(s) added, 1 already in" in out
+    assert "1 run(s) added, 1 already present" in out
     assert (dest / "reactions.md").exists()
     assert main(["bench-merge", str(tmp_path / "nowhere"), "--results-dir", str(dest)]) == 2
     assert "No reactions.csv" in capsys.readouterr().err
+
+
+def test_merge_matches_runs_on_the_key_columns_every_file_has(tmp_path: Path) -> None:
+    # a destination written before batch_size existed: its run is the source's seed 0
+    older = [c for c in RESULT_COLUMNS if c != "batch_size"]
+    dest = _write(tmp_path / "main", [_row(0, 0.5)], columns=older)
+    src = _write(tmp_path / "src", [_row(0, 0.5), _row(1, 0.25)])
+    summary = merge_results([src], dest)
+    assert summary.added[str(src)] == 1
+    assert summary.already_present[str(src)] == 1
+    assert read_csv_rows(dest / RESULTS_FILE)["seed"].tolist() == ["0", "1"]
+
+
+def test_merge_keeps_the_last_of_a_run_repeated_in_one_source(tmp_path: Path) -> None:
+    dest = _write(tmp_path / "main", [_row(0, 0.5)])
+    src = _write(tmp_path / "src", [_row(1, 0.25), _row(1, 0.75)])
+    summary = merge_results([src], dest)
+    assert (summary.added[str(src)], summary.already_present[str(src)]) == (1, 1)
+    assert read_csv_rows(dest / RESULTS_FILE)["top5_coverage"].tolist() == ["0.5", "0.75"]
+
+
+def test_merge_keeps_file_permissions(tmp_path: Path) -> None:
+    dest = _write(tmp_path / "main", [_row(0, 0.5)])
+    os.chmod(dest / RESULTS_FILE, 0o640)
+    src = _write(tmp_path / "src", [_row(1, 0.25)])
+    merge_results([src], dest)
+    assert stat.S_IMODE((dest / RESULTS_FILE).stat().st_mode) == 0o640
+    # new files get what any other new file gets (not the 0o600 of a temporary file)
+    umask = os.umask(0o022)
+    try:
+        merge_results([src], tmp_path / "fresh")
+    finally:
+        os.umask(umask)
+    for name in (RESULTS_FILE, CURVES_FILE):
+        assert stat.S_IMODE((tmp_path / "fresh" / name).stat().st_mode) == 0o644
+
+
+def test_an_interrupted_merge_leaves_the_results_as_they_were(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = _write(tmp_path / "main", [_row(0, 0.5)])
+    before = (dest / RESULTS_FILE).read_bytes()
+    src = _write(tmp_path / "src", [_row(1, 0.25)])
+    replace = os.replace
+    calls = []
+
+    def fail_on_results(a: str, b: str | Path) -> None:
+        calls.append(b)
+        if Path(b).name == RESULTS_FILE:
+            raise KeyboardInterrupt
+        replace(a, b)
+
+    monkeypatch.setattr(merge_module.os, "replace", fail_on_results)
+    with pytest.raises(KeyboardInterrupt):
+        merge_results([src], dest)
+    assert (dest / RESULTS_FILE).read_bytes() == before
+    assert not list(dest.glob(".*.tmp"))
+    # the curves went first; merging again completes the results, one curve per run
+    monkeypatch.setattr(merge_module.os, "replace", replace)
+    merge_results([src], dest)
+    assert read_csv_rows(dest / RESULTS_FILE)["seed"].tolist() == ["0", "1"]
+    curves = read_csv_rows(dest / CURVES_FILE)
+    assert len(curves.drop_duplicates(subset=["seed", "iteration"])) == 8
+
+
+def test_merge_refuses_a_destination_that_changes_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = _write(tmp_path / "main", [_row(0, 0.5)])
+    src = _write(tmp_path / "src", [_row(1, 0.25)])
+    read = merge_module.read_csv_rows
+
+    def read_then_append(path: str | Path) -> pd.DataFrame:
+        frame = read(path)
+        if Path(path) == dest / RESULTS_FILE:  # a bench process appends a row right after
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(",".join(str(v) for v in _row(5, 0.125).values()) + "\n")
+        return frame
+
+    monkeypatch.setattr(merge_module, "read_csv_rows", read_then_append)
+    with pytest.raises(InputError, match="changed during the merge"):
+        merge_results([src], dest)
+    assert read(dest / RESULTS_FILE)["seed"].tolist() == ["0", "5"]
+
+
+def test_header_only_file_that_is_not_results_is_refused(tmp_path: Path) -> None:
+    dest = _write(tmp_path / "main", [_row(0, 0.5)])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / RESULTS_FILE).write_text("a,b\n")
+    with pytest.raises(InputError, match="not an llmbo results file"):
+        merge_results([bad], dest)

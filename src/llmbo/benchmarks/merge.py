@@ -3,8 +3,10 @@
 Benchmarks are often run as several ``llmbo bench`` processes, each with its own
 ``--results-dir`` so that no two write one file. :func:`merge_results` folds those
 directories into one: every run not yet in the destination is added with its best-so-far
-curve, a run already there is kept as it was measured, and the files are replaced
-atomically, so an interrupted merge leaves the destination as it was.
+curve, and a run already there is kept as it was measured. Each file is replaced
+atomically, curves first; an interruption between the two leaves at most curve rows of runs
+not yet in ``reactions.csv``, which a rerun of the merge completes (the report reads one
+curve per run).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pandas as pd
 from llmbo.benchmarks.runner import (
     CURVE_COLUMNS,
     CURVES_FILE,
+    REQUIRED_COLUMNS,
     RESULT_COLUMNS,
     RESULTS_FILE,
     RUN_KEY,
@@ -35,23 +38,22 @@ __all__ = ["MergeSummary", "merge_results"]
 
 #: Columns that name a run in ``reactions_curves.csv`` (a curve has one row per iteration).
 CURVE_RUN_KEY: tuple[str, ...] = tuple(c for c in CURVE_COLUMNS if c in RUN_KEY)
-#: Columns every results file has; a file without them is not an llmbo results file.
-REQUIRED_COLUMNS: tuple[str, ...] = ("benchmark", "method", "seed")
 
 
 @dataclass
 class MergeSummary:
-    """What :func:`merge_results` did.
+    """What :func:`merge_results` did, per source directory.
 
     Attributes:
-        added: Runs added to the destination, per source directory.
-        already_present: Runs of the sources whose key was already in the destination (or in
-            an earlier source) and that were therefore left out, per source directory.
+        added: Runs added to the destination.
+        already_present: Runs left out because their key was already present: in the
+            destination, in an earlier source, or later in the same source (the last
+            occurrence in a source is the one considered, as in the report).
         differing: Of those, the runs whose top-5 % coverage or best yield differs from the
-            kept row (the same run measured twice with a different outcome, e.g. on another
-            instruction set), per source directory.
-        curves_added: Curve rows added to the destination.
-        runs_without_curve: Added runs whose source has no curve for them.
+            kept row (the same run measured twice with another outcome, e.g. on another
+            instruction set).
+        curves_added: Curve rows added to the destination (all sources).
+        runs_without_curve: Added runs whose source has no curve for them (all sources).
     """
 
     added: dict[str, int] = field(default_factory=dict)
@@ -62,6 +64,7 @@ class MergeSummary:
 
     @property
     def total_added(self) -> int:
+        """Runs added from all sources."""
         return sum(self.added.values())
 
 
@@ -77,11 +80,7 @@ def _check_results(frame: pd.DataFrame, path: Path) -> None:
 def _keys(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[str, ...]]:
     if frame.empty:
         return []
-    present = [c for c in columns if c in frame.columns]
-    return [
-        tuple(str(row[c]) if c in present else "" for c in columns)
-        for row in frame.to_dict("records")
-    ]
+    return [tuple(str(v) for v in row) for row in frame[list(columns)].itertuples(index=False)]
 
 
 def _column_order(
@@ -89,53 +88,98 @@ def _column_order(
 ) -> list[str]:
     """The destination's columns first, then new ones in ``known`` order, then the rest."""
     order = list(first)
-    seen = set(order)
-    extra = {c for f in frames for c in f.columns} - seen
+    extra = {c for f in frames for c in f.columns} - set(order)
     order += [c for c in known if c in extra]
     order += sorted(extra - set(known))
     return order
 
 
-def _write_atomically(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` to ``path`` through a temporary file and ``os.replace``."""
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """Size and modification time of ``path`` (``None`` if absent)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _file_mode(path: Path) -> int:
+    """Permission bits for a rewritten ``path``: its own, or 0o666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _write_atomically(frame: pd.DataFrame, path: Path, stamp: tuple[int, int] | None) -> None:
+    """Replace ``path`` by ``frame`` (temporary file, fsync, ``os.replace``).
+
+    Raises:
+        InputError: ``path`` changed since it was read (``stamp``): another process is
+            writing to it, and replacing it would lose that process's rows.
+    """
     buf = io.StringIO()
     frame.to_csv(buf, index=False, lineterminator="\n")
+    mode = _file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(buf.getvalue())
             fh.flush()
             os.fsync(fh.fileno())
+        if _stamp(path) != stamp:
+            raise InputError(
+                f"{path} changed during the merge (is 'llmbo bench' writing to it?); nothing "
+                "was replaced in it. Merge again once no process writes to the destination."
+            )
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def _differs(kept: dict[str, str], new: dict[str, str]) -> bool:
     return any(str(kept.get(c, "")) != str(new.get(c, "")) for c in ("top5_coverage", "best_found"))
 
 
+def _read_source(src: Path) -> pd.DataFrame:
+    frame = read_csv_rows(src / RESULTS_FILE)
+    if len(frame.columns):
+        _check_results(frame, src / RESULTS_FILE)
+    return frame
+
+
 def merge_results(sources: Sequence[str | Path], destination: str | Path) -> MergeSummary:
     """Add the runs of ``sources`` (results directories) to ``destination``.
 
-    A run is identified by :data:`~llmbo.benchmarks.runner.RUN_KEY`. Rows of the destination
-    come first and are never changed; a source run whose key is already present (in the
-    destination or an earlier source) is left out and counted in the summary. Each added
-    run brings its curve rows from the same source. Columns missing from one file are
-    left empty in its rows; new columns are appended after the destination's. Both files
-    of the destination are replaced atomically.
+    A run is identified by the :data:`~llmbo.benchmarks.runner.RUN_KEY` columns that every
+    file involved has (as ``llmbo bench`` compares runs with an older file). Rows of the
+    destination come first and are never changed; a source run whose key is already present
+    is left out and counted in the summary. Each added run brings its curve rows from the
+    same source. Columns missing from one file are left empty in its rows; new columns are
+    appended after the destination's. No process may write to the destination meanwhile: a
+    file that changes during the merge is not replaced (:class:`InputError`).
 
     Raises:
         InputError: A source has no ``reactions.csv``, a file is not an llmbo results file,
-            or a source is the destination itself.
+            a source is the destination itself, or the destination changed meanwhile.
     """
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
     destination = Path(destination)
     dest_results = destination / RESULTS_FILE
     dest_curves = destination / CURVES_FILE
     resolved = destination.resolve()
-    for src in sources:
-        src = Path(src)
+    for src in map(Path, sources):
         if src.resolve() == resolved:
             raise InputError(f"{src} is the destination itself; give other result directories.")
         if not (src / RESULTS_FILE).is_file():
@@ -144,65 +188,95 @@ def merge_results(sources: Sequence[str | Path], destination: str | Path) -> Mer
                 "'llmbo bench --results-dir'."
             )
 
+    stamps = (_stamp(dest_results), _stamp(dest_curves))
     results = read_csv_rows(dest_results)
-    if not results.empty:
+    if len(results.columns):
         _check_results(results, dest_results)
     curves = read_csv_rows(dest_curves)
+    frames = {str(src): _read_source(Path(src)) for src in sources}
+    key = [
+        c
+        for c in RUN_KEY
+        if all(c in f.columns for f in (results, *frames.values()) if len(f.columns))
+    ]
     kept_rows = results.to_dict("records") if not results.empty else []
-    index = {k: i for i, k in enumerate(_keys(results, RUN_KEY))}
+    index = {k: i for i, k in enumerate(_keys(results, key))}
     summary = MergeSummary()
     new_results: list[pd.DataFrame] = []
     new_curves: list[pd.DataFrame] = []
-    for src in map(Path, sources):
-        frame = read_csv_rows(src / RESULTS_FILE)
-        name = str(src)
-        summary.added.setdefault(name, 0)
-        summary.already_present.setdefault(name, 0)
-        summary.differing.setdefault(name, 0)
+    curve_owner: dict[tuple[str, ...], str] = {}
+    for name, frame in frames.items():
+        summary.added[name] = summary.already_present[name] = summary.differing[name] = 0
         if frame.empty:
             continue
-        _check_results(frame, src / RESULTS_FILE)
+        last = frame.drop_duplicates(subset=key, keep="last")
+        summary.already_present[name] += len(frame) - len(last)
         take = []
-        for key, row in zip(_keys(frame, RUN_KEY), frame.to_dict("records"), strict=True):
-            if key in index:
+        for run, row in zip(_keys(last, key), last.to_dict("records"), strict=True):
+            if run in index:
                 summary.already_present[name] += 1
-                summary.differing[name] += _differs(kept_rows[index[key]], row)
+                summary.differing[name] += _differs(kept_rows[index[run]], row)
                 take.append(False)
                 continue
-            index[key] = len(kept_rows)
+            index[run] = len(kept_rows)
             kept_rows.append(row)
             take.append(True)
-        added = frame.loc[take]
-        summary.added[name] += len(added)
+        added = last.loc[take]
+        summary.added[name] = len(added)
         if added.empty:
             continue
         new_results.append(added)
-        src_curves = read_csv_rows(src / CURVES_FILE)
-        wanted = set(_keys(added, CURVE_RUN_KEY))
-        if not src_curves.empty:
-            mask = [k in wanted for k in _keys(src_curves, CURVE_RUN_KEY)]
+        src_curves = read_csv_rows(Path(name) / CURVES_FILE)
+        curve_key = [c for c in CURVE_RUN_KEY if c in src_curves.columns and c in added.columns]
+        wanted = set(_keys(added, curve_key))
+        for run in wanted:
+            if run in curve_owner:
+                logger.warning(
+                    "Runs of %s and %s share the curve key %s (they differ only in columns "
+                    "the curves file does not record); the plot shows one of them.",
+                    curve_owner[run],
+                    name,
+                    run,
+                )
+            curve_owner[run] = name
+        if len(wanted) < len(added):
+            logger.warning(
+                "%d added run(s) of %s share a curve key with another (they differ only in "
+                "columns the curves file does not record); the plot shows one of each.",
+                len(added) - len(wanted),
+                name,
+            )
+        if not src_curves.empty and curve_key:
+            mask = [k in wanted for k in _keys(src_curves, curve_key)]
             # A run redone after a crash left its first curve behind: keep the last, as the
             # report does.
-            point = [c for c in (*CURVE_RUN_KEY, "iteration") if c in src_curves.columns]
+            point = [*curve_key, "iteration"] if "iteration" in src_curves.columns else curve_key
             chosen = src_curves.loc[mask].drop_duplicates(subset=point, keep="last")
             new_curves.append(chosen)
             summary.curves_added += len(chosen)
-            wanted -= set(_keys(chosen, CURVE_RUN_KEY))
+            wanted -= set(_keys(chosen, curve_key))
         summary.runs_without_curve += len(wanted)
 
     if not new_results:
         return summary
     destination.mkdir(parents=True, exist_ok=True)
-    first = list(results.columns) if not results.empty else list(RESULT_COLUMNS)
+    if (_stamp(dest_results), _stamp(dest_curves)) != stamps:
+        raise InputError(
+            f"{destination} changed during the merge (is 'llmbo bench' writing to it?); "
+            "nothing was replaced. Merge again once no process writes to the destination."
+        )
+    first = list(results.columns) if len(results.columns) else list(RESULT_COLUMNS)
     order = _column_order(first, new_results, RESULT_COLUMNS)
     merged = pd.concat([results, *new_results], ignore_index=True).reindex(columns=order)
     if new_curves:
-        first = list(curves.columns) if not curves.empty else list(CURVE_COLUMNS)
+        first = list(curves.columns) if len(curves.columns) else list(CURVE_COLUMNS)
         curve_order = _column_order(first, new_curves, CURVE_COLUMNS)
         merged_curves = pd.concat([curves, *new_curves], ignore_index=True)
         # Curves first: a results row promises a complete curve (as when ``llmbo bench`` appends).
-        _write_atomically(merged_curves.reindex(columns=curve_order).fillna(""), dest_curves)
-    _write_atomically(merged.fillna(""), dest_results)
+        _write_atomically(
+            merged_curves.reindex(columns=curve_order).fillna(""), dest_curves, stamps[1]
+        )
+    _write_atomically(merged.fillna(""), dest_results, stamps[0])
     if summary.runs_without_curve:
         logger.warning(
             "%d added run(s) have no curve in their source; the convergence plot omits them.",

@@ -120,6 +120,8 @@ RUN_KEY: tuple[str, ...] = (
     "n_initial",
     "batch_size",
 )
+#: Columns every results file has; a file without them is not an llmbo results file.
+REQUIRED_COLUMNS: tuple[str, ...] = ("benchmark", "method", "seed")
 #: The ``--quick`` protocol (CI): one pool, two seeds, five iterations.
 QUICK: dict[str, Any] = {"benchmarks": ("bh1",), "seeds": (0, 1), "iterations": 5}
 
@@ -437,7 +439,7 @@ class _CsvAppender:
             self.columns = list(columns)
             self._write([self.columns])
         else:
-            missing = [c for c in ("benchmark", "method", "seed") if c not in existing]
+            missing = [c for c in REQUIRED_COLUMNS if c not in existing]
             if missing:
                 raise InputError(f"{path} is not an llmbo results file (no column(s) {missing}).")
             self.columns = existing

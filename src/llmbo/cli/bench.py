@@ -94,8 +94,8 @@ def register(subparsers: Any) -> None:
         help="add the runs of other results directories to RESULTS_DIR",
         description="Merge reactions.csv and reactions_curves.csv of SOURCE directories (e.g. "
         "written by parallel 'llmbo bench --results-dir' processes) into RESULTS_DIR. Runs "
-        "already in RESULTS_DIR are kept as measured; the files are replaced atomically. "
-        "Then rewrite the report.",
+        "already in RESULTS_DIR are kept as measured; each file is replaced atomically. No "
+        "'llmbo bench' may write to RESULTS_DIR meanwhile. Then rewrite the report.",
     )
     m.add_argument("sources", nargs="+", type=Path, metavar="SOURCE")
     m.add_argument("--results-dir", default="benchmarks/results", type=Path)
@@ -228,11 +228,16 @@ def _merge(args: argparse.Namespace) -> int:
         line = f"{source}: {added} run(s) added"
         present = summary.already_present[source]
         if present:
-            line += f", {present} already in {args.results_dir} and kept as they were"
+            line += (
+                f", {present} already present (in {args.results_dir} or an earlier source) "
+                "and left out"
+            )
             if summary.differing[source]:
-                line += f" ({summary.differing[source]} with a different outcome)"
+                line += f" ({summary.differing[source]} with another outcome than the kept row)"
         print(line)
     print(f"{summary.curves_added} curve row(s) added.")
+    if summary.runs_without_curve:
+        print(f"{summary.runs_without_curve} added run(s) have no curve in their source.")
     if args.no_report or not summary.total_added:
         return 0
     return _write_report(args.results_dir)
