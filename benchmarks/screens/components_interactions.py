@@ -19,17 +19,17 @@ Tanimoto GP).
 import functools
 import itertools
 import sys
-import time
 import warnings
 
 import torch
+from _runs import run_seeds
 from botorch.exceptions.warnings import OptimizationWarning
 from botorch.fit import DEFAULT_WARNING_HANDLER
 from botorch.models.kernels.categorical import CategoricalKernel
 from gpytorch.kernels import AdditiveKernel, ScaleKernel
 
 import llmbo.surrogates.feature_gp as feature_gp
-from llmbo.benchmarks.runner import _pool, run_one
+from llmbo.benchmarks.runner import _pool
 from llmbo.encoders.fingerprints import ComponentsFeaturizer
 from llmbo.surrogates.feature_gp import FeatureGP
 from llmbo.surrogates.kernels import component_kernel
@@ -86,18 +86,7 @@ def main() -> None:
         label = variant
     for pool in pools:
         surrogate = ComponentsWithInteractions(list(_pool(pool).smiles_columns), variant)
-        for seed in range(lo, hi + 1):
-            start = time.time()
-            result = run_one(pool, "components", seed, surrogate=surrogate)
-            print(
-                label,
-                pool,
-                seed,
-                result.row["top5_coverage"],
-                round(time.time() - start),
-                result.row["fit_fallbacks"],
-                flush=True,
-            )
+        run_seeds([label], pool, "components", range(lo, hi + 1), surrogate, ["fit_fallbacks"])
 
 
 if __name__ == "__main__":

@@ -11,12 +11,12 @@ Arguments: comma-separated pools, seed range ``LO-HI``. Prints ``pool seed cover
 """
 
 import sys
-import time
 
 import torch
+from _runs import run_seeds
 from gpytorch.kernels import ScaleKernel
 
-from llmbo.benchmarks.runner import _pool, run_one
+from llmbo.benchmarks.runner import _pool
 from llmbo.encoders.fingerprints import ComponentsFeaturizer, DrfpFeaturizer
 from llmbo.surrogates.feature_gp import FeatureGP
 from llmbo.surrogates.kernels import TanimotoKernel, component_kernel
@@ -55,10 +55,7 @@ def main() -> None:
     torch.set_num_threads(1)
     for pool in pools:
         surrogate = ComponentsPlusDrfp(list(_pool(pool).smiles_columns))
-        for seed in range(lo, hi + 1):
-            start = time.time()
-            result = run_one(pool, "components", seed, surrogate=surrogate)
-            print(pool, seed, result.row["top5_coverage"], round(time.time() - start), flush=True)
+        run_seeds([], pool, "components", range(lo, hi + 1), surrogate)
 
 
 if __name__ == "__main__":

@@ -18,19 +18,19 @@ screen reproduces ``llmbo bench``). Prints ``label pool seed coverage seconds fi
 """
 
 import argparse
-import time
 
 import torch
+from _runs import run_seeds
 from botorch.models.utils.gpytorch_modules import get_gaussian_likelihood_with_lognormal_prior
 from gpytorch.constraints import GreaterThan
 
 import llmbo.surrogates.deep_kernel as deep_kernel
 import llmbo.surrogates.feature_gp as feature_gp
-from llmbo.benchmarks.runner import build_surrogate, run_one
+from llmbo.benchmarks.runner import build_surrogate
 from llmbo.cli.bench import parse_seeds, parse_value
 
 
-def likelihood_with_noise_prior(noise_constraint: GreaterThan, batch_shape=torch.Size()):
+def likelihood_with_noise_prior(noise_constraint: GreaterThan, batch_shape=None):
     """BoTorch's default likelihood, keeping llmbo's lower bound on the noise."""
     likelihood = get_gaussian_likelihood_with_lognormal_prior(batch_shape=batch_shape)
     likelihood.noise_covar.register_constraint("raw_noise", noise_constraint)
@@ -60,25 +60,16 @@ def main() -> None:
         label += "{" + ",".join(f"{k}={v}" for k, v in options.items()) + "}"
     for pool in args.pools.split(","):
         surrogate = build_surrogate(pool, args.method, template=args.template, options=options)
-        for seed in parse_seeds(args.seeds):
-            start = time.time()
-            result = run_one(
-                pool,
-                args.method,
-                seed,
-                template=args.template,
-                surrogate=surrogate,
-                options=options,
-            )
-            print(
-                label,
-                pool,
-                seed,
-                result.row["top5_coverage"],
-                round(time.time() - start),
-                result.row["fit_fallbacks"],
-                flush=True,
-            )
+        run_seeds(
+            [label],
+            pool,
+            args.method,
+            parse_seeds(args.seeds),
+            surrogate,
+            ["fit_fallbacks"],
+            template=args.template,
+            options=options,
+        )
 
 
 if __name__ == "__main__":
