@@ -663,3 +663,20 @@ def test_gp_on_the_cpu_matches_the_gp_on_the_gpu(
         mean_cpu = on_cpu.model.posterior(on_cpu.features).mean
         mean_gpu = on_gpu.model.posterior(on_gpu.features).mean.cpu()
     torch.testing.assert_close(mean_cpu, mean_gpu, rtol=1e-3, atol=1e-3)
+
+
+def test_noise_prior_reaches_the_deep_kernel_gp(
+    tiny_model: str, space: CandidateSpace, train_y: torch.Tensor
+) -> None:
+    spec = SurrogateSpec(
+        name="projection",
+        encoder=EncoderConfig(model=tiny_model, device="cpu"),
+        deep_kernel=DeepKernelConfig(steps=3),
+        noise_prior=True,
+    )
+    surrogate = make_surrogate(spec)
+    assert isinstance(surrogate, DeepKernelGP) and surrogate.noise_prior
+    surrogate.prepare(space)
+    likelihood = surrogate.fit(TRAIN, train_y).model.likelihood
+    assert [name for name, *_ in likelihood.named_priors()] == ["noise_covar.noise_prior"]
+    assert float(likelihood.noise.detach()) >= spec.deep_kernel.noise_lower_bound

@@ -178,3 +178,32 @@ def test_components_kernel_learns_which_component_matters() -> None:
 def test_components_kernel_needs_component_features() -> None:
     with pytest.raises(ValueError, match="'components' featurizer"):
         FeatureGP(FixedFeatures(torch.zeros(3, 4)), kernel="components")
+
+
+def test_noise_prior_holds_the_noise_down_on_data_without_signal() -> None:
+    # Yields unrelated to the features: by marginal likelihood alone the GP calls them noise;
+    # BoTorch's LogNormal(-4, 1) prior keeps the noise variance near its mode instead.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(30, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(30, generator=gen, dtype=torch.float64)
+    train = torch.arange(12)
+    noise = {}
+    for prior in (False, True):
+        surrogate = FeatureGP(FixedFeatures(x), kernel="matern", noise_prior=prior)
+        surrogate.prepare(_space(30))
+        likelihood = surrogate.fit(train, y[train]).model.likelihood
+        priors = [name for name, *_ in likelihood.named_priors()]
+        assert priors == (["noise_covar.noise_prior"] if prior else [])
+        noise[prior] = float(likelihood.noise.detach())
+        assert noise[prior] >= surrogate.noise_lower_bound
+    assert noise[False] > 0.5
+    assert noise[True] < 0.1
+
+
+def test_noise_prior_is_a_spec_setting(tiny_model: str) -> None:
+    spec = SurrogateSpec(name="static", encoder=EncoderConfig(model=tiny_model), noise_prior=True)
+    surrogate = make_surrogate(spec)
+    assert isinstance(surrogate, FeatureGP) and surrogate.noise_prior
+    assert not make_surrogate(SurrogateSpec(name="drfp")).noise_prior  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="noise_prior must be true or false"):
+        SurrogateSpec(name="static", noise_prior="yes")  # type: ignore[arg-type]

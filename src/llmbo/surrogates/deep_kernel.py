@@ -24,7 +24,6 @@ from botorch.posteriors.fully_bayesian import GaussianMixturePosterior
 from botorch.settings import validate_input_scaling
 from gpytorch.constraints import GreaterThan, Interval
 from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
-from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.means import ConstantMean
 from gpytorch.mlls import ExactMarginalLogLikelihood, LeaveOneOutPseudoLikelihood
 from gpytorch.priors import LogNormalPrior
@@ -38,6 +37,7 @@ from llmbo.errors import FitError, InputError
 from llmbo.space import CandidateSpace
 from llmbo.surrogates.base import FittedSurrogate, Surrogate, as_train_tensors
 from llmbo.surrogates.kernels import TanimotoKernel, component_kernel
+from llmbo.surrogates.likelihood import gaussian_likelihood
 from llmbo.surrogates.numerics import robust_cholesky
 
 logger = logging.getLogger("llmbo.surrogates")
@@ -287,6 +287,9 @@ class DeepKernelGP(Surrogate):
         encoder: A :class:`TextEncoder`; with LoRA/soft tokens its parameters are trained.
         config: Training settings.
         name: Label recorded in studies (``"projection"``, ``"lora"``, ...).
+        side_featurizer: Features of a side kernel added to the learned one (``side_fit``).
+        noise_prior: BoTorch's default LogNormal(-4, 1) prior on the noise variance (see
+            :func:`~llmbo.surrogates.likelihood.gaussian_likelihood`); off by default.
     """
 
     def __init__(
@@ -296,8 +299,10 @@ class DeepKernelGP(Surrogate):
         *,
         name: str = "deep_kernel",
         side_featurizer: Featurizer | None = None,
+        noise_prior: bool = False,
     ) -> None:
         super().__init__()
+        self.noise_prior = noise_prior
         self.encoder = encoder
         self.side_featurizer = side_featurizer
         self._side: Tensor | None = None
@@ -454,8 +459,8 @@ class DeepKernelGP(Surrogate):
             y.expand(*batch, *y.shape),
             covar_module=covar if covar is not None else self._covar(d, batch),
             mean_module=ConstantMean(batch_shape=batch),
-            likelihood=GaussianLikelihood(
-                noise_constraint=GreaterThan(self.config_.noise_lower_bound), batch_shape=batch
+            likelihood=gaussian_likelihood(
+                self.config_.noise_lower_bound, noise_prior=self.noise_prior, batch_shape=batch
             ),
             outcome_transform=Standardize(m=1, batch_shape=batch) if y.shape[0] > 1 else None,
         ).to(z.device)
@@ -605,5 +610,6 @@ class DeepKernelGP(Surrogate):
             "lora": enc.lora_settings.to_dict() if enc.lora_settings else None,
             "soft_tokens": enc.n_soft,
             "side_features": type(self.side_featurizer).__name__ if self.side_featurizer else None,
+            "noise_prior": self.noise_prior,
             "deep_kernel": self.config_.to_dict(),
         }

@@ -39,6 +39,8 @@ class SurrogateSpec:
             kernel's learned-feature kernel (``projection``/``lora`` only): Tanimoto, or
             :func:`~llmbo.surrogates.kernels.component_kernel` for ``components``.
         side_featurizer: Keyword arguments of that featurizer.
+        noise_prior: Put BoTorch's default LogNormal(-4, 1) prior on the GP's noise variance
+            (any GP surrogate; see :func:`~llmbo.surrogates.likelihood.gaussian_likelihood`).
     """
 
     name: str = "lora"
@@ -53,6 +55,11 @@ class SurrogateSpec:
     kernel: str | None = None
     side_features: str | None = None
     side_featurizer: dict[str, Any] = field(default_factory=dict)
+    noise_prior: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.noise_prior, bool):
+            raise InputError(f"noise_prior must be true or false, got {self.noise_prior!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,12 +100,17 @@ def _static(spec: SurrogateSpec) -> Surrogate:
     if spec.soft_tokens:
         # Soft tokens make the encoder trainable: train them by MLL, no projection head.
         config = DeepKernelConfig(**{**spec.deep_kernel.to_dict(), "projection_dim": None})
-        return DeepKernelGP(_encoder(spec, lora=False), config, name="static")
+        return DeepKernelGP(
+            _encoder(spec, lora=False), config, name="static", noise_prior=spec.noise_prior
+        )
     from llmbo.encoders.embeddings import EmbeddingFeaturizer
 
     return FeatureGP(
-        EmbeddingFeaturizer(spec.encoder), kernel=spec.kernel or "matern", name="static"
-    )  # type: ignore[arg-type]
+        EmbeddingFeaturizer(spec.encoder),
+        kernel=spec.kernel or "matern",  # type: ignore[arg-type]
+        name="static",
+        noise_prior=spec.noise_prior,
+    )
 
 
 def _side(spec: SurrogateSpec) -> Any:
@@ -113,14 +125,22 @@ def _side(spec: SurrogateSpec) -> Any:
 @SURROGATES.register("projection")
 def _projection(spec: SurrogateSpec) -> Surrogate:
     return DeepKernelGP(
-        _encoder(spec, lora=False), spec.deep_kernel, name="projection", side_featurizer=_side(spec)
+        _encoder(spec, lora=False),
+        spec.deep_kernel,
+        name="projection",
+        side_featurizer=_side(spec),
+        noise_prior=spec.noise_prior,
     )
 
 
 @SURROGATES.register("lora")
 def _lora(spec: SurrogateSpec) -> Surrogate:
     return DeepKernelGP(
-        _encoder(spec, lora=True), spec.deep_kernel, name="lora", side_featurizer=_side(spec)
+        _encoder(spec, lora=True),
+        spec.deep_kernel,
+        name="lora",
+        side_featurizer=_side(spec),
+        noise_prior=spec.noise_prior,
     )
 
 
@@ -135,7 +155,12 @@ def _fingerprint(name: str, default_kernel: str) -> None:
             raise InputError(
                 f"Bad featurizer options {spec.featurizer!r} for {name!r}: {exc}"
             ) from exc
-        return FeatureGP(featurizer, kernel=spec.kernel or default_kernel, name=name)  # type: ignore[arg-type]
+        return FeatureGP(
+            featurizer,
+            kernel=spec.kernel or default_kernel,  # type: ignore[arg-type]
+            name=name,
+            noise_prior=spec.noise_prior,
+        )
 
     SURROGATES.register(name)(build)
 

@@ -13,7 +13,6 @@ from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
-from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior
 from torch import Tensor
@@ -22,6 +21,7 @@ from llmbo.encoders.base import Featurizer
 from llmbo.errors import InputError
 from llmbo.space import CandidateSpace
 from llmbo.surrogates.base import FittedSurrogate, Surrogate, as_train_tensors
+from llmbo.surrogates.likelihood import gaussian_likelihood
 from llmbo.surrogates.numerics import robust_cholesky
 
 __all__ = ["FeatureGP"]
@@ -45,6 +45,8 @@ class FeatureGP(Surrogate):
             :func:`~llmbo.surrogates.kernels.component_kernel`).
         name: Label of this surrogate (e.g. ``"drfp"``).
         noise_lower_bound: Smallest noise variance (standardised units).
+        noise_prior: BoTorch's default LogNormal(-4, 1) prior on the noise variance (see
+            :func:`~llmbo.surrogates.likelihood.gaussian_likelihood`); off by default.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class FeatureGP(Surrogate):
         kernel: KernelName = "matern",
         name: str = "feature_gp",
         noise_lower_bound: float = 1e-4,
+        noise_prior: bool = False,
     ) -> None:
         super().__init__()
         if kernel not in KERNELS:
@@ -67,6 +70,7 @@ class FeatureGP(Surrogate):
         self.kernel = kernel
         self.name = name  # type: ignore[misc]
         self.noise_lower_bound = noise_lower_bound
+        self.noise_prior = noise_prior
         self.features_: Tensor | None = None
 
     def _prepare(self, space: CandidateSpace, *, progress: bool) -> None:
@@ -126,7 +130,7 @@ class FeatureGP(Surrogate):
             X[idx],
             y,
             covar_module=self._covar(d),
-            likelihood=GaussianLikelihood(noise_constraint=GreaterThan(self.noise_lower_bound)),
+            likelihood=gaussian_likelihood(self.noise_lower_bound, noise_prior=self.noise_prior),
             input_transform=input_transform,
             outcome_transform=Standardize(m=1) if y.shape[0] > 1 else None,
         )
@@ -141,4 +145,5 @@ class FeatureGP(Surrogate):
             "name": self.name,
             "kernel": self.kernel,
             "featurizer": type(self.featurizer).__name__,
+            "noise_prior": self.noise_prior,
         }
