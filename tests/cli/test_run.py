@@ -152,6 +152,21 @@ def test_side_features_option_reaches_the_study(
     assert "--side-fit needs --side-features" in capsys.readouterr().err
 
 
+def test_noise_prior_option_reaches_the_study(table: Path, tmp_path: Path, capsys) -> None:
+    from llmbo.optimizer import Optimizer
+
+    study = tmp_path / "run.db"
+    args = _run(table, "--surrogate", "onehot", "--fingerprint-columns", "color,animal")
+    args += ["--noise-prior", "--n-initial", "4", "--iterations", "2"]
+    assert main([*args, "--study", str(study), "--study-name", "s"]) == 0
+    opt = Optimizer.load(str(study), "s", progress=False)
+    assert opt.spec is not None and opt.spec.noise_prior
+    assert len(opt.history) == 6
+    capsys.readouterr()
+    assert main(_run(table, "--surrogate", "random", "--noise-prior")) == 2
+    assert "--noise-prior applies to GP surrogates" in capsys.readouterr().err
+
+
 def test_lora_placement_option_values() -> None:
     import argparse
 

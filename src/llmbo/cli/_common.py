@@ -167,6 +167,12 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         "unexplained; residual also keeps that GP's mean and noise",
     )
     group.add_argument(
+        "--noise-prior",
+        action="store_true",
+        help="put BoTorch's default LogNormal(-4, 1) prior on the GP's noise variance "
+        "(default: no prior, only a floor of 1e-4); see benchmarks/README.md, eleventh round",
+    )
+    group.add_argument(
         "--pooling",
         choices=("mean", "cls", "last", "segments"),
         default=None,
@@ -290,6 +296,10 @@ def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -
             raise InputError("--top-module applies to the lora surrogate only.")
         value = None if args.top_module.lower() == "none" else args.top_module
         spec = replace(spec, top_module=value)
+    if getattr(args, "noise_prior", False):
+        if name.lower() == "random":
+            raise InputError("--noise-prior applies to GP surrogates, not to random search.")
+        spec = replace(spec, noise_prior=True)
     side = getattr(args, "side_features", None)
     side_fit = getattr(args, "side_fit", None)
     if side_fit and not side:
