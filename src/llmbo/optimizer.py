@@ -650,6 +650,7 @@ class Optimizer:
         if features is not None:
             informative = _informative_columns(features)
             if informative is not None:
+                # No noise prior here whatever the surrogate had: a higher floor instead.
                 backup = FeatureGP(
                     _FixedFeatures(informative),
                     kernel=kernel,  # type: ignore[arg-type]

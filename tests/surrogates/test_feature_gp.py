@@ -91,7 +91,12 @@ def test_tanimoto_interpolates_a_function_of_similarities(dtype: torch.dtype) ->
     held_out = torch.arange(1, 40, 2)
     assert torch.corrcoef(torch.stack([mean[held_out], y_all[held_out]]))[0, 1] > 0.5
     assert float(var[held_out].mean()) > float(var[train].mean())
-    assert surrogate.config() == {"name": "fp", "kernel": "tanimoto", "featurizer": "FixedFeatures"}
+    assert surrogate.config() == {
+        "name": "fp",
+        "kernel": "tanimoto",
+        "featurizer": "FixedFeatures",
+        "noise_prior": False,
+    }
 
 
 def test_tanimoto_posterior_mean_matches_closed_form() -> None:

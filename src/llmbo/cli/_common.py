@@ -169,8 +169,10 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
     group.add_argument(
         "--noise-prior",
         action="store_true",
-        help="put BoTorch's default LogNormal(-4, 1) prior on the GP's noise variance "
-        "(default: no prior, only a floor of 1e-4); see benchmarks/README.md, eleventh round",
+        default=d(False),
+        help="put BoTorch's default LogNormal(-4, 1) prior on the GP's noise variance and "
+        "start the noise at its mode, 0.0067 (default: no prior, only a floor of 1e-4); see "
+        "benchmarks/README.md, eleventh round",
     )
     group.add_argument(
         "--pooling",

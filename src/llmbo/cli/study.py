@@ -169,6 +169,7 @@ def _check_reopen_options(args: argparse.Namespace, study: StudyRecord) -> None:
         "--soft-tokens": (args.soft_tokens, surrogate.get("soft_tokens")),
         "--side-features": (args.side_features, surrogate.get("side_features")),
         "--side-fit": (args.side_fit, surrogate.get("deep_kernel", {}).get("side_fit", "joint")),
+        "--noise-prior": (args.noise_prior, surrogate.get("noise_prior", False)),
     }
     if args.fingerprint_columns is not None:
         raise InputError(

@@ -288,7 +288,8 @@ class DeepKernelGP(Surrogate):
         config: Training settings.
         name: Label recorded in studies (``"projection"``, ``"lora"``, ...).
         side_featurizer: Features of a side kernel added to the learned one (``side_fit``).
-        noise_prior: BoTorch's default LogNormal(-4, 1) prior on the noise variance (see
+        noise_prior: BoTorch's default LogNormal(-4, 1) prior on the noise variance, with
+            the noise starting at its mode (see
             :func:`~llmbo.surrogates.likelihood.gaussian_likelihood`); off by default.
     """
 

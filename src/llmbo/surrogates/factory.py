@@ -40,7 +40,8 @@ class SurrogateSpec:
             :func:`~llmbo.surrogates.kernels.component_kernel` for ``components``.
         side_featurizer: Keyword arguments of that featurizer.
         noise_prior: Put BoTorch's default LogNormal(-4, 1) prior on the GP's noise variance
-            (any GP surrogate; see :func:`~llmbo.surrogates.likelihood.gaussian_likelihood`).
+            and start the noise at its mode (any GP surrogate; not the optimizer's fallback
+            GP; see :func:`~llmbo.surrogates.likelihood.gaussian_likelihood`).
     """
 
     name: str = "lora"
@@ -92,7 +93,11 @@ def _encoder(spec: SurrogateSpec, *, lora: bool) -> TextEncoder:
     )
 
 
-SURROGATES.register("random")(lambda spec: RandomSurrogate())
+@SURROGATES.register("random")
+def _random(spec: SurrogateSpec) -> Surrogate:
+    if spec.noise_prior:
+        raise InputError("noise_prior applies to GP surrogates, not to random search.")
+    return RandomSurrogate()
 
 
 @SURROGATES.register("static")

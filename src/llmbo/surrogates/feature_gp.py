@@ -45,7 +45,8 @@ class FeatureGP(Surrogate):
             :func:`~llmbo.surrogates.kernels.component_kernel`).
         name: Label of this surrogate (e.g. ``"drfp"``).
         noise_lower_bound: Smallest noise variance (standardised units).
-        noise_prior: BoTorch's default LogNormal(-4, 1) prior on the noise variance (see
+        noise_prior: BoTorch's default LogNormal(-4, 1) prior on the noise variance, with
+            the noise starting at its mode (see
             :func:`~llmbo.surrogates.likelihood.gaussian_likelihood`); off by default.
     """
 
