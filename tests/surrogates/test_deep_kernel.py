@@ -28,7 +28,9 @@ def train_y(space: CandidateSpace) -> torch.Tensor:
     return torch.tensor(space.frame["y"].to_numpy()[TRAIN.numpy()], dtype=torch.float64)
 
 
-def _surrogate(model: str, name: str, steps: int = 40, **kwargs: object) -> DeepKernelGP:
+def _surrogate(
+    model: str, name: str, steps: int = 40, noise_prior: bool = False, **kwargs: object
+) -> DeepKernelGP:
     """``name`` is a surrogate, or ``lora-out``: LoRA on the last layer's ``output`` only."""
     deep = DeepKernelConfig(steps=steps, **kwargs)  # type: ignore[arg-type]
     top_module = "output" if name == "lora-out" else None
@@ -37,6 +39,7 @@ def _surrogate(model: str, name: str, steps: int = 40, **kwargs: object) -> Deep
         encoder=EncoderConfig(model=model, device="cpu"),
         deep_kernel=deep,
         top_module=top_module,
+        noise_prior=noise_prior,
     )
     surrogate = make_surrogate(spec)
     assert isinstance(surrogate, DeepKernelGP)
@@ -668,15 +671,9 @@ def test_gp_on_the_cpu_matches_the_gp_on_the_gpu(
 def test_noise_prior_reaches_the_deep_kernel_gp(
     tiny_model: str, space: CandidateSpace, train_y: torch.Tensor
 ) -> None:
-    spec = SurrogateSpec(
-        name="projection",
-        encoder=EncoderConfig(model=tiny_model, device="cpu"),
-        deep_kernel=DeepKernelConfig(steps=3),
-        noise_prior=True,
-    )
-    surrogate = make_surrogate(spec)
-    assert isinstance(surrogate, DeepKernelGP) and surrogate.noise_prior
+    surrogate = _surrogate(tiny_model, "projection", steps=3, noise_prior=True)
+    assert surrogate.noise_prior
     surrogate.prepare(space)
     likelihood = surrogate.fit(TRAIN, train_y).model.likelihood
     assert [name for name, *_ in likelihood.named_priors()] == ["noise_covar.noise_prior"]
-    assert float(likelihood.noise.detach()) >= spec.deep_kernel.noise_lower_bound
+    assert float(likelihood.noise.detach()) >= surrogate.config_.noise_lower_bound
