@@ -24,11 +24,12 @@ import pandas as pd
 from llmbo.benchmarks.runner import (
     CURVE_COLUMNS,
     CURVES_FILE,
-    REQUIRED_COLUMNS,
     RESULT_COLUMNS,
     RESULTS_FILE,
     RUN_KEY,
     read_csv_rows,
+    require_result_columns,
+    row_keys,
 )
 from llmbo.errors import InputError
 
@@ -69,18 +70,8 @@ class MergeSummary:
 
 
 def _check_results(frame: pd.DataFrame, path: Path) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise InputError(
-            f"{path} is not an llmbo results file (no column(s) {', '.join(missing)}); "
-            "give directories written by 'llmbo bench --results-dir'."
-        )
-
-
-def _keys(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[str, ...]]:
-    if frame.empty:
-        return []
-    return [tuple(str(v) for v in row) for row in frame[list(columns)].itertuples(index=False)]
+    hint = "; give directories written by 'llmbo bench --results-dir'"
+    require_result_columns(list(frame.columns), path, hint)
 
 
 def _column_order(
@@ -200,11 +191,12 @@ def merge_results(sources: Sequence[str | Path], destination: str | Path) -> Mer
         if all(c in f.columns for f in (results, *frames.values()) if len(f.columns))
     ]
     kept_rows = results.to_dict("records") if not results.empty else []
-    index = {k: i for i, k in enumerate(_keys(results, key))}
+    index = {k: i for i, k in enumerate(row_keys(results, key))}
     summary = MergeSummary()
     new_results: list[pd.DataFrame] = []
     new_curves: list[pd.DataFrame] = []
-    curve_owner: dict[tuple[str, ...], str] = {}
+    curve_keys_added: set[tuple[str, ...]] = set()
+    shared_curve_keys = 0
     for name, frame in frames.items():
         summary.added[name] = summary.already_present[name] = summary.differing[name] = 0
         if frame.empty:
@@ -212,7 +204,7 @@ def merge_results(sources: Sequence[str | Path], destination: str | Path) -> Mer
         last = frame.drop_duplicates(subset=key, keep="last")
         summary.already_present[name] += len(frame) - len(last)
         take = []
-        for run, row in zip(_keys(last, key), last.to_dict("records"), strict=True):
+        for run, row in zip(row_keys(last, key), last.to_dict("records"), strict=True):
             if run in index:
                 summary.already_present[name] += 1
                 summary.differing[name] += _differs(kept_rows[index[run]], row)
@@ -228,35 +220,27 @@ def merge_results(sources: Sequence[str | Path], destination: str | Path) -> Mer
         new_results.append(added)
         src_curves = read_csv_rows(Path(name) / CURVES_FILE)
         curve_key = [c for c in CURVE_RUN_KEY if c in src_curves.columns and c in added.columns]
-        wanted = set(_keys(added, curve_key))
-        for run in wanted:
-            if run in curve_owner:
-                logger.warning(
-                    "Runs of %s and %s share the curve key %s (they differ only in columns "
-                    "the curves file does not record); the plot shows one of them.",
-                    curve_owner[run],
-                    name,
-                    run,
-                )
-            curve_owner[run] = name
-        if len(wanted) < len(added):
-            logger.warning(
-                "%d added run(s) of %s share a curve key with another (they differ only in "
-                "columns the curves file does not record); the plot shows one of each.",
-                len(added) - len(wanted),
-                name,
-            )
+        for run in row_keys(added, curve_key):
+            shared_curve_keys += run in curve_keys_added
+            curve_keys_added.add(run)
+        wanted = set(row_keys(added, curve_key))
         if not src_curves.empty and curve_key:
-            mask = [k in wanted for k in _keys(src_curves, curve_key)]
+            mask = [k in wanted for k in row_keys(src_curves, curve_key)]
             # A run redone after a crash left its first curve behind: keep the last, as the
             # report does.
             point = [*curve_key, "iteration"] if "iteration" in src_curves.columns else curve_key
             chosen = src_curves.loc[mask].drop_duplicates(subset=point, keep="last")
             new_curves.append(chosen)
             summary.curves_added += len(chosen)
-            wanted -= set(_keys(chosen, curve_key))
+            wanted -= set(row_keys(chosen, curve_key))
         summary.runs_without_curve += len(wanted)
 
+    if shared_curve_keys:
+        logger.warning(
+            "%d added run(s) share their curve key with another added run (they differ only in "
+            "columns the curves file does not record); the plot shows one of each.",
+            shared_curve_keys,
+        )
     if not new_results:
         return summary
     destination.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,8 @@ __all__ = [
     "build_surrogate",
     "library_versions",
     "read_csv_rows",
+    "require_result_columns",
+    "row_keys",
     "run_benchmarks",
     "run_one",
 ]
@@ -439,9 +441,7 @@ class _CsvAppender:
             self.columns = list(columns)
             self._write([self.columns])
         else:
-            missing = [c for c in REQUIRED_COLUMNS if c not in existing]
-            if missing:
-                raise InputError(f"{path} is not an llmbo results file (no column(s) {missing}).")
+            require_result_columns(existing, path)
             self.columns = existing
             extra = [c for c in columns if c not in existing]
             if extra:
@@ -486,10 +486,20 @@ class _CsvAppender:
         self._write([[row.get(c, "") for c in self.columns] for row in rows])
 
 
-def _done_keys(frame: pd.DataFrame, present: Sequence[str]) -> set[tuple[str, ...]]:
+def row_keys(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[str, ...]]:
+    """Each row's values in ``columns``, as text: the run keys of a results frame."""
     if frame.empty:
-        return set()
-    return {tuple(str(v) for v in row) for row in frame[present].itertuples(index=False)}
+        return []
+    return [tuple(str(v) for v in row) for row in frame[list(columns)].itertuples(index=False)]
+
+
+def require_result_columns(columns: Sequence[str], path: Path, hint: str = "") -> None:
+    """Raise :class:`InputError` unless ``columns`` has the :data:`REQUIRED_COLUMNS`."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise InputError(
+            f"{path} is not an llmbo results file (no column(s) {', '.join(missing)}){hint}."
+        )
 
 
 def _key(values: Mapping[str, Any], present: Sequence[str]) -> tuple[str, ...]:
@@ -537,7 +547,7 @@ def run_benchmarks(
     existing = read_csv_rows(results.path)
     # Key columns an older file lacks are left out of the comparison.
     present = [c for c in RUN_KEY if c in results.columns]
-    done = _done_keys(existing, present)
+    done = set(row_keys(existing, present))
 
     plan: list[tuple[str, str, int]] = []
     wanted: list[tuple[str, ...]] = []
@@ -556,7 +566,7 @@ def run_benchmarks(
                     "batch_size": protocol.batch_size,
                 }
                 wanted.append(_key(key, present))
-                if _key(key, present) not in done:
+                if wanted[-1] not in done:
                     plan.append((pool, method, int(seed)))
     skipped = len(wanted) - len(plan)
     if skipped:
@@ -614,5 +624,6 @@ def run_benchmarks(
     table = read_csv_rows(results.path)
     if table.empty:
         return table
-    keep = [k in set(wanted) for k in (_key(r, present) for r in table.to_dict("records"))]
+    wanted_keys = set(wanted)
+    keep = [k in wanted_keys for k in row_keys(table, present)]
     return table.loc[keep].reset_index(drop=True)
