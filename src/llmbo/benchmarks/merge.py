@@ -11,16 +11,14 @@ curve per run).
 
 from __future__ import annotations
 
-import io
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from llmbo._files import file_stamp, write_csv_atomic
 from llmbo.benchmarks.runner import (
     CURVE_COLUMNS,
     CURVES_FILE,
@@ -85,57 +83,22 @@ def _column_order(
     return order
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    """Size and modification time of ``path`` (``None`` if absent)."""
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return None
-    return stat.st_size, stat.st_mtime_ns
-
-
-def _file_mode(path: Path) -> int:
-    """Permission bits for a rewritten ``path``: its own, or 0o666 less the umask."""
-    try:
-        return path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _write_atomically(frame: pd.DataFrame, path: Path, stamp: tuple[int, int] | None) -> None:
-    """Replace ``path`` by ``frame`` (temporary file, fsync, ``os.replace``).
+def _write_unless_changed(frame: pd.DataFrame, path: Path, stamp: tuple[int, int] | None) -> None:
+    """Replace ``path`` by ``frame`` atomically, unless it changed since it was read.
 
     Raises:
         InputError: ``path`` changed since it was read (``stamp``): another process is
             writing to it, and replacing it would lose that process's rows.
     """
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False, lineterminator="\n")
-    mode = _file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        if _stamp(path) != stamp:
+
+    def unchanged() -> None:
+        if file_stamp(path) != stamp:
             raise InputError(
                 f"{path} changed during the merge (is 'llmbo bench' writing to it?); nothing "
                 "was replaced in it. Merge again once no process writes to the destination."
             )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+
+    write_csv_atomic(frame, path, before_replace=unchanged)
 
 
 def _differs(kept: dict[str, str], new: dict[str, str]) -> bool:
@@ -179,7 +142,7 @@ def merge_results(sources: Sequence[str | Path], destination: str | Path) -> Mer
                 "'llmbo bench --results-dir'."
             )
 
-    stamps = (_stamp(dest_results), _stamp(dest_curves))
+    stamps = (file_stamp(dest_results), file_stamp(dest_curves))
     results = read_csv_rows(dest_results)
     if len(results.columns):
         _check_results(results, dest_results)
@@ -244,7 +207,7 @@ def merge_results(sources: Sequence[str | Path], destination: str | Path) -> Mer
     if not new_results:
         return summary
     destination.mkdir(parents=True, exist_ok=True)
-    if (_stamp(dest_results), _stamp(dest_curves)) != stamps:
+    if (file_stamp(dest_results), file_stamp(dest_curves)) != stamps:
         raise InputError(
             f"{destination} changed during the merge (is 'llmbo bench' writing to it?); "
             "nothing was replaced. Merge again once no process writes to the destination."
@@ -257,10 +220,10 @@ def merge_results(sources: Sequence[str | Path], destination: str | Path) -> Mer
         curve_order = _column_order(first, new_curves, CURVE_COLUMNS)
         merged_curves = pd.concat([curves, *new_curves], ignore_index=True)
         # Curves first: a results row promises a complete curve (as when ``llmbo bench`` appends).
-        _write_atomically(
+        _write_unless_changed(
             merged_curves.reindex(columns=curve_order).fillna(""), dest_curves, stamps[1]
         )
-    _write_atomically(merged.fillna(""), dest_results, stamps[0])
+    _write_unless_changed(merged.fillna(""), dest_results, stamps[0])
     if summary.runs_without_curve:
         logger.warning(
             "%d added run(s) have no curve in their source; the convergence plot omits them.",

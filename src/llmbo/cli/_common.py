@@ -376,17 +376,6 @@ def check_output_path(path: str, option: str) -> Path:
     return p
 
 
-def write_csv_atomic(frame: Any, path: Path) -> None:
-    """Write a DataFrame to CSV through a temporary file, so a failure leaves no half file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def short(text: str, width: int = 100) -> str:
     """One line of at most ``width`` characters (newlines shown as ' | ')."""
     line = " | ".join(part.strip() for part in str(text).splitlines() if part.strip())

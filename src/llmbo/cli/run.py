@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmbo._files import write_csv_atomic
 from llmbo.cli._common import (
     add_model_options,
     add_space_options,
@@ -25,7 +26,6 @@ from llmbo.cli._common import (
     positive_int,
     short,
     surrogate_spec,
-    write_csv_atomic,
 )
 from llmbo.errors import InputError
 

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmbo._files import write_csv_atomic
 from llmbo.cli._common import (
     add_model_options,
     add_space_options,
@@ -29,7 +30,6 @@ from llmbo.cli._common import (
     short,
     space_given,
     surrogate_spec,
-    write_csv_atomic,
 )
 from llmbo.errors import InputError
 
