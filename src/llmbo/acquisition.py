@@ -14,6 +14,7 @@ import numbers
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from botorch.acquisition import (
     AcquisitionFunction,
@@ -33,7 +34,7 @@ from torch import Tensor
 from llmbo.errors import InputError
 from llmbo.surrogates.base import FittedSurrogate
 
-__all__ = ["AcquisitionConfig", "select_candidates"]
+__all__ = ["AcquisitionConfig", "select_candidates", "warp_outcomes"]
 
 AcquisitionName = Literal["logei", "ucb", "ts"]
 
@@ -54,6 +55,12 @@ class AcquisitionConfig:
         chunk_size: Candidates scored per posterior call. GPyTorch materialises the
             chunk's joint covariance before taking its diagonal, so time and memory per
             chunk grow with its square; 1024 keeps a chunk at 8 MB and the pool linear.
+        outcome_power: The surrogate is fitted to, and improvement is measured on, the
+            observed values rescaled to [0, 1] (worst to best) and raised to this power
+            (:func:`warp_outcomes`). ``1`` (default) uses the values as they are; above 1
+            spreads out the best values and squeezes the poor ones together, so the model
+            spends its flexibility where the optimum is. The ranking, and so the best
+            observation, are unchanged.
     """
 
     name: AcquisitionName = "logei"
@@ -61,6 +68,7 @@ class AcquisitionConfig:
     batch_strategy: Literal["mc", "kriging_believer"] = "kriging_believer"
     mc_samples: int = 256
     chunk_size: int = 1024
+    outcome_power: float = 1.0
 
     def __post_init__(self) -> None:
         if self.name not in ("logei", "ucb", "ts"):
@@ -73,6 +81,13 @@ class AcquisitionConfig:
         is_number = isinstance(beta, numbers.Real) and not isinstance(beta, bool)
         if not is_number or not math.isfinite(beta) or beta < 0:
             raise InputError(f"beta must be a finite number >= 0, got {beta!r}.")
+        power = self.outcome_power
+        is_number = isinstance(power, numbers.Real) and not isinstance(power, bool)
+        if not is_number or not math.isfinite(power) or power <= 0:
+            raise InputError(
+                f"outcome_power must be a finite number > 0, got {power!r} (1 leaves the "
+                "observed values as they are; 2 squares them after scaling to [0, 1])."
+            )
         for name in ("mc_samples", "chunk_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -80,6 +95,21 @@ class AcquisitionConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def warp_outcomes(values: np.ndarray, power: float) -> np.ndarray:
+    """Maximised observations as the surrogate sees them: ``((y - min) / (max - min)) ** power``.
+
+    An increasing map, so the ranking and the best observation are kept. ``power == 1``,
+    fewer than two values or all values equal return ``values`` unchanged.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if power == 1 or values.size < 2:
+        return values
+    lo, hi = values.min(), values.max()
+    if not hi > lo:
+        return values
+    return ((values - lo) / (hi - lo)) ** power
 
 
 def _score(acqf: AcquisitionFunction, X: Tensor, chunk: int) -> Tensor:

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llmbo.acquisition import AcquisitionConfig, select_candidates
+from llmbo.acquisition import AcquisitionConfig, select_candidates, warp_outcomes
 from llmbo.encoders.base import Featurizer
 from llmbo.encoders.transformer import EncoderConfig
 from llmbo.errors import (
@@ -541,9 +541,10 @@ class Optimizer:
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(seed)
             fitted = None
+            # Maximised, then as the surrogate and the acquisition see them.
+            y = warp_outcomes(values if self.maximize else -values, self.acquisition.outcome_power)
             if len(idx) >= self.min_observations:
-                fitted, fallback = self._fit(idx, values)
-            y = values if self.maximize else -values
+                fitted, fallback = self._fit(idx, y)
             pending_idx = torch.from_numpy(self.space.index_of(pending)) if pending else None
 
             def select(model: FittedSurrogate | None) -> torch.Tensor:
@@ -582,17 +583,16 @@ class Optimizer:
     def _rng_devices(self) -> list[Any]:
         return [torch.cuda.current_device()] if torch.cuda.is_available() else []
 
-    def _fit(
-        self, idx: np.ndarray, values: np.ndarray
-    ) -> tuple[FittedSurrogate | None, str | None]:
-        """Fit the surrogate; on a numerical failure the fixed-feature GP, then nothing.
+    def _fit(self, idx: np.ndarray, y: np.ndarray) -> tuple[FittedSurrogate | None, str | None]:
+        """Fit the surrogate to maximised values ``y``; on a numerical failure the
+        fixed-feature GP, then nothing.
 
         Returns the fitted model (``None``: choose at random) and the fallback used.
         """
         surrogate = self.surrogate
         surrogate.prepare(self.space, progress=self.progress)
         train_idx = torch.from_numpy(idx)
-        y = torch.from_numpy(values if self.maximize else -values)
+        y = torch.from_numpy(y)
         try:
             fitted = surrogate.fit(train_idx, y)
             return fitted, (fitted.fallback if fitted is not None else None)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from llmbo.errors import InputError
 
 if TYPE_CHECKING:
+    from llmbo.acquisition import AcquisitionConfig
     from llmbo.benchmarks.datasets import ReactionPool
     from llmbo.space import CandidateSpace
     from llmbo.surrogates.factory import SurrogateSpec
@@ -45,6 +46,17 @@ def non_negative_int(text: str) -> int:
     value = _int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
     return value
 
 
@@ -109,6 +121,15 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         default=d("logei"),
         choices=ACQUISITIONS,
         help="acquisition function (default logei)",
+    )
+    group.add_argument(
+        "--outcome-power",
+        type=positive_float,
+        default=d(1.0),
+        metavar="P",
+        help="fit the model to, and measure improvement on, the observed values scaled to "
+        "[0, 1] (worst to best) and raised to P; 2 spreads out the best values (default 1: "
+        "the values as they are); see benchmarks/README.md, twelfth round",
     )
     group.add_argument(
         "--seed", type=int, default=d(0), help="seed of every random choice (default 0)"
@@ -262,6 +283,16 @@ def build_space(args: argparse.Namespace, *, need_target: bool) -> SpaceChoice:
             f"{list(map(str, space.frame.columns))}."
         )
     return SpaceChoice(space, target, None, f"{Path(table).name}")
+
+
+def acquisition_config(args: argparse.Namespace) -> AcquisitionConfig:
+    """The acquisition settings the model options give (defaults where not given)."""
+    from llmbo.acquisition import AcquisitionConfig
+
+    power = getattr(args, "outcome_power", None)
+    return AcquisitionConfig(
+        name=args.acquisition or "logei", outcome_power=power if power is not None else 1.0
+    )
 
 
 def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -> SurrogateSpec:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from llmbo._files import write_csv_atomic
 from llmbo.cli._common import (
+    acquisition_config,
     add_model_options,
     add_space_options,
     add_study_options,
@@ -136,7 +137,7 @@ def run_command(args: argparse.Namespace) -> int:
     opt = Optimizer(
         space,
         spec,
-        acquisition=args.acquisition,
+        acquisition=acquisition_config(args),
         maximize=maximize,
         seed=args.seed,
         storage=storage,

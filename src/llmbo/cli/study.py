@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmbo._files import write_csv_atomic
 from llmbo.cli._common import (
+    acquisition_config,
     add_model_options,
     add_space_options,
     add_study_options,
@@ -163,6 +164,10 @@ def _check_reopen_options(args: argparse.Namespace, study: StudyRecord) -> None:
         "--seed": (args.seed, study.seed),
         "--minimize": (args.minimize, study.direction == "minimize"),
         "--acquisition": (args.acquisition, study.config.get("acquisition", {}).get("name")),
+        "--outcome-power": (
+            args.outcome_power,
+            study.config.get("acquisition", {}).get("outcome_power", 1.0),
+        ),
         "--surrogate": (args.surrogate, surrogate.get("name")),
         "--model": (args.model, surrogate.get("encoder", {}).get("model")),
         "--steps": (args.steps, surrogate.get("deep_kernel", {}).get("steps")),
@@ -205,7 +210,7 @@ def suggest_command(args: argparse.Namespace) -> int:
             opt = Optimizer(
                 choice.space,
                 surrogate_spec(args, choice.pool),
-                acquisition=args.acquisition or "logei",
+                acquisition=acquisition_config(args),
                 maximize=not args.minimize,
                 seed=args.seed if args.seed is not None else 0,
                 storage=store,

@@ -1,0 +1,92 @@
+"""Screen (2026-11-25): warp the observed yields monotonically before each fit.
+
+Exploration kept for reproducibility of benchmarks/results/kernel_screens.md. llmbo's GPs
+standardise the yields and otherwise model them as they are, but a pool's yields are far
+from Gaussian (many near zero, a long upper tail), and the campaign starts from ten yields
+below the median. A monotone warp keeps the ranking (so the best-so-far and the acquisition's
+incumbent mean the same thing) and gives the GP more Gaussian targets. The screen patches
+the optimizer's view of the observations, so the fit and the LogEI incumbent both see the
+warped values while the campaign records the real yields:
+
+    OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python benchmarks/screens/outcome_warp.py \
+        WARP components bh1,bh2,bh3,bh4,bh5 0-9 [--template names] [--set KEY=VALUE ...]
+
+WARP is ``none`` (control), ``log`` (log(1 + y)), ``yeojohnson`` (Yeo-Johnson power
+transform, lambda by maximum likelihood on the observed yields, scipy) or ``copula`` (ranks
+mapped to standard normal quantiles). Prints ``label pool seed coverage seconds fit_fallbacks``.
+"""
+
+import argparse
+
+import numpy as np
+import torch
+from _runs import run_seeds
+from scipy import stats
+
+from llmbo.benchmarks.runner import build_surrogate
+from llmbo.cli.bench import parse_seeds, parse_value
+from llmbo.optimizer import Optimizer
+
+
+def warp(name: str, values: np.ndarray) -> np.ndarray:
+    if name == "none" or len(values) < 2:
+        return values
+    if name == "log":
+        return np.log1p(np.clip(values, 0.0, None))
+    if name == "power2":
+        lo, hi = values.min(), values.max()
+        return ((values - lo) / (hi - lo)) ** 2 if hi > lo else values
+    if name == "square":
+        return np.square(np.clip(values, 0.0, None))
+    if name == "exp":
+        scaled = (values - values.mean()) / max(values.std(), 1e-9)
+        return np.exp(scaled)
+    if name == "yeojohnson":
+        scaled = (values - values.mean()) / max(values.std(), 1e-9)
+        return stats.yeojohnson(scaled)[0]
+    if name == "copula":
+        ranks = stats.rankdata(values)  # ties share their mean rank
+        return stats.norm.ppf((ranks - 0.5) / len(values))
+    raise SystemExit(f"unknown warp {name!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("warp")
+    parser.add_argument("method")
+    parser.add_argument("pools")
+    parser.add_argument("seeds")
+    parser.add_argument("--template", default="procedure")
+    parser.add_argument("--set", dest="settings", action="append", default=[])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    options = {}
+    for item in args.settings:
+        key, value = item.split("=", 1)
+        options[key] = parse_value(value)
+    observations = Optimizer._observations
+
+    def warped(self: Optimizer) -> tuple[np.ndarray, np.ndarray]:
+        idx, values = observations(self)
+        return idx, warp(args.warp, values)
+
+    Optimizer._observations = warped  # type: ignore[method-assign]
+    label = f"warp={args.warp} {args.method}"
+    if options:
+        label += "{" + ",".join(f"{k}={v}" for k, v in options.items()) + "}"
+    for pool in args.pools.split(","):
+        surrogate = build_surrogate(pool, args.method, template=args.template, options=options)
+        run_seeds(
+            [label],
+            pool,
+            args.method,
+            parse_seeds(args.seeds),
+            surrogate,
+            ["fit_fallbacks"],
+            template=args.template,
+            options=options,
+        )
+
+
+if __name__ == "__main__":
+    main()
