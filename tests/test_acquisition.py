@@ -12,7 +12,7 @@ from gpytorch.kernels import RBFKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.means import ConstantMean
 
-from llmbo.acquisition import AcquisitionConfig, select_candidates
+from llmbo.acquisition import AcquisitionConfig, select_candidates, warp_outcomes
 from llmbo.errors import InputError
 from llmbo.surrogates.base import FittedSurrogate
 
@@ -294,6 +294,10 @@ def test_config_validation_and_serialisation() -> None:
         for bad in (0, -5, 2.5, "64"):
             with pytest.raises(InputError, match=f"{field} must be a positive integer"):
                 AcquisitionConfig(**{field: bad})
+    for bad in (0, -2.0, float("nan"), float("inf"), "2", True):
+        with pytest.raises(InputError, match="outcome_power must be a finite number > 0"):
+            AcquisitionConfig(outcome_power=bad)  # type: ignore[arg-type]
+    assert AcquisitionConfig(outcome_power=np.float64(2.0)).outcome_power == 2.0
     numpy_values = AcquisitionConfig(beta=np.float64(0.5), mc_samples=np.int64(64))
     assert (numpy_values.beta, numpy_values.mc_samples) == (0.5, 64)
     config = AcquisitionConfig(name="ucb", beta=0.5, batch_strategy="kriging_believer")
@@ -328,3 +332,24 @@ def test_exact_ties_are_broken_by_the_seed_not_the_row_order(name: str) -> None:
     # A batch of two takes both tied rows before the worse one.
     both = select_candidates(fitted, torch.tensor([3, 1, 2]), 2, best_f=0.0, config=_config(name))
     assert sorted(both.tolist()) == [1, 2]
+
+
+def test_outcome_warp_scales_to_the_unit_interval_and_keeps_the_ranking() -> None:
+    values = np.array([12.0, -3.0, 40.0, 7.5, 40.0])
+    squared = warp_outcomes(values, 2.0)
+    np.testing.assert_allclose(squared, ((values + 3.0) / 43.0) ** 2)
+    assert squared.min() == 0.0 and squared.max() == 1.0
+    assert (np.argsort(squared, kind="stable") == np.argsort(values, kind="stable")).all()
+    # Below 1 the poor values spread out instead; the order is still kept.
+    root = warp_outcomes(values, 0.5)
+    assert (np.argsort(root, kind="stable") == np.argsort(values, kind="stable")).all()
+    assert root[3] - root[1] > squared[3] - squared[1]
+
+
+@pytest.mark.parametrize(
+    ("values", "power"),
+    [([1.0, 5.0, 2.0], 1.0), ([4.0], 2.0), ([], 2.0), ([3.0, 3.0, 3.0], 2.0)],
+)
+def test_outcome_warp_leaves_values_it_cannot_scale_alone(values: list, power: float) -> None:
+    """Power 1, fewer than two values or no spread: the values exactly as given."""
+    np.testing.assert_array_equal(warp_outcomes(np.array(values), power), np.array(values))

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from llmbo.acquisition import AcquisitionConfig
 from llmbo.encoders.base import Featurizer
 from llmbo.encoders.transformer import EncoderConfig
 from llmbo.errors import (
@@ -235,6 +236,33 @@ def test_minimise_finds_the_minimum_and_maximise_mirrors_it() -> None:
     assert mirrored["candidate_id"].tolist() == history["candidate_id"].tolist()
     assert high.best(1)["x"].item() == pytest.approx(0.625)
     assert high.best_value == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("maximize", [True, False])
+def test_outcome_power_fits_the_model_to_warped_values(maximize: bool) -> None:
+    """The GP sees the maximised values scaled to [0, 1] and squared; the study keeps the
+    values as measured, and the setting is stored with the acquisition."""
+    space = grid_space(21)
+    opt = Optimizer(
+        space,
+        gp_surrogate(),
+        acquisition=AcquisitionConfig(outcome_power=2.0),
+        maximize=maximize,
+        seed=0,
+        progress=False,
+    )
+    opt.run(quadratic, iterations=4)
+    fitted = opt.last_fit["fitted"]
+    assert fitted is not None
+    told = opt.history["value"].to_numpy()[:3]  # the three values the last fit saw
+    y = told if maximize else -told
+    expected = ((y - y.min()) / (y.max() - y.min())) ** 2
+    model = fitted.model
+    seen = model.outcome_transform.untransform(model.train_targets.unsqueeze(-1))[0]
+    np.testing.assert_allclose(seen.squeeze(-1).numpy(), expected, atol=1e-9)
+    rows = space.frame.iloc[space.index_of(opt.history["candidate_id"].tolist())]
+    assert opt.history["value"].tolist() == pytest.approx(quadratic(rows))
+    assert opt.study.config["acquisition"]["outcome_power"] == 2.0
 
 
 def test_same_seed_same_suggestions_other_seed_other_suggestions() -> None:

@@ -167,6 +167,24 @@ def test_noise_prior_option_reaches_the_study(table: Path, tmp_path: Path, capsy
     assert "--noise-prior applies to GP surrogates" in capsys.readouterr().err
 
 
+def test_outcome_power_option_reaches_the_study(table: Path, tmp_path: Path, capsys) -> None:
+    from llmbo.optimizer import Optimizer
+
+    study = tmp_path / "run.db"
+    args = _run(table, "--surrogate", "onehot", "--fingerprint-columns", "color,animal")
+    args += ["--outcome-power", "2", "--n-initial", "4", "--iterations", "2"]
+    assert main([*args, "--study", str(study), "--study-name", "s"]) == 0
+    opt = Optimizer.load(str(study), "s", progress=False)
+    assert opt.acquisition.outcome_power == 2.0
+    assert len(opt.history) == 6
+    for bad in ("0", "-1", "nan", "two"):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main(_run(table, "--outcome-power", bad))
+        assert exit_info.value.code == 2
+        assert "--outcome-power" in capsys.readouterr().err
+
+
 def test_lora_placement_option_values() -> None:
     import argparse
 

@@ -273,6 +273,8 @@ def test_reopen_refuses_other_settings(table: Path, tmp_path: Path, capsys) -> N
     capsys.readouterr()
     assert main([*_suggest(study, out, 1), "--noise-prior"]) == 2
     assert "--noise-prior" in capsys.readouterr().err
+    assert main([*_suggest(study, out, 1), "--outcome-power", "2"]) == 2
+    assert "--outcome-power" in capsys.readouterr().err
     other = tmp_path / "other.csv"
     pd.read_csv(table).head(10).to_csv(other, index=False)
     args = _suggest(

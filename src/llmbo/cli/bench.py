@@ -59,7 +59,8 @@ def register(subparsers: Any) -> None:
         metavar="[METHOD:]KEY=VALUE",
         help="override a surrogate setting, e.g. deep_kernel.steps=50 or "
         "lora:encoder.pooling=cls, or the acquisition (acquisition=ts; logei, ucb or ts; "
-        "acquisition.beta=0.5 for UCB's weight); "
+        "acquisition.beta=0.5 for UCB's weight, acquisition.outcome_power=2 to fit the model "
+        "to squared scaled values); "
         "without METHOD: applies to every LLM method. "
         "Overridden runs are labelled method{key=value} in the results.",
     )
