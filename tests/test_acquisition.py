@@ -297,7 +297,9 @@ def test_config_validation_and_serialisation() -> None:
     for bad in (0, -2.0, float("nan"), float("inf"), "2", True):
         with pytest.raises(InputError, match="outcome_power must be a finite number > 0"):
             AcquisitionConfig(outcome_power=bad)  # type: ignore[arg-type]
-    assert AcquisitionConfig(outcome_power=np.float64(2.0)).outcome_power == 2.0
+    for power in (np.float32(2.0), np.int64(2), 2):
+        stored = AcquisitionConfig(outcome_power=power).outcome_power
+        assert stored == 2.0 and type(stored) is float  # JSON-serialisable in a study
     numpy_values = AcquisitionConfig(beta=np.float64(0.5), mc_samples=np.int64(64))
     assert (numpy_values.beta, numpy_values.mc_samples) == (0.5, 64)
     config = AcquisitionConfig(name="ucb", beta=0.5, batch_strategy="kriging_believer")

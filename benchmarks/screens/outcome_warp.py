@@ -12,8 +12,10 @@ warped values while the campaign records the real yields:
         WARP components bh1,bh2,bh3,bh4,bh5 0-9 [--template names] [--set KEY=VALUE ...]
 
 WARP is ``none`` (control), ``log`` (log(1 + y)), ``yeojohnson`` (Yeo-Johnson power
-transform, lambda by maximum likelihood on the observed yields, scipy) or ``copula`` (ranks
-mapped to standard normal quantiles). Prints ``label pool seed coverage seconds fit_fallbacks``.
+transform of the standardised yields, lambda by maximum likelihood, scipy), ``copula``
+(ranks mapped to standard normal quantiles), ``square`` (y ** 2, yields clipped at 0),
+``power2`` (((y - min) / (max - min)) ** 2, what ``acquisition.outcome_power=2`` does) or
+``exp`` (exp of the standardised yields; not run). Prints ``label pool seed coverage seconds fit_fallbacks``.
 """
 
 import argparse

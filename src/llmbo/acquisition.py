@@ -59,8 +59,10 @@ class AcquisitionConfig:
             observed values rescaled to [0, 1] (worst to best) and raised to this power
             (:func:`warp_outcomes`). ``1`` (default) uses the values as they are; above 1
             spreads out the best values and squeezes the poor ones together, so the model
-            spends its flexibility where the optimum is. The ranking, and so the best
-            observation, are unchanged.
+            spends its flexibility where the optimum is; below 1 does the opposite. The
+            ranking, and so the best observation, are unchanged. The scaling is recomputed
+            from the observations at every fit, so a new best or worst value rescales all
+            targets (warm-started deep kernels then start from a fit to other targets).
     """
 
     name: AcquisitionName = "logei"
@@ -88,6 +90,7 @@ class AcquisitionConfig:
                 f"outcome_power must be a finite number > 0, got {power!r} (1 leaves the "
                 "observed values as they are; 2 squares them after scaling to [0, 1])."
             )
+        self.outcome_power = float(power)
         for name in ("mc_samples", "chunk_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:

@@ -393,6 +393,14 @@ class Optimizer:
                 f"Study {name!r} was created with direction={study.direction}, seed="
                 f"{study.seed}; reopen it with the same settings (Optimizer.load does this)."
             )
+        stored_power = float(study.config.get("acquisition", {}).get("outcome_power", 1.0))
+        if stored_power != self.acquisition.outcome_power:
+            raise StudyError(
+                f"Study {name!r} was created with outcome_power={stored_power:g}, not "
+                f"{self.acquisition.outcome_power:g}: its model is fitted to values warped that "
+                "way. Reopen it with the same setting (Optimizer.load does this) or start a "
+                "new study."
+            )
         self.storage.expire_stale(study.study_id)  # a crashed worker's trials are free again
         return study
 

@@ -361,6 +361,14 @@ def test_acquisition_is_a_method_option(monkeypatch: pytest.MonkeyPatch) -> None
         drfp.acquisition_for({"acquisition": "ucb", "acquisition.beta": "abc"})
     with pytest.raises(InputError, match="Unknown acquisition 'pi'"):  # the name comes first
         drfp.acquisition_for({"acquisition": "pi", "acquisition.beta": 0.5})
+    warped = drfp.acquisition_for({"acquisition.outcome_power": 2})
+    assert (warped.name, warped.outcome_power) == ("logei", 2.0)
+    assert drfp(pool, options={"acquisition.outcome_power": 2}) == drfp(pool)
+    assert method_label("drfp", {"acquisition.outcome_power": 2}) == (
+        "drfp{acquisition.outcome_power=2}"
+    )
+    with pytest.raises(InputError, match="outcome_power must be a finite number > 0"):
+        drfp.acquisition_for({"acquisition.outcome_power": 0})
     ucb_by_default = dataclasses.replace(drfp, acquisition="ucb")
     assert ucb_by_default.acquisition_for({"acquisition.beta": 0.5}).beta == 0.5
     assert parse_settings(["onehot:acquisition=ucb"], ["onehot"]) == {
