@@ -268,26 +268,17 @@ def test_outcome_power_fits_the_model_to_warped_values(maximize: bool) -> None:
 def test_reopening_with_another_outcome_power_is_refused(tmp_path: Path) -> None:
     space = grid_space(11)
     url = f"sqlite:///{tmp_path / 'warp.db'}"
-    first = Optimizer(
-        space,
-        "random",
-        acquisition=AcquisitionConfig(outcome_power=2),
-        storage=url,
-        study_name="s",
-        progress=False,
-    )
-    first.tell(space.ids[:3], [0.1, 0.5, 0.2])
+
+    def reopen(**acquisition: float) -> Optimizer:
+        config = AcquisitionConfig(**acquisition)
+        return Optimizer(
+            space, "random", acquisition=config, storage=url, study_name="s", progress=False
+        )
+
+    reopen(outcome_power=2).tell(space.ids[:3], [0.1, 0.5, 0.2])
     with pytest.raises(StudyError, match="outcome_power=2"):
-        Optimizer(space, "random", storage=url, study_name="s", progress=False)
-    again = Optimizer(
-        space,
-        "random",
-        acquisition=AcquisitionConfig(outcome_power=2.0),
-        storage=url,
-        study_name="s",
-        progress=False,
-    )
-    assert len(again.history) == 3
+        reopen()
+    assert len(reopen(outcome_power=2.0).history) == 3
     assert Optimizer.load(url, "s", progress=False).acquisition.outcome_power == 2.0
 
 

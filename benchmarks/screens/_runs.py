@@ -3,7 +3,8 @@
 import time
 from collections.abc import Iterable, Sequence
 
-from llmbo.benchmarks.runner import run_one
+from llmbo.benchmarks.runner import build_surrogate, run_one
+from llmbo.cli.bench import parse_seeds, parse_value
 from llmbo.surrogates.base import Surrogate
 
 
@@ -24,3 +25,31 @@ def run_seeds(
         extra = [result.row[c] for c in extra_columns]
         coverage = result.row["top5_coverage"]
         print(*prefix, pool, seed, coverage, round(time.time() - start), *extra, flush=True)
+
+
+def parse_options(settings: Iterable[str]) -> dict[str, object]:
+    """``KEY=VALUE`` settings (as ``llmbo bench --set`` without ``METHOD:``) as a dict."""
+    options = {}
+    for item in settings:
+        key, value = item.split("=", 1)
+        options[key] = parse_value(value)
+    return options
+
+
+def run_pools(
+    label: str, method: str, pools: str, seeds: str, template: str, options: dict[str, object]
+) -> None:
+    """:func:`run_seeds` for each comma-separated pool and ``LO-HI`` seed range, printing
+    ``label pool seed coverage seconds fit_fallbacks``."""
+    for pool in pools.split(","):
+        surrogate = build_surrogate(pool, method, template=template, options=options)
+        run_seeds(
+            [label],
+            pool,
+            method,
+            parse_seeds(seeds),
+            surrogate,
+            ["fit_fallbacks"],
+            template=template,
+            options=options,
+        )

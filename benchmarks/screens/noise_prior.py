@@ -20,10 +20,7 @@ screen reproduces ``llmbo bench``). Prints ``label pool seed coverage seconds fi
 import argparse
 
 import torch
-from _runs import run_seeds
-
-from llmbo.benchmarks.runner import build_surrogate
-from llmbo.cli.bench import parse_seeds, parse_value
+from _runs import parse_options, run_pools
 
 
 def main() -> None:
@@ -36,27 +33,13 @@ def main() -> None:
     parser.add_argument("--control", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    options = {}
-    for item in args.settings:
-        key, value = item.split("=", 1)
-        options[key] = parse_value(value)
+    options = parse_options(args.settings)
     label = ("control" if args.control else "noise-prior") + f" {args.method}"
     if options:
         label += "{" + ",".join(f"{k}={v}" for k, v in options.items()) + "}"
     if not args.control:
         options["noise_prior"] = True
-    for pool in args.pools.split(","):
-        surrogate = build_surrogate(pool, args.method, template=args.template, options=options)
-        run_seeds(
-            [label],
-            pool,
-            args.method,
-            parse_seeds(args.seeds),
-            surrogate,
-            ["fit_fallbacks"],
-            template=args.template,
-            options=options,
-        )
+    run_pools(label, args.method, args.pools, args.seeds, args.template, options)
 
 
 if __name__ == "__main__":

@@ -22,11 +22,9 @@ import argparse
 
 import numpy as np
 import torch
-from _runs import run_seeds
+from _runs import parse_options, run_pools
 from scipy import stats
 
-from llmbo.benchmarks.runner import build_surrogate
-from llmbo.cli.bench import parse_seeds, parse_value
 from llmbo.optimizer import Optimizer
 
 
@@ -62,10 +60,7 @@ def main() -> None:
     parser.add_argument("--set", dest="settings", action="append", default=[])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    options = {}
-    for item in args.settings:
-        key, value = item.split("=", 1)
-        options[key] = parse_value(value)
+    options = parse_options(args.settings)
     observations = Optimizer._observations
 
     def warped(self: Optimizer) -> tuple[np.ndarray, np.ndarray]:
@@ -76,18 +71,7 @@ def main() -> None:
     label = f"warp={args.warp} {args.method}"
     if options:
         label += "{" + ",".join(f"{k}={v}" for k, v in options.items()) + "}"
-    for pool in args.pools.split(","):
-        surrogate = build_surrogate(pool, args.method, template=args.template, options=options)
-        run_seeds(
-            [label],
-            pool,
-            args.method,
-            parse_seeds(args.seeds),
-            surrogate,
-            ["fit_fallbacks"],
-            template=args.template,
-            options=options,
-        )
+    run_pools(label, args.method, args.pools, args.seeds, args.template, options)
 
 
 if __name__ == "__main__":
