@@ -286,13 +286,12 @@ def build_space(args: argparse.Namespace, *, need_target: bool) -> SpaceChoice:
 
 
 def acquisition_config(args: argparse.Namespace) -> AcquisitionConfig:
-    """The acquisition settings the model options give (defaults where not given)."""
+    """The acquisition settings the model options give (the library's defaults where not
+    given)."""
     from llmbo.acquisition import AcquisitionConfig
 
-    power = getattr(args, "outcome_power", None)
-    return AcquisitionConfig(
-        name=args.acquisition or "logei", outcome_power=power if power is not None else 1.0
-    )
+    given = {"name": args.acquisition, "outcome_power": getattr(args, "outcome_power", None)}
+    return AcquisitionConfig(**{k: v for k, v in given.items() if v is not None})
 
 
 def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -> SurrogateSpec:
