@@ -369,7 +369,16 @@ def _word_tokenizer(directory: Path) -> int:
 
 
 def _build(kind: str, directory: Path) -> str:
-    from transformers import GPT2Config, GPT2Model, LlamaConfig, LlamaModel, T5Config, T5Model
+    from transformers import (
+        GPT2Config,
+        GPT2Model,
+        LlamaConfig,
+        LlamaModel,
+        MPNetConfig,
+        MPNetModel,
+        T5Config,
+        T5Model,
+    )
 
     directory.mkdir(parents=True, exist_ok=True)
     n = _word_tokenizer(directory)
@@ -402,6 +411,19 @@ def _build(kind: str, directory: Path) -> str:
                 eos_token_id=2,
             )
         )
+    elif kind == "mpnet":  # relative position bias computed by the encoder, not a layer
+        net = MPNetModel(
+            MPNetConfig(
+                vocab_size=n,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=4,
+                num_attention_heads=4,
+                max_position_embeddings=64,
+                pad_token_id=0,
+            ),
+            add_pooling_layer=False,
+        )
     else:
         net = T5Model(
             T5Config(
@@ -429,6 +451,11 @@ def decoder_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 @pytest.fixture(scope="module")
 def t5_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     return _build("t5", tmp_path_factory.mktemp("t5"))
+
+
+@pytest.fixture(scope="module")
+def mpnet_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return _build("mpnet", tmp_path_factory.mktemp("mpnet"))
 
 
 @pytest.fixture(autouse=True)
@@ -464,6 +491,41 @@ def test_decoder_last_token_pooling_with_lora(decoder_model: str) -> None:
     torch.testing.assert_close(
         naive(_all(len(TEXTS))), encoder(_all(len(TEXTS))), atol=1e-5, rtol=1e-4
     )
+
+
+@pytest.mark.parametrize("top_module", [None, "auto"])
+def test_mpnet_cached_paths_equal_full_forward(mpnet_model: str, top_module: str | None) -> None:
+    """MPNet (all-mpnet-base-v2's architecture): whole top layer and the "output" block."""
+    expected = reference_features(mpnet_model, TEXTS, "mean")
+    frozen = TextEncoder(_config(mpnet_model)).prepare(TEXTS)
+    torch.testing.assert_close(frozen.embed(), expected, atol=1e-5, rtol=1e-4)
+    assert torch.cdist(expected, expected).fill_diagonal_(1.0).min() > 1e-4
+    torch.manual_seed(0)
+    fast = TextEncoder(_config(mpnet_model), lora=LoraSettings(), top_module=top_module)
+    fast.prepare(TEXTS)
+    assert (fast._module_inputs is not None and len(fast._module_inputs) > 0) == (
+        top_module == "auto"
+    )
+    torch.testing.assert_close(fast(_all(len(TEXTS))), expected, atol=1e-5, rtol=1e-4)
+    # PEFT has no default targets for MPNet: every linear layer of the top layer is adapted.
+    adapted = {n.split(".lora_")[0] for n, _ in fast.named_parameters() if ".lora_A" in n}
+    suffixes = ["output.dense"] if top_module else ["attn.q", "attn.k", "attn.v", "attn.o"]
+    assert all(".layer.3." in n for n in adapted)
+    assert all(any(n.endswith(f) for n in adapted) for f in suffixes), adapted
+    assert len(adapted) == (1 if top_module else 6)  # q, k, v, o and the feed-forward pair
+    # Trained adapters: the cached path agrees with a plain forward pass of the LoRA model.
+    targets = ["encoder.layer.3.output.dense"] if top_module else None
+    naive = TextEncoder(
+        _config(mpnet_model),
+        lora=LoraSettings(target_modules=targets),
+        top_layers=1,
+        cache_hidden_states=False,
+    ).prepare(TEXTS)
+    _perturb_lora(fast, seed=2)
+    _perturb_lora(naive, seed=2)
+    after = fast(_all(len(TEXTS)))
+    assert (after - expected).abs().max() > 1e-2
+    torch.testing.assert_close(after, naive(_all(len(TEXTS))), atol=1e-5, rtol=1e-4)
 
 
 def test_encoder_decoder_uses_its_encoder(t5_model: str) -> None:

@@ -90,7 +90,8 @@ class LoraSettings:
     """LoRA adapters on the top block (GOLLuM defaults: r=4, alpha=16, rsLoRA).
 
     ``target_modules=None`` uses PEFT's default attention projections for the model type
-    (e.g. ``query``/``value`` for BERT), falling back to all linear layers of the block.
+    (e.g. ``query``/``value`` for BERT); for model types without such a list (e.g. MPNet)
+    it adapts every linear layer of the top block.
     """
 
     r: int = 4
@@ -420,8 +421,19 @@ class TextEncoder(nn.Module):
             targets, placement = inside, {}
         elif targets is None:
             targets = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(
-                getattr(self.hf_config, "model_type", ""), "all-linear"
+                getattr(self.hf_config, "model_type", "")
             )
+            if targets is None or isinstance(targets, str):
+                # No list of PEFT defaults for this model type (e.g. MPNet), or a regex that
+                # PEFT cannot combine with layers_to_transform: every linear layer of the
+                # top block, named in full.
+                top = [f"{self.stack_name}.{i}." for i in range(self.split, self.n_layers)]
+                targets = [
+                    name
+                    for name, module in net.named_modules()
+                    if isinstance(module, nn.Linear) and name.startswith(tuple(top))
+                ]
+                placement = {}
         peft_config = peft.LoraConfig(
             r=lora.r,
             lora_alpha=lora.alpha,
