@@ -382,6 +382,15 @@ def _build(kind: str, directory: Path) -> str:
 
     directory.mkdir(parents=True, exist_ok=True)
     n = _word_tokenizer(directory)
+    sizes = {
+        "vocab_size": n,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 64,
+        "pad_token_id": 0,
+    }
     torch.manual_seed(0)
     if kind == "gpt2":
         net = GPT2Model(
@@ -398,32 +407,10 @@ def _build(kind: str, directory: Path) -> str:
         )
     elif kind == "llama":
         net = LlamaModel(
-            LlamaConfig(
-                vocab_size=n,
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=4,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                max_position_embeddings=64,
-                pad_token_id=0,
-                bos_token_id=2,
-                eos_token_id=2,
-            )
+            LlamaConfig(**sizes, num_key_value_heads=2, bos_token_id=2, eos_token_id=2)
         )
     elif kind == "mpnet":  # relative position bias computed by the encoder, not a layer
-        net = MPNetModel(
-            MPNetConfig(
-                vocab_size=n,
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=4,
-                num_attention_heads=4,
-                max_position_embeddings=64,
-                pad_token_id=0,
-            ),
-            add_pooling_layer=False,
-        )
+        net = MPNetModel(MPNetConfig(**sizes), add_pooling_layer=False)
     else:
         net = T5Model(
             T5Config(
