@@ -515,6 +515,19 @@ def test_mpnet_cached_paths_equal_full_forward(mpnet_model: str, top_module: str
     torch.testing.assert_close(after, naive(_all(len(TEXTS))), atol=1e-5, rtol=1e-4)
 
 
+def test_lora_fallback_without_linear_layers_names_the_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GPT-2's layers are Conv1D, not Linear: without PEFT's default targets for it, the
+    fallback finds nothing to adapt and says so instead of failing inside PEFT."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    model = _build("gpt2", tmp_path / "gpt2")
+    monkeypatch.delitem(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING, "gpt2")
+    with pytest.raises(ModelLoadError, match=r"no torch Linear layer.*target_modules"):
+        TextEncoder(_config(model, pooling="last"), lora=LoraSettings())
+
+
 def test_encoder_decoder_uses_its_encoder(t5_model: str) -> None:
     from transformers.models.t5.modeling_t5 import T5Stack
 

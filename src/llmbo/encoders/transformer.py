@@ -90,8 +90,9 @@ class LoraSettings:
     """LoRA adapters on the top block (GOLLuM defaults: r=4, alpha=16, rsLoRA).
 
     ``target_modules=None`` uses PEFT's default attention projections for the model type
-    (e.g. ``query``/``value`` for BERT); for model types without such a list (e.g. MPNet)
-    it adapts every linear layer of the top block.
+    (e.g. ``query``/``value`` for BERT); for model types without such a list (e.g. MPNet),
+    or whose PEFT default is a regular expression, it adapts every linear layer of the top
+    block.
     """
 
     r: int = 4
@@ -433,6 +434,12 @@ class TextEncoder(nn.Module):
                     for name, module in net.named_modules()
                     if isinstance(module, nn.Linear) and name.startswith(tuple(top))
                 ]
+                if not targets:
+                    raise ModelLoadError(
+                        f"The top {self.n_top} layer(s) of this model hold no torch Linear "
+                        "layer to adapt; set LoraSettings.target_modules to names of its "
+                        "layers that PEFT can adapt."
+                    )
                 placement = {}
         peft_config = peft.LoraConfig(
             r=lora.r,
