@@ -392,6 +392,9 @@ class TextEncoder(nn.Module):
         self._token_offsets = torch.zeros(1, dtype=torch.long)
         self._gathered: tuple[bytes, list[Tensor], dict[str, Tensor]] | None = None
         self._base_layers: dict[str, nn.Module] = {}
+        #: Run the whole model at every step: set at prepare() when running the top block
+        #: alone does not reproduce the model (a lower block hands it more than its input).
+        self._full_forward = False
         if top_module is not None and self.device.type == "cpu":
             self.chunk_size = 256  # a step is cheap per token; fewer, larger chunks
 
@@ -566,6 +569,22 @@ class TextEncoder(nn.Module):
             self._check_top_module()
         elif self.cache_hidden_states:
             self._cache = self._lower_hidden_states(torch.arange(len(texts)), progress=progress)
+        if self.top_module_name is None and not self._top_block_matches_full_forward():
+            if self.n_soft:
+                raise ModelLoadError(
+                    f"{type(self.net).__name__}: the top {self.n_top} layer(s) run alone do not "
+                    "reproduce the model's output (a lower layer passes them more than hidden "
+                    "states, e.g. T5's relative position bias), and soft tokens enter there. "
+                    "Use soft_tokens=0 with this model."
+                )
+            logger.warning(
+                "%s: the top %d layer(s) run alone do not reproduce the model's output (a lower "
+                "layer passes them more than hidden states, e.g. T5's relative position bias); "
+                "running the whole model at each training step instead (slower).",
+                type(self.net).__name__,
+                self.n_top,
+            )
+            self._full_forward, self._cache = True, None
         if self.n_soft:
             self._soft_init = self._soft_token_statistics()
             self.reset_parameters()
@@ -745,6 +764,28 @@ class TextEncoder(nn.Module):
                 "changes the hidden states. Use top_module=None (the whole top layer)."
             )
 
+    @torch.no_grad()
+    def _top_block_matches_full_forward(self, n_rows: int = 4) -> bool:
+        """Whether the top block fed the hidden states entering it reproduces the full
+        forward pass (fresh LoRA: B = 0, so both are the pretrained model)."""
+        assert self._lengths is not None
+        rows = torch.arange(min(n_rows, len(self._lengths)))
+        ids, mask = self._batch_tokens(rows)
+        if self._cache is not None:
+            hidden = self._cache[rows, : ids.shape[1]].to(self.device)
+        else:
+            hidden = self._lower_hidden_states(rows).to(self.device)
+        with self._autocast():
+            full = self.net(input_ids=ids, attention_mask=mask, use_cache=False)
+            with self._top_block_only(hidden):
+                top = self.net(input_ids=ids, attention_mask=mask, use_cache=False)
+        keep = mask.bool()
+        expected = full.last_hidden_state.float()[keep]
+        error = float((top.last_hidden_state.float()[keep] - expected).abs().max())
+        scale = float(expected.abs().max()) or 1.0
+        tolerance = 1e-4 if isinstance(self._autocast(), contextlib.nullcontext) else 5e-2
+        return error <= tolerance * scale
+
     def _gather_top_module(self, index: Tensor) -> tuple[list[Tensor], dict[str, Tensor]]:
         """Cached inputs and frozen outputs of rows ``index`` (the last call's are reused)."""
         key = index.numpy().tobytes()
@@ -870,6 +911,10 @@ class TextEncoder(nn.Module):
     def _forward_top(self, index: Tensor) -> Tensor:
         """Run the top block on one chunk of rows (padded to the chunk's longest text)."""
         ids, mask = self._batch_tokens(index)
+        if self._full_forward:
+            with self._autocast():
+                out = self.net(input_ids=ids, attention_mask=mask, use_cache=False)
+            return self._pool(out.last_hidden_state.float(), mask, index)
         if self._module_inputs:
             tokens = self._run_top_module(index).float()
             hidden = tokens.new_zeros(*mask.shape, tokens.shape[-1])
