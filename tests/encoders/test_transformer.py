@@ -567,9 +567,30 @@ def test_encoder_decoder_top_block_falls_back_to_full_forward(
         TextEncoder(_config(t5_model), lora=LoraSettings(), soft_tokens=2).prepare(TEXTS)
 
 
-def test_bert_keeps_the_cached_top_block(tiny_model: str) -> None:
-    encoder = TextEncoder(_config(tiny_model), lora=LoraSettings()).prepare(TEXTS)
+def test_encoder_decoder_mismatch_is_found_under_bfloat16(t5_model: str) -> None:
+    """The check runs in float32: bfloat16's rounding must not hide T5's mismatch."""
+    config = EncoderConfig(model=t5_model, device="cpu", dtype="bfloat16")
+    encoder = TextEncoder(config, lora=LoraSettings()).prepare(TEXTS)
+    assert encoder._full_forward
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("kind", ["bert", "gpt2", "llama", "mpnet"])
+def test_models_that_split_cleanly_keep_the_cached_top_block(
+    kind: str, dtype: str, tiny_model: str, tmp_path: Path
+) -> None:
+    model = tiny_model if kind == "bert" else _build(kind, tmp_path / kind)
+    pooling = "last" if kind in ("gpt2", "llama") else "mean"
+    config = EncoderConfig(model=model, device="cpu", dtype=dtype, pooling=pooling)  # type: ignore[arg-type]
+    torch.manual_seed(0)
+    encoder = TextEncoder(config, lora=LoraSettings(dropout=0.5)).prepare(TEXTS)
     assert not encoder._full_forward and encoder._cache is not None
+    # Trained adapters and LoRA dropout (the encoder stays in training mode) raise no false
+    # alarm when the pool is prepared again, and scoring is deterministic.
+    _perturb_lora(encoder, seed=6)
+    encoder.prepare(TEXTS[::-1])
+    assert not encoder._full_forward
+    torch.testing.assert_close(encoder.embed(), encoder.embed())
 
 
 # ------------------------------------------------------------- top module (BERT "output")
