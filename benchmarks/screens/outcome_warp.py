@@ -25,6 +25,7 @@ import torch
 from _runs import parse_options, run_pools
 from scipy import stats
 
+from llmbo.acquisition import warp_outcomes
 from llmbo.optimizer import Optimizer
 
 
@@ -34,8 +35,7 @@ def warp(name: str, values: np.ndarray) -> np.ndarray:
     if name == "log":
         return np.log1p(np.clip(values, 0.0, None))
     if name == "power2":
-        lo, hi = values.min(), values.max()
-        return ((values - lo) / (hi - lo)) ** 2 if hi > lo else values
+        return warp_outcomes(values, 2.0)
     if name == "square":
         return np.square(np.clip(values, 0.0, None))
     if name == "exp":

@@ -247,6 +247,20 @@ class _StopForward(Exception):
     """Raised by a hook to abandon a forward pass once the needed activations are captured."""
 
 
+def _linear_layers(
+    net: nn.Module, prefixes: Sequence[str], suffixes: Sequence[str] | None = None
+) -> list[str]:
+    """Full names of the torch ``Linear`` layers at or under the modules named ``prefixes``
+    (only those ending like one of ``suffixes``, when given)."""
+    return [
+        name
+        for name, module in net.named_modules()
+        if isinstance(module, nn.Linear)
+        and any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
+        and (suffixes is None or any(name.endswith(suffix) for suffix in suffixes))
+    ]
+
+
 def _resolve_submodule(layer: nn.Module, name: str) -> nn.Module:
     try:
         return layer.get_submodule(name)
@@ -410,13 +424,7 @@ class TextEncoder(nn.Module):
         }
         if self.top_module_name is not None:
             prefix = self._top_module_path()
-            inside = [
-                name
-                for name, module in net.named_modules()
-                if (name == prefix or name.startswith(prefix + "."))
-                and isinstance(module, nn.Linear)
-                and (targets is None or any(name.endswith(t) for t in targets))
-            ]
+            inside = _linear_layers(net, [prefix], targets)
             if not inside:
                 raise ModelLoadError(
                     f"top_module {self.top_module_name!r} ({prefix}) holds no linear layer "
@@ -431,12 +439,8 @@ class TextEncoder(nn.Module):
                 # No list of PEFT defaults for this model type (e.g. MPNet), or a regex that
                 # PEFT cannot combine with layers_to_transform: every linear layer of the
                 # top block, named in full.
-                top = [f"{self.stack_name}.{i}." for i in range(self.split, self.n_layers)]
-                targets = [
-                    name
-                    for name, module in net.named_modules()
-                    if isinstance(module, nn.Linear) and name.startswith(tuple(top))
-                ]
+                top = [f"{self.stack_name}.{i}" for i in range(self.split, self.n_layers)]
+                targets = _linear_layers(net, top)
                 if not targets:
                     raise ModelLoadError(
                         f"The top {self.n_top} layer(s) of this model hold no torch Linear "
@@ -626,6 +630,17 @@ class TextEncoder(nn.Module):
             len(index), width, self.hidden_size, dtype=store_dtype, device=self.device
         )
         position = {int(i): k for k, i in enumerate(index.tolist())}
+        for batch in self._batches(index, progress, "caching hidden states"):
+            ids, mask = self._batch_tokens(batch)
+            with self._autocast():
+                hidden = self._top_block_input(ids, mask)
+            rows = torch.tensor([position[int(i)] for i in batch], device=self.device)
+            out[rows, : ids.shape[1]] = hidden.to(store_dtype)
+        return out
+
+    @torch.no_grad()
+    def _top_block_input(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """Hidden states entering the top block for one batch (the lower layers only run)."""
         captured: list[Tensor] = []
 
         def grab(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -634,16 +649,11 @@ class TextEncoder(nn.Module):
 
         handle = self.layers[self.split].register_forward_pre_hook(grab, with_kwargs=True)
         try:
-            for batch in self._batches(index, progress, "caching hidden states"):
-                ids, mask = self._batch_tokens(batch)
-                captured.clear()
-                with self._autocast(), contextlib.suppress(_StopForward):
-                    self.net(input_ids=ids, attention_mask=mask, use_cache=False)
-                rows = torch.tensor([position[int(i)] for i in batch], device=self.device)
-                out[rows, : ids.shape[1]] = captured[0].to(store_dtype)
+            with contextlib.suppress(_StopForward):
+                self.net(input_ids=ids, attention_mask=mask, use_cache=False)
         finally:
             handle.remove()
-        return out
+        return captured[0]
 
     @property
     def _cache_dtype(self) -> torch.dtype:
@@ -785,21 +795,10 @@ class TextEncoder(nn.Module):
         assert self._lengths is not None
         rows = torch.argsort(self._lengths, descending=True, stable=True)[:n_rows]
         ids, mask = self._batch_tokens(rows)
-        captured: list[Tensor] = []
-
-        def grab(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            captured.append(args[0] if args else kwargs["hidden_states"])
-            raise _StopForward
-
         with self._eval_mode():
-            handle = self.layers[self.split].register_forward_pre_hook(grab, with_kwargs=True)
-            try:
-                with contextlib.suppress(_StopForward):
-                    self.net(input_ids=ids, attention_mask=mask, use_cache=False)
-            finally:
-                handle.remove()
+            hidden = self._top_block_input(ids, mask)
             full = self.net(input_ids=ids, attention_mask=mask, use_cache=False)
-            with self._top_block_only(captured[0]):
+            with self._top_block_only(hidden):
                 top = self.net(input_ids=ids, attention_mask=mask, use_cache=False)
         keep = mask.bool()
         expected = full.last_hidden_state.float()[keep]
