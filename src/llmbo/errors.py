@@ -46,6 +46,15 @@ class StudyError(LlmboError):
     """A study file or database is missing, incompatible or inconsistent."""
 
 
+class StudyFileError(StudyError, InputError):
+    """A study file or database URL is not an llmbo study, is damaged, or cannot be opened
+    the way it was asked (e.g. read-only). The CLI exits with status 2."""
+
+
+class StudySettingsError(StudyError, InputError):
+    """A study was reopened with settings other than those it was created with."""
+
+
 class TrialStateError(StudyError):
     """A trial transition is not allowed (e.g. telling a conflicting value)."""
 
