@@ -448,3 +448,93 @@ def test_load_refuses_studies_it_cannot_rebuild(tmp_path: Path) -> None:
     Optimizer(callable_space, "random", storage=tmp_path / "x.db", study_name="fn", progress=False)
     with pytest.raises(StudyError, match="does not store its space"):
         Optimizer.load(tmp_path / "x.db", "fn")
+
+
+# --------------------------------------------------------------- bad arguments (issue 20)
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"seed": 2**70}, "between 0 and"),
+        ({"seed": "abc"}, "whole number"),
+        ({"seed": None}, "whole number"),
+        ({"seed": 1.7}, "whole number"),
+        ({"seed": True}, "whole number"),
+        ({"maximize": "no"}, "True or False"),
+        ({"study_name": ""}, "empty"),
+        ({"study_name": "  "}, "empty"),
+        ({"min_observations": 1.5}, "min_observations"),
+    ],
+)
+def test_bad_arguments_are_refused_at_construction(
+    small: CandidateSpace, kwargs: dict, message: str
+) -> None:
+    with pytest.raises(InputError, match=message):
+        random_optimizer(small, **kwargs)
+
+
+def test_a_missing_model_fails_at_construction(small: CandidateSpace, tmp_path: Path) -> None:
+    from llmbo.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        Optimizer(small, "projection", model="/nope", progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="no config\\.json"):
+        Optimizer(small, "static", model=str(tmp_path / "empty"), progress=False)
+    Optimizer(small, "onehot", model="/nope", progress=False)  # reads no model
+
+
+def test_fail_refuses_measured_unknown_or_unsuggested_ids(small: CandidateSpace) -> None:
+    opt = random_optimizer(small, seed=0)
+    ids = opt.ask(3)
+    opt.tell(ids[0], 1.0)
+    never = next(c for c in small.ids if c not in ids)
+    before = opt.history
+    with pytest.raises(TrialStateError, match="already measured"):
+        opt.fail([ids[1], ids[0]], "x")
+    with pytest.raises(TrialStateError, match="not awaiting a result"):
+        opt.fail(never, "x")
+    with pytest.raises(UnknownCandidateError):
+        opt.fail("no-such-id", "x")
+    pd.testing.assert_frame_equal(opt.history, before)  # nothing changed
+    opt.fail(ids[1:], "spilled")
+    assert opt.history["state"].tolist() == ["complete", "failed", "failed"]
+
+
+@pytest.mark.parametrize("k", [0, -1, 1.5, True])
+def test_best_needs_a_positive_count(small: CandidateSpace, k: object) -> None:
+    opt = random_optimizer(small)
+    opt.tell(small.ids[:3], [1.0, 3.0, 2.0])
+    with pytest.raises(InputError, match="positive integer"):
+        opt.best(k)  # type: ignore[arg-type]
+    assert opt.best(2)["value"].tolist() == [3.0, 2.0]
+
+
+def test_reopening_with_another_surrogate_or_acquisition_is_refused(
+    small: CandidateSpace, tmp_path: Path
+) -> None:
+    from llmbo.errors import StudySettingsError
+
+    path = tmp_path / "s.db"
+    random_optimizer(small, storage=path, study_name="s").tell(small.ids[0], 1.0)
+    with pytest.raises(StudySettingsError, match=r"surrogate\.name='random'"):
+        Optimizer(small, "onehot", storage=path, study_name="s", progress=False)
+    with pytest.raises(StudySettingsError, match=r"acquisition\.name='logei'"):
+        random_optimizer(small, acquisition="ucb", storage=path, study_name="s")
+    assert Optimizer.load(path, "s").surrogate_name == "random"
+
+
+def test_load_of_a_file_that_is_not_a_study(tmp_path: Path) -> None:
+    from llmbo.errors import StudyFileError
+
+    table = tmp_path / "table.csv"
+    table.write_text("a,b\n1,2\n")
+    with pytest.raises(StudyFileError, match="not an llmbo study"):
+        Optimizer.load(table, "default")
+    assert table.read_text() == "a,b\n1,2\n"
+
+
+def test_boolean_target_column_is_refused(small: CandidateSpace) -> None:
+    frame = small.frame.assign(ok=[i % 2 == 0 for i in range(len(small))])
+    space = CandidateSpace(frame, "{a} {b}")
+    with pytest.raises(InputError, match="true/false"):
+        TableObjective(space, "ok")

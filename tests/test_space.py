@@ -36,7 +36,8 @@ TEMPLATE = "{ligand} in {solvent} at {temp:.1f} C"
 
 # ------------------------------------------------------------------------- templates
 def test_template_fields_in_order_without_repeats() -> None:
-    assert template_fields("{b} and {a:>5} and {b!r} and {c.real}") == ["b", "a", "c"]
+    # A placeholder is a whole column name: "{c.real}" reads a column called "c.real".
+    assert template_fields("{b} and {a:>5} and {b!r} and {c.real}") == ["b", "a", "c.real"]
     assert template_fields("no placeholders") == []
 
 
@@ -340,3 +341,40 @@ def test_finite_values_rejects_bad_values(value: object, pattern: str) -> None:
     with pytest.raises(ObjectiveValueError, match=pattern) as info:
         finite_values([1.0, value], "yield")
     assert "yield #1" in str(info.value)
+
+
+# ------------------------------------------------------------------ issue 20: templates
+@pytest.mark.parametrize("template", ["{a.__class__}", "{a[0]}", "{a.__class__.__mro__}"])
+def test_templates_read_columns_only(template: str) -> None:
+    frame = pd.DataFrame({"a": ["x", "y"]})
+    with pytest.raises(SpaceError, match="not columns of the table"):
+        CandidateSpace(frame, template)
+
+
+def test_placeholders_name_whole_columns() -> None:
+    frame = pd.DataFrame({"temp.C": [20, 30], "a[0]": ["p", "q"]})
+    space = CandidateSpace(frame, "{a[0]} at {temp.C:.1f} C")
+    assert space.texts == ["p at 20.0 C", "q at 30.0 C"]
+
+
+def test_llmbo_columns_step_aside_for_table_columns() -> None:
+    frame = pd.DataFrame(
+        {"candidate_id": ["u", "v"], "text": ["t1", "t2"], "value": [1.0, 2.0], "k": [1, 2]}
+    )
+    space = CandidateSpace(frame, "{text} {k}")
+    assert (space.id_label, space.text_column, space.value_column) == (
+        "candidate_id_",
+        "text_",
+        "value_",
+    )
+    rows = space.rows(space.ids)
+    assert rows.index.name == "candidate_id_"
+    assert rows["text_"].tolist() == ["t1 1", "t2 2"]
+    assert rows["text"].tolist() == ["t1", "t2"]  # the table's own column, unchanged
+    assert list(rows.reset_index().columns[:2]) == ["candidate_id_", "text_"]
+    plain = CandidateSpace(pd.DataFrame({"k": [1, 2]}), "{k}")
+    assert (plain.id_label, plain.text_column, plain.value_column) == (
+        "candidate_id",
+        "text",
+        "value",
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import random
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -303,6 +304,87 @@ def test_record_paths(storage: SQLStorage, new_study: Callable[..., StudyRecord]
     ]
 
 
+def test_record_many_semantics(storage: SQLStorage, new_study: Callable[..., StudyRecord]) -> None:
+    sid = new_study().study_id
+    pending, running, done, failed = storage.reserve(sid, ["a", "b", "c", "d"])
+    storage.start(running.trial_id, "w", 60)
+    storage.complete(done.trial_id, 3.0)
+    storage.fail(failed.trial_id, "broke")
+    out = storage.record_many(sid, [("a", 1.0), ("b", 2.0), ("c", 3.0), ("d", 4.0), ("e", 5)])
+    # One record per item, in order; open trials are completed, not duplicated.
+    assert [t.candidate_id for t in out] == ["a", "b", "c", "d", "e"]
+    assert [t.trial_id for t in out[:3]] == [pending.trial_id, running.trial_id, done.trial_id]
+    assert out[3].trial_id != failed.trial_id and out[3].number == 4
+    assert out[4].number == 5 and out[4].value == 5.0
+    assert all(t.state is TrialState.COMPLETE for t in out)
+    assert out[1].lease_expires_at is None
+    # Same values again: a no-op. Repeated ids with one value are stored once.
+    assert storage.record_many(sid, [("a", 1.0), ("a", 1.0)]) == [out[0], out[0]]
+    (f,) = storage.record_many(sid, [("f", 6.0), ("f", 6.0)])[:1]
+    assert len(storage.trials(sid)) == 7 and f.number == 6
+    assert storage.record_many(sid, []) == []
+    # Refused before anything is written.
+    with pytest.raises(InputError, match=r"'g'.*7\.0.*8\.0"):
+        storage.record_many(sid, [("g", 7.0), ("h", 1.0), ("g", 8.0)])
+    with pytest.raises(ObjectiveValueError, match="nan"):
+        storage.record_many(sid, [("g", 7.0), ("h", float("nan"))])
+    with pytest.raises(InputError, match="pair"):
+        storage.record_many(sid, [("g", 7.0, 1)])  # type: ignore[list-item]
+    with pytest.raises(StudyError, match="No study with id"):
+        storage.record_many(10_000_000, [("g", 1.0)])
+    assert len(storage.trials(sid)) == 7
+
+
+def test_record_many_is_atomic_and_fast(
+    storage: SQLStorage, new_study: Callable[..., StudyRecord]
+) -> None:
+    sid = new_study().study_id
+    ids = [f"cand-{i:05d}" for i in range(2000)]
+    reserved = storage.reserve(sid, ids[:600])
+    for t in reserved[:100]:
+        storage.start(t.trial_id, "w", 600)
+    storage.record_many(sid, [(c, float(i)) for i, c in enumerate(ids[600:700], start=600)])
+    before = storage.trials(sid)
+    # A conflict in the last item stores nothing at all.
+    items = [(c, float(i)) for i, c in enumerate(ids)]
+    with pytest.raises(TrialStateError, match="cand-00650"):
+        storage.record_many(sid, [*(x for x in items if x[0] != "cand-00650"), ("cand-00650", -1)])
+    assert storage.trials(sid) == before
+    start = time.perf_counter()
+    out = storage.record_many(sid, items)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 2.0, f"record_many of 2000 items took {elapsed:.2f} s"
+    assert [t.candidate_id for t in out] == ids
+    assert [t.trial_id for t in out[:600]] == [t.trial_id for t in reserved]
+    trials = storage.trials(sid)
+    assert len(trials) == 2000 and all(t.state is TrialState.COMPLETE for t in trials)
+    assert [t.number for t in trials] == list(range(2000))
+    assert {t.candidate_id: t.value for t in trials} == {c: float(i) for i, c in enumerate(ids)}
+
+
+def test_discard_study_only_when_unused(
+    storage: SQLStorage, new_study: Callable[..., StudyRecord]
+) -> None:
+    used = new_study()
+    storage.reserve(used.study_id, ["a"])
+    storage.set_attr(used.study_id, "k", 1)
+    assert storage.discard_study(used.study_id) is False
+    assert storage.load_study(used.name) == used
+    assert storage.get_attrs(used.study_id) == {"k": 1}
+    assert len(storage.trials(used.study_id)) == 1
+    failed_only = new_study()
+    (t,) = storage.reserve(failed_only.study_id, ["a"])
+    storage.fail(t.trial_id, "x")
+    assert storage.discard_study(failed_only.study_id) is False  # it was used
+    empty = new_study()
+    storage.set_attr(empty.study_id, "k", 1)
+    assert storage.discard_study(empty.study_id) is True
+    assert empty.name not in storage.study_names()
+    assert storage.get_attrs(empty.study_id) == {}
+    assert storage.discard_study(empty.study_id) is False
+    assert storage.discard_study(10_000_000) is False
+
+
 # ---------------------------------------------------------------------------------------
 # Leases and pending suggestions
 # ---------------------------------------------------------------------------------------
@@ -532,6 +614,28 @@ class StorageMachine(RuleBasedStateMachine):
         if tid is not None:
             assert out.trial_id == tid
         self.model[out.trial_id] = [cand, "COMPLETE", value, None]
+
+    @rule(items=st.lists(st.tuples(st.sampled_from(POOL), VALUES), max_size=4))
+    def record_many(self, items: list[tuple[str, float]]) -> None:
+        given: dict[str, float] = {}
+        if any(given.setdefault(c, v) != v for c, v in items):
+            with pytest.raises(InputError):
+                self.storage.record_many(self.sid, items)
+            return
+        active = {c: self._active(c) for c in given}
+        if any(
+            t is not None and self.model[t][1] == "COMPLETE" and self.model[t][2] != given[c]
+            for c, t in active.items()
+        ):
+            with pytest.raises(TrialStateError):
+                self.storage.record_many(self.sid, items)
+            return
+        out = self.storage.record_many(self.sid, items)
+        assert [(t.candidate_id, t.value) for t in out] == items
+        for t in out:
+            if active[t.candidate_id] is not None:
+                assert t.trial_id == active[t.candidate_id]
+            self.model[t.trial_id] = [t.candidate_id, "COMPLETE", t.value, None]
 
     @rule()
     def expire_all_running(self) -> None:

@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from llmbo._validate import check_seed, check_study_name
 from llmbo.acquisition import AcquisitionConfig, select_candidates, warp_outcomes
 from llmbo.encoders.base import Featurizer
 from llmbo.encoders.transformer import EncoderConfig
@@ -60,6 +61,7 @@ from llmbo.errors import (
     PoolExhaustedError,
     SpaceError,
     StudyError,
+    StudySettingsError,
     TrialStateError,
 )
 from llmbo.space import CandidateSpace, finite_values
@@ -95,7 +97,13 @@ class TableObjective:
                 f"Target column {column!r} is not in the table; available columns: "
                 f"{list(map(str, space.frame.columns))}."
             )
-        values = pd.to_numeric(space.frame[column], errors="coerce")
+        raw = space.frame[column]
+        if pd.api.types.is_bool_dtype(raw):
+            raise InputError(
+                f"Target column {column!r} holds true/false values, not measurements; give a "
+                "numeric column (e.g. 1/0 if that is what was measured)."
+            )
+        values = pd.to_numeric(raw, errors="coerce")
         bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
         if bad.any():
             rows = space.frame.index[bad][:5].tolist()
@@ -113,6 +121,43 @@ class TableObjective:
 def _derived_seed(seed: int, counter: int) -> int:
     digest = hashlib.sha256(f"{seed}:{counter}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
+
+
+#: Stored settings that say where to run, not what to compute: they may differ on reopening.
+_RUNTIME_SETTINGS = frozenset({"surrogate.encoder.device"})
+
+
+def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def settings_differences(stored: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """``key: stored -> given`` for every setting (dotted key) that differs, runtime ones
+    (the device) excepted; ``[]`` when the two describe the same study."""
+    a, b = _flatten(stored), _flatten(given)
+    return [
+        f"{key}={a.get(key)!r} (asked: {b.get(key)!r})"
+        for key in sorted(set(a) | set(b))
+        if key not in _RUNTIME_SETTINGS and a.get(key) != b.get(key)
+    ]
+
+
+def normalised_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored study config with every default filled in (studies written by older
+    versions lack newer fields), so two configs compare field by field."""
+    out = dict(config)
+    surrogate = config.get("surrogate", {})
+    if "instance" not in surrogate:
+        out["surrogate"] = SurrogateSpec.from_dict(surrogate).to_dict()
+    out["acquisition"] = AcquisitionConfig(**config.get("acquisition", {})).to_dict()
+    out.setdefault("min_observations", 2)
+    return out
 
 
 #: Attempts at reserving a proposal before giving up when other workers keep taking them.
@@ -154,6 +199,38 @@ def _shared_storage(storage: BaseStorage) -> bool:
         return True
     parsed = make_url(url)
     return not (parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"))
+
+
+def space_payload(space: CandidateSpace, *, shared: bool) -> dict[str, Any]:
+    """The space as stored in a new study, checked to rebuild exactly (see Optimizer.load).
+
+    Callable templates cannot be stored (the hash only is kept). Tables whose values do
+    not survive storage (e.g. ``inf`` in a template column, written as JSON ``null``) would
+    give a study nobody can reopen: :class:`SpaceError` for a ``shared`` storage (one other
+    processes can open), the hash only for a private in-memory one.
+    """
+    hash_only = {"content_hash": space.content_hash(), "name": space.name}
+    try:
+        payload = space.to_dict()
+    except Exception:  # callable templates cannot be stored; keep the hash only
+        return hash_only
+    try:
+        problem = (
+            None
+            if CandidateSpace.from_dict(payload).content_hash() == space.content_hash()
+            else "it rebuilds with other texts"
+        )
+    except LlmboError as exc:
+        problem = str(exc)
+    if problem is None:
+        return payload
+    if not shared:
+        logger.debug("Space not stored in the in-memory study: %s", problem)
+        return hash_only
+    raise SpaceError(
+        f"This table cannot be stored in a study: read back, {problem} Values such as "
+        "inf or -inf in template columns do not survive storage; clean or drop those rows."
+    )
 
 
 class _Heartbeat:
@@ -261,8 +338,20 @@ class Optimizer:
     ) -> None:
         if not isinstance(space, CandidateSpace):
             raise InputError(f"space must be a CandidateSpace, got {type(space).__name__}.")
-        if min_observations < 1:
-            raise InputError(f"min_observations must be >= 1, got {min_observations}.")
+        if (
+            isinstance(min_observations, bool)
+            or not isinstance(min_observations, int | np.integer)
+            or min_observations < 1
+        ):
+            raise InputError(f"min_observations must be an integer >= 1, got {min_observations!r}.")
+        if not isinstance(maximize, bool | np.bool_):
+            raise InputError(
+                f"maximize must be True or False, got {maximize!r}; pass maximize=False to "
+                "minimise."
+            )
+        seed = check_seed(seed)
+        if study_name is not None:
+            study_name = check_study_name(study_name)
         for label, seconds in (
             ("lease_seconds", lease_seconds),
             ("heartbeat_seconds", heartbeat_seconds),
@@ -294,7 +383,11 @@ class Optimizer:
         self.progress = progress
         self._surrogate, self.spec = self._resolve_surrogate(surrogate, model, soft_tokens, device)
         self.storage = get_storage(storage if storage is not None else "sqlite:///:memory:")
-        self.study = self._open_study(study_name or f"study-{space.content_hash()[:8]}-{seed}")
+        #: Whether this object created its study (``False``: it reopened an existing one).
+        self.created_study = False
+        if study_name is None:
+            study_name = f"study-{space.content_hash()[:8]}-{self.seed}"
+        self.study = self._open_study(study_name)
         self.last_fit: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ set-up
@@ -316,10 +409,15 @@ class Optimizer:
         spec = replace(spec, encoder=encoder)
         if soft_tokens is not None:
             spec = replace(spec, soft_tokens=int(soft_tokens))
-        make_surrogate_check = spec.name  # validate the name early (clear error)
         from llmbo.surrogates.base import SURROGATES
+        from llmbo.surrogates.factory import uses_encoder
 
-        SURROGATES.get(make_surrogate_check)
+        SURROGATES.get(spec.name)  # validate the name early (clear error)
+        if uses_encoder(spec):
+            # A missing model fails now, not after the first measurements were told.
+            from llmbo.encoders.transformer import check_model_available
+
+            check_model_available(spec.encoder.model)
         return None, spec
 
     def _config(self) -> dict[str, Any]:
@@ -332,16 +430,18 @@ class Optimizer:
 
     def _open_study(self, name: str) -> StudyRecord:
         if name not in self.storage.study_names():
-            space_payload = self._space_payload()
+            payload = self._space_payload()
             direction = "maximize" if self.maximize else "minimize"
             try:
-                return self.storage.create_study(
+                study = self.storage.create_study(
                     name,
-                    space=space_payload,
+                    space=payload,
                     config=self._config(),
                     seed=self.seed,
                     direction=direction,
                 )
+                self.created_study = True
+                return study
             except StudyError:
                 if name not in self.storage.study_names():
                     raise
@@ -349,59 +449,36 @@ class Optimizer:
         return self._reopen_study(name)
 
     def _space_payload(self) -> dict[str, Any]:
-        """The space as stored in a new study, checked to rebuild exactly (see load()).
-
-        Callable templates cannot be stored (the hash only is kept). Tables whose values do
-        not survive storage (e.g. ``inf`` in a template column, written as JSON ``null``)
-        would give a study nobody can reopen: refused for a shared storage, hash only for a
-        private in-memory one.
-        """
-        hash_only = {"content_hash": self.space.content_hash(), "name": self.space.name}
-        try:
-            payload = self.space.to_dict()
-        except Exception:  # callable templates cannot be stored; keep the hash only
-            return hash_only
-        try:
-            problem = (
-                None
-                if CandidateSpace.from_dict(payload).content_hash() == self.space.content_hash()
-                else "it rebuilds with other texts"
-            )
-        except LlmboError as exc:
-            problem = str(exc)
-        if problem is None:
-            return payload
-        if not _shared_storage(self.storage):
-            logger.debug("Space not stored in the in-memory study: %s", problem)
-            return hash_only
-        raise SpaceError(
-            f"This table cannot be stored in a study: read back, {problem} Values such as "
-            "inf or -inf in template columns do not survive storage; clean or drop those rows."
-        )
+        return space_payload(self.space, shared=_shared_storage(self.storage))
 
     def _reopen_study(self, name: str) -> StudyRecord:
+        """Open an existing study; :class:`StudySettingsError` unless every stored setting
+        (space, seed, direction, surrogate, acquisition...) equals this object's."""
         direction = "maximize" if self.maximize else "minimize"
         study = self.storage.load_study(name)
         stored = study.space.get("content_hash")
         if stored and stored != self.space.content_hash():
-            raise StudyError(
+            raise StudySettingsError(
                 f"Study {name!r} was created for a different candidate space; use another "
                 "study name or the original table and template."
             )
-        if study.direction != direction or study.seed != self.seed:
-            raise StudyError(
-                f"Study {name!r} was created with direction={study.direction}, seed="
-                f"{study.seed}; reopen it with the same settings (Optimizer.load does this)."
+        try:
+            had = normalised_config(study.config)
+        except (LlmboError, TypeError) as exc:
+            raise StudyError(f"Study {name!r} has settings this llmbo cannot read: {exc}") from exc
+        had.update(seed=study.seed, direction=study.direction)
+        asked = normalised_config(self._config())
+        asked.update(seed=self.seed, direction=direction)
+        differences = settings_differences(had, asked)
+        if differences:
+            raise StudySettingsError(
+                f"Study {name!r} was created with other settings: "
+                + "; ".join(differences)
+                + ". A study keeps the settings it was created with: reopen it with "
+                "Optimizer.load() (in the CLI, leave the options out), or start a new study."
             )
-        stored_power = float(study.config.get("acquisition", {}).get("outcome_power", 1.0))
-        if stored_power != self.acquisition.outcome_power:
-            raise StudyError(
-                f"Study {name!r} was created with outcome_power={stored_power:g}, not "
-                f"{self.acquisition.outcome_power:g}: its model is fitted to values warped that "
-                "way. Reopen it with the same setting (Optimizer.load does this) or start a "
-                "new study."
-            )
-        self.storage.expire_stale(study.study_id)  # a crashed worker's trials are free again
+        if not getattr(self.storage, "readonly", False):
+            self.storage.expire_stale(study.study_id)  # a crashed worker's trials are free again
         return study
 
     @classmethod
@@ -414,14 +491,31 @@ class Optimizer:
         device: str | None = None,
         lease_seconds: float = 60.0,
         heartbeat_seconds: float | None = None,
+        trust_remote_code: bool = False,
     ) -> Optimizer:
         """Reopen a stored study with the space and settings it was created with.
 
         Stale ``RUNNING`` trials (expired leases) are failed on opening, so their
         candidates are offered again; ``PENDING`` suggestions stay pending.
+
+        Settings that run foreign code are never taken from the stored data alone: a study
+        created with ``EncoderConfig(trust_remote_code=True)`` is only reopened when this
+        call passes ``trust_remote_code=True`` too (anyone who can write to the study file or
+        database could otherwise make this process run Python from the model's folder).
         """
         store = get_storage(storage)
         study = store.load_study(study_name)
+        stored_trust = (
+            study.config.get("surrogate", {}).get("encoder", {}).get("trust_remote_code", False)
+        )
+        if stored_trust is not False and not trust_remote_code:
+            model = study.config.get("surrogate", {}).get("encoder", {}).get("model")
+            raise StudySettingsError(
+                f"Study {study_name!r} asks to run the Python code that comes with model "
+                f"{model!r} (trust_remote_code), and llmbo never takes that from stored data. "
+                "If you trust that model folder, say so at this call: "
+                "Optimizer.load(..., trust_remote_code=True), or --trust-remote-code."
+            )
         if "records" not in study.space:
             raise StudyError(
                 f"Study {study_name!r} does not store its space; rebuild the Optimizer with the space."
@@ -432,7 +526,12 @@ class Optimizer:
             raise StudyError(
                 f"Study {study_name!r} used a custom surrogate object; pass it again to Optimizer()."
             )
-        spec = SurrogateSpec.from_dict(cfg["surrogate"])
+        try:
+            spec = SurrogateSpec.from_dict(cfg["surrogate"])
+        except (LlmboError, TypeError) as exc:
+            raise StudyError(
+                f"Study {study_name!r} has surrogate settings this llmbo cannot read: {exc}"
+            ) from exc
         return cls(
             space,
             spec,
@@ -689,8 +788,11 @@ class Optimizer:
         checked = finite_values(values)
         self.space.index_of(ids)  # unknown ids -> UnknownCandidateError before anything is written
         self._check_consistent(ids, checked)
-        for cid, value in zip(ids, checked, strict=True):
-            self.storage.record(self.study.study_id, cid, float(value))
+        # One transaction: all of them are stored, or (on a crash or an error) none.
+        self.storage.record_many(
+            self.study.study_id,
+            [(cid, float(value)) for cid, value in zip(ids, checked, strict=True)],
+        )
 
     def _check_consistent(self, ids: Sequence[str], values: np.ndarray) -> None:
         """Refuse the whole tell, before writing, if any value contradicts a stored one."""
@@ -714,15 +816,41 @@ class Optimizer:
                 )
 
     def fail(self, ids: str | Sequence[str], error: str) -> None:
-        """Mark pending suggestions as failed (their candidates may be suggested again)."""
+        """Mark pending suggestions as failed (their candidates may be suggested again).
+
+        Every id must be a candidate with a pending or running trial; otherwise nothing is
+        changed and :class:`~llmbo.errors.UnknownCandidateError` (not a candidate) or
+        :class:`~llmbo.errors.TrialStateError` (measured, or never suggested) is raised.
+        """
         if isinstance(ids, str):
             ids = [ids]
-        wanted = set(map(str, ids))
-        for t in self.storage.trials(
-            self.study.study_id, states=[TrialState.PENDING, TrialState.RUNNING]
-        ):
-            if t.candidate_id in wanted:
-                self.storage.fail(t.trial_id, error)
+        wanted = [str(i) for i in ids]
+        self.space.index_of(wanted)  # unknown ids -> UnknownCandidateError
+        trials = self.storage.trials(self.study.study_id)
+        open_trials = {
+            t.candidate_id: t for t in trials if t.state in (TrialState.PENDING, TrialState.RUNNING)
+        }
+        done = {t.candidate_id: t.value for t in trials if t.state is TrialState.COMPLETE}
+        measured = [f"{c!r} (measured: {done[c]!r})" for c in wanted if c in done]
+        never = [repr(c) for c in wanted if c not in done and c not in open_trials]
+        if measured or never:
+            parts = []
+            if measured:
+                parts.append(
+                    "already measured, and measurements never change: " + ", ".join(measured)
+                )
+            if never:
+                parts.append(
+                    "not awaiting a result (never suggested, or failed/released): "
+                    + ", ".join(never)
+                )
+            raise TrialStateError(
+                "Only pending suggestions can be failed; nothing was changed. Candidate(s) "
+                + "; ".join(parts)
+                + "."
+            )
+        for cid in dict.fromkeys(wanted):
+            self.storage.fail(open_trials[cid].trial_id, error)
 
     def run(
         self,
@@ -875,13 +1003,17 @@ class Optimizer:
         return float(values.max() if self.maximize else values.min())
 
     def best(self, k: int = 1) -> pd.DataFrame:
-        """The ``k`` best measured candidates with their table rows and values."""
+        """The ``k`` best measured candidates with their table rows and values (in the
+        column :attr:`CandidateSpace.value_column <llmbo.space.CandidateSpace.value_column>`,
+        ``"value"`` unless the table has a column of that name)."""
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise InputError(f"best(k) needs a positive integer k, got {k!r}.")
         idx, values = self._observations()
         if len(values) == 0:
             return pd.DataFrame()
         order = np.argsort(-values if self.maximize else values, kind="stable")[:k]
         rows = self.space.rows([self.space.ids[i] for i in idx[order]])
-        rows.insert(1, "value", values[order])
+        rows.insert(1, self.space.value_column, values[order])
         return rows
 
     def encoder_config(self) -> EncoderConfig | None:

@@ -43,10 +43,28 @@ def template_fields(template: str) -> list[str]:
                 f"Template {template!r} has a positional placeholder '{{{field}}}'; "
                 "name a column instead, e.g. '{ligand}'."
             )
-        name = field.split(".")[0].split("[")[0]
-        if name not in fields:
-            fields.append(name)
+        # The whole placeholder names a column: no attribute or index access
+        # ('{col.__class__}', '{col[0]}'), so a template can only read the table's values.
+        if field not in fields:
+            fields.append(field)
     return fields
+
+
+class _ColumnFormatter(string.Formatter):
+    """``str.format`` whose placeholders are whole column names, never attribute or index
+    lookups (``'{temp.C}'`` reads a column called ``temp.C``)."""
+
+    def get_field(self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        try:
+            return kwargs[field_name], field_name
+        except KeyError:
+            raise SpaceError(
+                f"Template placeholder {{{field_name}}} is not a column of the table; a "
+                "placeholder is a column name only (no attribute or index access)."
+            ) from None
+
+
+_FORMATTER = _ColumnFormatter()
 
 
 def _stable_id(text: str) -> str:
@@ -194,7 +212,8 @@ class CandidateSpace:
                         "fill or drop those rows first."
                     )
             try:
-                texts = [template.format(**row) for row in frame[fields].to_dict(orient="records")]
+                records = frame[fields].to_dict(orient="records") if fields else [{}] * len(frame)
+                texts = [_FORMATTER.vformat(template, (), row) for row in records]
             except (ValueError, TypeError, KeyError, IndexError) as exc:
                 raise SpaceError(
                     f"Could not render template {template!r}: {exc}. Check that numeric format "
@@ -239,12 +258,39 @@ class CandidateSpace:
         """The rendered text of one candidate."""
         return self.texts[int(self.index_of(candidate_id)[0])]
 
+    # Names of the columns llmbo adds to the table's own in :meth:`rows` and in results:
+    # ``candidate_id``, ``text`` and ``value``, each followed by as many ``_`` as it takes
+    # not to collide with a column of the table (any column name a table has works).
+    def _free_name(self, wanted: str, taken: Sequence[str] = ()) -> str:
+        used = {str(c) for c in self.frame.columns} | set(taken)
+        name = wanted
+        while name in used:
+            name += "_"
+        return name
+
+    @property
+    def id_label(self) -> str:
+        """Name of the candidate-id index of :meth:`rows` (``"candidate_id"`` unless the
+        table has a column of that name)."""
+        return self._free_name("candidate_id")
+
+    @property
+    def text_column(self) -> str:
+        """Name of the rendered-text column of :meth:`rows` (``"text"`` unless taken)."""
+        return self._free_name("text", [self.id_label])
+
+    @property
+    def value_column(self) -> str:
+        """Name of the measured-value column in results (``"value"`` unless taken)."""
+        return self._free_name("value", [self.id_label, self.text_column])
+
     def rows(self, ids: Sequence[str]) -> pd.DataFrame:
-        """The table rows of the given candidates, indexed by candidate id, with their text."""
+        """The table rows of the given candidates, indexed by candidate id (index name
+        :attr:`id_label`), with their text first (column :attr:`text_column`)."""
         pos = self.index_of(ids)
         out = self.frame.iloc[pos].copy()
-        out.insert(0, "text", [self.texts[p] for p in pos])
-        out.index = pd.Index([self.ids[p] for p in pos], name="candidate_id")
+        out.insert(0, self.text_column, [self.texts[p] for p in pos])
+        out.index = pd.Index([self.ids[p] for p in pos], name=self.id_label)
         return out
 
     def content_hash(self) -> str:

@@ -32,6 +32,15 @@ Rules
   :meth:`BaseStorage.record` instead.
 * **Idempotent tells.** Completing a ``COMPLETE`` trial with the same value returns it
   unchanged; a different value raises :class:`~llmbo.errors.TrialStateError`.
+  :meth:`BaseStorage.record_many` stores a whole batch of measurements in one transaction:
+  all of them, or (on a conflict, an error or a crash) none.
+* **Read-only opening.** ``SQLStorage(url, readonly=True)`` never writes: no tables are
+  created, a SQLite file is opened with ``mode=ro`` (``immutable=1`` where even its WAL side
+  files cannot be created) and every write method raises :class:`~llmbo.errors.StudyError`.
+* **Bad files.** A file that is not a SQLite database, a SQLite database of another
+  application, a damaged file and a malformed URL raise
+  :class:`~llmbo.errors.StudyFileError` naming the file (never a password), and such a file
+  is left unchanged.
 """
 
 from __future__ import annotations
@@ -42,6 +51,8 @@ import json
 import logging
 import math
 import os
+import re
+import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -53,11 +64,24 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import NullPool, StaticPool
 
-from llmbo.errors import InputError, ObjectiveValueError, StudyError, TrialStateError
+from llmbo.errors import (
+    InputError,
+    ObjectiveValueError,
+    StudyError,
+    StudyFileError,
+    TrialStateError,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -78,6 +102,13 @@ SCHEMA_VERSION = 1
 Direction = Literal["maximize", "minimize"]
 _DIRECTIONS = ("maximize", "minimize")
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+# Words of the SQLite errors that mean the file itself is damaged (SQLITE_CORRUPT/NOTADB).
+_DAMAGE_MARKERS = ("malformed", "not a database", "file is encrypted", "disk image")
+# Words of the SQLite errors that mean the file or its folder cannot be written.
+_READONLY_MARKERS = ("readonly database", "read-only", "unable to open database file")
+_CHUNK = 500  # ids per IN (...) query; stays under every backend's bound-parameter limit
+_URL_EXAMPLES = "e.g. 'runs.db', 'sqlite:///runs.db' or 'postgresql+psycopg://user@host/db'"
 
 # Why a trial failed; decides whether a late result is accepted (see module docstring).
 _FAIL_ERROR = "error"
@@ -186,6 +217,15 @@ class BaseStorage(abc.ABC):
     def delete_study(self, name: str) -> None:
         """Delete a study with its trials and attributes."""
 
+    @abc.abstractmethod
+    def discard_study(self, study_id: int) -> bool:
+        """Delete a study only if it has no trials at all, in one transaction.
+
+        Returns ``True`` if it was deleted (with its attributes), ``False`` if it holds
+        trials or does not exist (then nothing changes). Safe clean-up of a study just
+        created by a call that then failed: a study someone has used is never deleted.
+        """
+
     # -- trials --------------------------------------------------------------------------
     @abc.abstractmethod
     def reserve(
@@ -214,6 +254,17 @@ class BaseStorage(abc.ABC):
     @abc.abstractmethod
     def record(self, study_id: int, candidate_id: str, value: float) -> TrialRecord:
         """Store a measurement of a candidate, completing its open trial if it has one."""
+
+    @abc.abstractmethod
+    def record_many(self, study_id: int, items: Sequence[tuple[str, float]]) -> list[TrialRecord]:
+        """:meth:`record` each ``(candidate_id, value)`` pair, all in one transaction.
+
+        Either every item is stored or none is: a conflicting value
+        (:class:`~llmbo.errors.TrialStateError`) anywhere, a bad value or a crash stores
+        nothing. An id given twice with the same value is stored once; with different
+        values the call raises :class:`~llmbo.errors.InputError`. Returns one record per
+        item, in order.
+        """
 
     @abc.abstractmethod
     def fail(self, trial_id: int, error: str) -> TrialRecord:
@@ -424,13 +475,87 @@ def _redact(url: sa.URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def _install_sqlite_hooks(engine: Engine, *, memory: bool) -> None:
+def _password_of(text: str) -> str | None:
+    """The password in a URL-like string that may not parse (``scheme://user:pw@host``)."""
+    _, sep, rest = text.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0 or ":" not in rest[:at]:
+        return None
+    return rest[:at].split(":", 1)[1] or None
+
+
+def _hide_password(text: str, *, url: str) -> str:
+    """``text`` with the password of ``url`` (if any) replaced by ``***``."""
+    password = _password_of(url)
+    return text.replace(password, "***") if password else text
+
+
+def _db_message(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", None) or exc)
+
+
+def _is_damage(exc: BaseException) -> bool:
+    if isinstance(exc, IntegrityError):
+        return False
+    message = _db_message(exc).lower()
+    return any(m in message for m in _DAMAGE_MARKERS)
+
+
+def _is_unwritable(exc: BaseException) -> bool:
+    message = _db_message(exc).lower()
+    return any(m in message for m in _READONLY_MARKERS)
+
+
+def _readonly_uri(path: Path, *, immutable: bool) -> str:
+    return path.as_uri() + "?mode=ro" + ("&immutable=1" if immutable else "")
+
+
+def _no_writer_possible(path: Path) -> bool:
+    """Whether no process can be writing the SQLite file ``path`` right now.
+
+    True when its folder denies writes (by its permission bits, which root ignores, or to
+    this process) so no writer can create the WAL side files, and no ``-wal`` file exists
+    (one may hold data not yet copied into the file). Such a file is read ``immutable=1``,
+    which leaves no side files behind; a ``mode=ro`` reader of a WAL database creates them
+    wherever it can.
+    """
+    if Path(f"{path}-wal").exists():
+        return False
+    try:
+        bits = path.parent.stat().st_mode & 0o222
+    except OSError:
+        return False
+    return not bits or not os.access(path.parent, os.W_OK)
+
+
+def _sqlite_connect_ro(uri: str) -> sqlite3.Connection:
+    return sqlite3.connect(uri, uri=True, timeout=_SQLITE_BUSY_TIMEOUT_MS / 1000)
+
+
+def _sqlite_tables(uri: str) -> list[str]:
+    """Names of the tables in a SQLite file, read over a read-only ``uri`` connection."""
+    conn = _sqlite_connect_ro(uri)
+    try:
+        rows = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+    finally:
+        conn.close()
+    return sorted(str(r[0]) for r in rows)
+
+
+_LLMBO_TABLES = frozenset(_Base.metadata.tables)
+
+
+def _install_sqlite_hooks(engine: Engine, *, memory: bool, readonly: bool) -> None:
     """WAL, busy timeout, foreign keys, and ``BEGIN IMMEDIATE`` for write transactions.
 
     pysqlite's own transaction handling is switched off (``isolation_level = None``) so the
     ``begin`` hook decides how each transaction starts; ``BEGIN IMMEDIATE`` takes the write
     lock up front, so concurrent writers wait (up to the busy timeout) instead of failing
-    with "database is locked" when upgrading a read lock.
+    with "database is locked" when upgrading a read lock. A ``readonly`` engine leaves the
+    journal mode alone (switching to WAL writes the file), sets ``query_only`` and only
+    ever starts plain ``BEGIN`` transactions.
     """
 
     @event.listens_for(engine, "connect")
@@ -440,7 +565,9 @@ def _install_sqlite_hooks(engine: Engine, *, memory: bool) -> None:
         try:
             cur.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA foreign_keys = ON")
-            if not memory:
+            if readonly:
+                cur.execute("PRAGMA query_only = ON")
+            elif not memory:
                 cur.execute("PRAGMA journal_mode = WAL")
                 cur.execute("PRAGMA synchronous = NORMAL")
         finally:
@@ -448,8 +575,8 @@ def _install_sqlite_hooks(engine: Engine, *, memory: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        readonly = conn.get_execution_options().get("llmbo_readonly", False)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        plain = readonly or conn.get_execution_options().get("llmbo_readonly", False)
+        conn.exec_driver_sql("BEGIN" if plain else "BEGIN IMMEDIATE")
 
 
 # ---------------------------------------------------------------------------------------
@@ -464,26 +591,55 @@ class SQLStorage(BaseStorage):
         url: A SQLAlchemy URL such as ``"sqlite:///runs.db"`` or
             ``"postgresql+psycopg://user:pw@host/db"``. ``"sqlite://"`` gives a private
             in-memory database (one process only).
+        readonly: Open an existing study without ever writing to it (for reports, or a
+            file on read-only media): no tables are created, SQLite files are opened with
+            ``mode=ro`` and every write method raises :class:`~llmbo.errors.StudyError`.
         engine_kwargs: Extra keyword arguments for :func:`sqlalchemy.create_engine`.
 
     The engine is created lazily and re-created in a forked child, so a storage object can
     be shared with worker processes (it also pickles, without its engine). On open, the
-    tables are created if missing and the schema version is checked.
+    tables are created if missing (unless ``readonly``) and the schema version is checked.
+    A SQLite file that is not a SQLite database, that holds only another application's
+    tables, or that is damaged raises :class:`~llmbo.errors.StudyFileError` and is left
+    unchanged.
     """
 
-    def __init__(self, url: str, *, engine_kwargs: dict[str, Any] | None = None) -> None:
-        try:
-            self._url = make_url(url)
-        except ArgumentError as exc:
-            raise StudyError(
-                f"Storage URL {url!r} is not a valid SQLAlchemy URL; use e.g. "
-                "'sqlite:///runs.db' or 'postgresql+psycopg://user@host/db'."
-            ) from exc
+    def __init__(
+        self,
+        url: str | sa.URL,
+        *,
+        readonly: bool = False,
+        engine_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self._url = self._parse_url(url)
+        self._readonly = bool(readonly)
         self._engine_kwargs = dict(engine_kwargs or {})
         self._engine: Engine | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
         self._get_engine()  # fail early on a bad or incompatible database
+
+    @staticmethod
+    def _parse_url(url: str | sa.URL) -> sa.URL:
+        if isinstance(url, sa.URL):
+            return url
+        text = str(url)
+        try:
+            return make_url(text)
+        except (ArgumentError, ValueError, TypeError) as exc:
+            reason = ""
+            port = re.search(r"int\(\) with base 10: '(.*)'$", str(exc))
+            if port:
+                reason = f" (port {port.group(1)!r} is not a number)"
+            shown = _hide_password(repr(text), url=text)
+            # `from None`: the parser's own message would repeat the password.
+            raise StudyFileError(
+                _hide_password(
+                    f"Storage URL {shown} is not a valid SQLAlchemy URL{reason}; give a study "
+                    f"file path or a URL, {_URL_EXAMPLES}.",
+                    url=text,
+                )
+            ) from None
 
     # -- engine management ---------------------------------------------------------------
     @property
@@ -491,8 +647,14 @@ class SQLStorage(BaseStorage):
         """The database URL, with any password hidden."""
         return _redact(self._url)
 
+    @property
+    def readonly(self) -> bool:
+        """Whether this storage was opened read-only (every write method then raises)."""
+        return self._readonly
+
     def __repr__(self) -> str:
-        return f"SQLStorage({self.url!r})"
+        extra = ", readonly=True" if self._readonly else ""
+        return f"SQLStorage({self.url!r}{extra})"
 
     def __getstate__(self) -> dict[str, Any]:
         if self._is_memory():
@@ -500,10 +662,15 @@ class SQLStorage(BaseStorage):
                 "An in-memory SQLite storage cannot be shared with another process; use a "
                 "file, e.g. SQLStorage('sqlite:///runs.db')."
             )
-        return {"url": self._url, "engine_kwargs": self._engine_kwargs}
+        return {
+            "url": self._url,
+            "readonly": self._readonly,
+            "engine_kwargs": self._engine_kwargs,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._url = state["url"]
+        self._readonly = state.get("readonly", False)
         self._engine_kwargs = state["engine_kwargs"]
         self._engine = None
         self._pid = None
@@ -515,6 +682,44 @@ class SQLStorage(BaseStorage):
     def _is_memory(self) -> bool:
         return self._is_sqlite() and self._url.database in (None, "", ":memory:")
 
+    def _sqlite_path(self) -> Path | None:
+        """The file of a SQLite URL; ``None`` for memory or a ``file:`` URI (``uri=true``)."""
+        if not self._is_sqlite() or self._is_memory():
+            return None
+        if str(self._url.query.get("uri", "")).lower() in ("true", "1"):
+            return None
+        return Path(self._url.database or "").expanduser().resolve()
+
+    def _where(self) -> str:
+        """How messages name this storage: the study file, or the URL without password."""
+        path = self._sqlite_path()
+        return f"Study file {str(path)!r}" if path is not None else f"Storage {self.url!r}"
+
+    def _require_writable(self, what: str) -> None:
+        if self._readonly:
+            raise StudyError(
+                f"{self._where()} was opened read-only; {what} would change it. Open it "
+                "without readonly=True to change it."
+            )
+
+    def _damaged(self, exc: BaseException) -> StudyFileError:
+        kind = "SQLite" if self._is_sqlite() else self._url.get_backend_name()
+        return StudyFileError(
+            f"{self._where()} is damaged ({kind}: {_db_message(exc)}); restore it from a backup."
+        )
+
+    def _file_error(self, exc: DatabaseError) -> StudyFileError | None:
+        """The :class:`StudyFileError` a database error stands for, if it is about the file."""
+        if _is_damage(exc):
+            return self._damaged(exc)
+        if self._is_sqlite() and not self._readonly and _is_unwritable(exc):
+            return StudyFileError(
+                f"{self._where()} cannot be written ({_db_message(exc)}); check the "
+                "permissions of the file and its folder, or open it read-only "
+                "(readonly=True) to read it."
+            )
+        return None
+
     def _get_engine(self) -> Engine:
         pid = os.getpid()
         if self._engine is not None and self._pid == pid:
@@ -525,48 +730,134 @@ class SQLStorage(BaseStorage):
                 self._engine.dispose(close=False)
                 self._engine = None
             if self._engine is None:
-                self._engine = self._create_engine()
+                engine = self._create_engine()
+                try:
+                    self._init_schema(engine)
+                except BaseException:
+                    engine.dispose()
+                    raise
+                self._engine = engine
                 self._pid = pid
-                self._init_schema(self._engine)
         return self._engine
+
+    def _check_sqlite_file(self, path: Path) -> bool:
+        """Refuse a file that is not an llmbo study before SQLite touches it.
+
+        Returns whether the file can only be read ``immutable=1`` (even ``mode=ro`` cannot
+        open it: its WAL side files cannot be created).
+        """
+        if not path.parent.is_dir():
+            raise StudyFileError(
+                f"Cannot open study file {str(path)!r}: folder {str(path.parent)!r} does not "
+                "exist; create it first or check the path."
+            )
+        if path.is_dir():
+            raise StudyFileError(
+                f"{str(path)!r} is a folder, not a study file; give the study file that llmbo "
+                "suggest created, or a new file name."
+            )
+        if not path.exists():
+            if self._readonly:
+                raise StudyFileError(
+                    f"Study file {str(path)!r} does not exist; check the path (a read-only "
+                    "open never creates a study)."
+                )
+            return False
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(len(_SQLITE_MAGIC))
+        except OSError as exc:
+            raise StudyFileError(
+                f"Study file {str(path)!r} cannot be read ({exc}); check its permissions."
+            ) from exc
+        if not head and not self._readonly:
+            return False  # an empty file is a new study file
+        if head and head != _SQLITE_MAGIC:
+            raise StudyFileError(
+                f"{str(path)!r} is not an llmbo study: it is not a SQLite database (give the "
+                "study file that llmbo suggest created, or a new file name)."
+            )
+        tables: list[str] = []
+        only_immutable = False
+        for immutable in (_no_writer_possible(path), True):
+            try:
+                tables = _sqlite_tables(_readonly_uri(path, immutable=immutable))
+                break
+            except sqlite3.DatabaseError as exc:
+                if _is_damage(exc):
+                    raise self._damaged(exc) from exc
+                if immutable or not _is_unwritable(exc):
+                    raise StudyFileError(
+                        f"Study file {str(path)!r} cannot be opened ({exc}); check that it "
+                        "is a study file and that no other program holds it locked."
+                    ) from exc
+                # The WAL side files cannot be created (read-only medium or folder).
+                logger.info("Reading %s as immutable: opening it read-only failed (%s)", path, exc)
+                only_immutable = True
+        if not self._readonly and tables and not _LLMBO_TABLES.intersection(tables):
+            raise StudyFileError(
+                f"{str(path)!r} holds another application's tables, not an llmbo study "
+                f"({', '.join(tables[:10])}); use a new file."
+            )
+        return only_immutable
 
     def _create_engine(self) -> Engine:
         kwargs = dict(self._engine_kwargs)
+        url = self._url
         if self._is_sqlite():
             memory = self._is_memory()
-            if not memory:
-                parent = Path(self._url.database or "").expanduser().resolve().parent
-                if not parent.is_dir():
-                    raise StudyError(
-                        f"Cannot open SQLite database {self._url.database!r}: folder "
-                        f"{str(parent)!r} does not exist; create it first."
-                    )
+            path = self._sqlite_path()
+            if path is not None:
+                only_immutable = self._check_sqlite_file(path)
+                if self._readonly:
+
+                    def connect(path: Path = path) -> sqlite3.Connection:
+                        immutable = only_immutable or _no_writer_possible(path)
+                        return _sqlite_connect_ro(_readonly_uri(path, immutable=immutable))
+
+                    kwargs.setdefault("creator", connect)
+            elif self._readonly and not memory:
+                url = url.update_query_dict({"mode": "ro"})  # a user-given file: URI
             if memory:
                 kwargs.setdefault("poolclass", StaticPool)
                 kwargs.setdefault("connect_args", {"check_same_thread": False})
             else:
                 kwargs.setdefault("poolclass", NullPool)
-            engine = sa.create_engine(self._url, **kwargs)
-            _install_sqlite_hooks(engine, memory=memory)
-            return engine
-        kwargs.setdefault("pool_pre_ping", True)
+        else:
+            kwargs.setdefault("pool_pre_ping", True)
+            if self._readonly and self._url.get_backend_name() == "postgresql":
+                options = dict(kwargs.get("execution_options") or {})
+                options.setdefault("postgresql_readonly", True)
+                kwargs["execution_options"] = options
         try:
-            return sa.create_engine(self._url, **kwargs)
+            engine = sa.create_engine(url, **kwargs)
+        except NoSuchModuleError:
+            raise StudyFileError(
+                f"Storage URL {self.url!r} names an unknown database kind "
+                f"{self._url.drivername!r}; give a study file path or a URL, {_URL_EXAMPLES}."
+            ) from None
         except ImportError as exc:
-            raise StudyError(
+            raise StudyFileError(
                 f"The database driver for {self.url!r} is not installed ({exc}); install it "
                 "(e.g. `pip install psycopg[binary]` for postgresql+psycopg)."
             ) from exc
+        if self._is_sqlite():
+            _install_sqlite_hooks(engine, memory=self._is_memory(), readonly=self._readonly)
+        return engine
 
     def _init_schema(self, engine: Engine, attempts: int = 3) -> None:
         for attempt in range(attempts):
             try:
-                with engine.begin() as conn:
+                with engine.connect() as conn, conn.begin():
                     self._check_or_create_schema(conn)
                 return
-            except (OperationalError, IntegrityError, ProgrammingError) as exc:
+            except DatabaseError as exc:
+                error = self._file_error(exc)
+                if error is not None:
+                    raise error from exc
                 # Another process may be creating the same tables right now; try again.
-                if attempt == attempts - 1:
+                retry = isinstance(exc, (OperationalError, IntegrityError, ProgrammingError))
+                if not retry or attempt == attempts - 1:
                     raise StudyError(
                         f"Could not open storage {self.url!r}: {exc.orig!r}. Check the URL "
                         "and that the database server is reachable."
@@ -575,7 +866,8 @@ class SQLStorage(BaseStorage):
 
     def _check_or_create_schema(self, conn: sa.Connection) -> None:
         insp = sa.inspect(conn)
-        if insp.has_table(_SchemaRow.__tablename__):
+        tables = set(insp.get_table_names())
+        if _SchemaRow.__tablename__ in tables:
             found = conn.execute(sa.select(_SchemaRow.version)).scalars().all()
             if len(found) > 1 or (found and found[0] != SCHEMA_VERSION):
                 raise StudyError(
@@ -583,11 +875,26 @@ class SQLStorage(BaseStorage):
                     f"supports version {SCHEMA_VERSION} only. Open it with the llmbo version "
                     "that wrote it, or start a new database."
                 )
-        elif insp.has_table(_StudyRow.__tablename__):
+        elif _StudyRow.__tablename__ in tables:
             raise StudyError(
                 f"Storage {self.url!r} has llmbo tables but no schema version row (unknown "
                 f"schema); this llmbo supports version {SCHEMA_VERSION}. Use a new database."
             )
+        if self._readonly:
+            missing = sorted(_LLMBO_TABLES - tables)
+            if len(missing) == len(_LLMBO_TABLES):
+                others = sorted(t for t in tables if not t.startswith("sqlite_"))
+                held = f"; it holds {', '.join(others[:10])}" if others else ""
+                raise StudyFileError(
+                    f"{self._where()} is not an llmbo study (it has no llmbo tables{held}); "
+                    "give the study file that llmbo suggest created."
+                )
+            if missing:
+                raise StudyFileError(
+                    f"{self._where()} lacks the llmbo table(s) {', '.join(missing)}; open it "
+                    "once without readonly=True to complete it, or use another study file."
+                )
+            return
         _Base.metadata.create_all(conn, checkfirst=True)
         if not conn.execute(sa.select(_SchemaRow.version)).first():
             conn.execute(sa.insert(_SchemaRow).values(id=1, version=SCHEMA_VERSION))
@@ -595,11 +902,24 @@ class SQLStorage(BaseStorage):
 
     @contextmanager
     def _tx(self, *, readonly: bool = False) -> Iterator[Session]:
-        """One transaction; committed on success, rolled back on any exception."""
+        """One transaction; committed on success, rolled back on any exception.
+
+        Database errors that mean the file is damaged or cannot be written become
+        :class:`~llmbo.errors.StudyFileError`; "database is locked" and integrity errors
+        pass unchanged.
+        """
+        if not readonly:
+            self._require_writable("writing")
         engine = self._get_engine()
         bind = engine.execution_options(llmbo_readonly=True) if readonly else engine
-        with Session(bind, expire_on_commit=False, autoflush=True) as session, session.begin():
-            yield session
+        try:
+            with Session(bind, expire_on_commit=False, autoflush=True) as session, session.begin():
+                yield session
+        except DatabaseError as exc:
+            error = self._file_error(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     # -- lookups inside a transaction ----------------------------------------------------
     def _lock_study(self, s: Session, study_id: int) -> _StudyRow:
@@ -648,8 +968,8 @@ class SQLStorage(BaseStorage):
             return set(s.execute(query).scalars())
         wanted = list(candidate_ids)
         taken: set[str] = set()
-        for i in range(0, len(wanted), 500):  # stay under bound-parameter limits
-            chunk = wanted[i : i + 500]
+        for i in range(0, len(wanted), _CHUNK):  # stay under bound-parameter limits
+            chunk = wanted[i : i + _CHUNK]
             taken.update(s.execute(query.where(_TrialRow.active_key.in_(chunk))).scalars())
         return taken
 
@@ -680,6 +1000,7 @@ class SQLStorage(BaseStorage):
         seed: int,
         direction: str,
     ) -> StudyRecord:
+        self._require_writable("create_study()")
         if not isinstance(name, str) or not name.strip():
             raise InputError(f"Study name {name!r} is empty; pass a non-empty string.")
         if direction not in _DIRECTIONS:
@@ -733,6 +1054,7 @@ class SQLStorage(BaseStorage):
             return sorted(s.execute(sa.select(_StudyRow.name)).scalars())
 
     def delete_study(self, name: str) -> None:
+        self._require_writable("delete_study()")
         study = self.load_study(name)
         with self._tx() as s:
             self._lock_study(s, study.study_id)
@@ -740,6 +1062,26 @@ class SQLStorage(BaseStorage):
                 s.execute(sa.delete(table).where(table.study_id == study.study_id))
             s.execute(sa.delete(_StudyRow).where(_StudyRow.study_id == study.study_id))
         logger.info("Deleted study %r from %s", name, self.url)
+
+    def discard_study(self, study_id: int) -> bool:
+        self._require_writable("discard_study()")
+        with self._tx() as s:
+            row = s.execute(
+                sa.select(_StudyRow).where(_StudyRow.study_id == study_id).with_for_update()
+            ).scalar_one_or_none()
+            if row is None:
+                return False
+            used = s.execute(
+                sa.select(_TrialRow.trial_id).where(_TrialRow.study_id == study_id).limit(1)
+            ).first()
+            if used is not None:
+                logger.info("Kept study %r (id %d): it has trials", row.name, study_id)
+                return False
+            name = row.name
+            s.execute(sa.delete(_AttrRow).where(_AttrRow.study_id == study_id))
+            s.execute(sa.delete(_StudyRow).where(_StudyRow.study_id == study_id))
+        logger.info("Discarded empty study %r (id %d) from %s", name, study_id, self.url)
+        return True
 
     # -- trials --------------------------------------------------------------------------
     def reserve(
@@ -751,6 +1093,7 @@ class SQLStorage(BaseStorage):
         worker: str | None = None,
         lease_seconds: float | None = None,
     ) -> list[TrialRecord]:
+        self._require_writable("reserve()")
         ids = [str(c) for c in candidate_ids] if not isinstance(candidate_ids, str) else None
         if ids is None:
             raise InputError(
@@ -823,6 +1166,7 @@ class SQLStorage(BaseStorage):
             return self._taken(s, study_id, None)
 
     def complete(self, trial_id: int, value: float) -> TrialRecord:
+        self._require_writable("complete()")
         value = _check_value(value)
         with self._tx() as s:
             row = self._lock_trial(s, trial_id)
@@ -864,6 +1208,7 @@ class SQLStorage(BaseStorage):
             return _trial_record(row)
 
     def record(self, study_id: int, candidate_id: str, value: float) -> TrialRecord:
+        self._require_writable("record()")
         value = _check_value(value)
         candidate_id = str(candidate_id)
         with self._tx() as s:
@@ -894,7 +1239,94 @@ class SQLStorage(BaseStorage):
             s.flush()
             return _trial_record(row)
 
+    def record_many(self, study_id: int, items: Sequence[tuple[str, float]]) -> list[TrialRecord]:
+        self._require_writable("record_many()")
+        if isinstance(items, (str, bytes)):
+            raise InputError(
+                f"items={items!r} is a single string; pass a list of (candidate_id, value) pairs."
+            )
+        pairs: list[tuple[str, float]] = []
+        wanted: dict[str, float] = {}  # first-seen order
+        for item in items:
+            try:
+                cid, raw = item
+            except (TypeError, ValueError):
+                raise InputError(
+                    f"record_many() item {item!r} is not a (candidate_id, value) pair; pass a "
+                    "list of (id, value) tuples."
+                ) from None
+            cid, value = str(cid), _check_value(raw)
+            if cid in wanted and wanted[cid] != value:
+                raise InputError(
+                    f"Candidate {cid!r} appears twice in one record_many() call with "
+                    f"different values ({wanted[cid]!r} and {value!r}); nothing was recorded. "
+                    "Give one value per candidate."
+                )
+            wanted.setdefault(cid, value)
+            pairs.append((cid, value))
+        if not pairs:
+            return []
+        with self._tx() as s:
+            self._lock_study(s, study_id)
+            ids = list(wanted)
+            active: dict[str, _TrialRow] = {}
+            for i in range(0, len(ids), _CHUNK):
+                query = sa.select(_TrialRow).where(
+                    _TrialRow.study_id == study_id,
+                    _TrialRow.active_key.in_(ids[i : i + _CHUNK]),
+                )
+                for found in s.execute(query.with_for_update()).scalars():
+                    active[found.candidate_id] = found
+            conflicts = [
+                (cid, row)
+                for cid, row in active.items()
+                if row.state == TrialState.COMPLETE.value and row.value != wanted[cid]
+            ]
+            if conflicts:
+                shown = "; ".join(
+                    f"{cid!r} has {row.value!r} (trial {row.trial_id}), given {wanted[cid]!r}"
+                    for cid, row in conflicts[:5]
+                )
+                more = f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
+                raise TrialStateError(
+                    f"{len(conflicts)} candidate(s) of study {study_id} already have another "
+                    f"value: {shown}{more}; nothing was recorded. Fail those trials first if "
+                    "the old measurements were wrong, or leave them out."
+                )
+            now = _utcnow()
+            number = self._next_number(s, study_id)
+            rows: dict[str, _TrialRow] = {}
+            new_rows: list[_TrialRow] = []
+            for cid, value in wanted.items():
+                row = active.get(cid)
+                if row is None:
+                    row = _TrialRow(
+                        study_id=study_id,
+                        number=number + len(new_rows),
+                        candidate_id=cid,
+                        active_key=cid,
+                        state=TrialState.COMPLETE.value,
+                        value=value,
+                        created_at=now,
+                        completed_at=now,
+                    )
+                    new_rows.append(row)
+                elif row.state != TrialState.COMPLETE.value:
+                    self._finish(row, value, now)
+                rows[cid] = row
+            s.add_all(new_rows)
+            s.flush()
+            records = {cid: _trial_record(row) for cid, row in rows.items()}
+        logger.debug(
+            "Recorded %d measurement(s) in study %d (%d new trial(s))",
+            len(records),
+            study_id,
+            len(new_rows),
+        )
+        return [records[cid] for cid, _ in pairs]
+
     def fail(self, trial_id: int, error: str) -> TrialRecord:
+        self._require_writable("fail()")
         with self._tx() as s:
             row = self._lock_trial(s, trial_id)
             state = TrialState(row.state)
@@ -910,6 +1342,7 @@ class SQLStorage(BaseStorage):
             return _trial_record(row)
 
     def start(self, trial_id: int, worker: str, lease_seconds: float) -> TrialRecord:
+        self._require_writable("start()")
         lease = _check_lease(lease_seconds, allow_none=False)
         assert lease is not None
         with self._tx() as s:
@@ -939,6 +1372,7 @@ class SQLStorage(BaseStorage):
         ``RUNNING`` (its lease expired, or it was finished elsewhere) was not extended and
         its worker should stop.
         """
+        self._require_writable("heartbeat()")
         lease = _check_lease(lease_seconds, allow_none=False)
         assert lease is not None
         ids = [int(t) for t in trial_ids]
@@ -969,6 +1403,7 @@ class SQLStorage(BaseStorage):
             return [_trial_record(rows[t]) for t in ids]
 
     def expire_stale(self, study_id: int, now: datetime | None = None) -> list[TrialRecord]:
+        self._require_writable("expire_stale()")
         now = _utcnow() if now is None else now
         if now.tzinfo is None:
             raise InputError(f"now={now!r} has no timezone; pass an aware UTC datetime.")
@@ -1007,6 +1442,7 @@ class SQLStorage(BaseStorage):
         return records
 
     def release_pending(self, study_id: int) -> list[TrialRecord]:
+        self._require_writable("release_pending()")
         with self._tx() as s:
             self._lock_study(s, study_id)
             rows = (
@@ -1052,6 +1488,7 @@ class SQLStorage(BaseStorage):
 
     # -- attributes ----------------------------------------------------------------------
     def set_attr(self, study_id: int, key: str, json_value: Any) -> None:
+        self._require_writable("set_attr()")
         text = _dumps(json_value, f"Attribute {key!r}")
         with self._tx() as s:
             self._lock_study(s, study_id)
@@ -1067,16 +1504,28 @@ class SQLStorage(BaseStorage):
             return {r.key: json.loads(r.value_json) for r in rows}
 
 
-def get_storage(url_or_path: str | os.PathLike[str] | BaseStorage) -> BaseStorage:
+def get_storage(
+    url_or_path: str | os.PathLike[str] | BaseStorage, *, readonly: bool = False
+) -> BaseStorage:
     """Open storage from a SQLAlchemy URL, a bare file path (SQLite), or pass one through.
+
+    With ``readonly=True`` nothing is ever written (see :class:`SQLStorage`); a writable
+    :class:`SQLStorage` passed in is then reopened read-only. A missing file is created as a
+    new study file unless ``readonly``; a file that is not an llmbo study raises
+    :class:`~llmbo.errors.StudyFileError`.
 
     >>> get_storage("runs.db")  # doctest: +SKIP
     SQLStorage('sqlite:////abs/path/runs.db')
     """
     if isinstance(url_or_path, BaseStorage):
+        if readonly and isinstance(url_or_path, SQLStorage) and not url_or_path.readonly:
+            return SQLStorage(
+                url_or_path._url, readonly=True, engine_kwargs=url_or_path._engine_kwargs
+            )
         return url_or_path
     text = os.fspath(url_or_path)
     if "://" in text:
-        return SQLStorage(text)
+        return SQLStorage(text, readonly=readonly)
     path = Path(text).expanduser().resolve()
-    return SQLStorage(f"sqlite:///{path}")
+    # URL.create, not f"sqlite:///{path}": a path may contain "?" or "#".
+    return SQLStorage(sa.URL.create("sqlite", database=str(path)), readonly=readonly)

@@ -46,16 +46,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LlmboError as exc:
+        from llmbo.cli._common import safe_text
         from llmbo.errors import InputError
 
-        print(f"llmbo {args.command}: error: {exc}", file=sys.stderr)
+        print(f"llmbo {args.command}: error: {safe_text(exc)}", file=sys.stderr)
         return 2 if isinstance(exc, InputError) else 1
     except KeyboardInterrupt:
-        print(
-            f"llmbo {args.command}: interrupted; everything measured so far is saved.",
-            file=sys.stderr,
-        )
+        note = getattr(args, "interrupted", "everything measured so far is saved.")
+        print(f"llmbo {args.command}: interrupted; {note}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`llmbo status | head`): stop quietly, as other tools do.
+        # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

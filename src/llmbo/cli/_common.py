@@ -7,18 +7,25 @@ Heavy modules (torch, transformers, the optimizer) are imported inside functions
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmbo._validate import MAX_SEED, check_seed, check_study_name
 from llmbo.errors import InputError
+
+logger = logging.getLogger("llmbo.cli")
 
 if TYPE_CHECKING:
     from llmbo.acquisition import AcquisitionConfig
     from llmbo.benchmarks.datasets import ReactionPool
+    from llmbo.optimizer import Optimizer
     from llmbo.space import CandidateSpace
+    from llmbo.storage import BaseStorage, StudyRecord
     from llmbo.surrogates.factory import SurrogateSpec
 
 ACQUISITIONS = ("logei", "ucb", "ts")
@@ -61,10 +68,55 @@ def positive_float(text: str) -> float:
 
 
 def _int(text: str) -> int:
+    if not text.strip().lstrip("+-").isascii() or not text.strip().lstrip("+-").isdigit():
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}")
+    return int(text)
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed, an integer in [0, 2**63 - 1]."""
     try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        return check_seed(_int(text))
+    except (InputError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number between 0 and {MAX_SEED}, got {text!r}"
+        ) from None
+
+
+def study_name_arg(text: str) -> str:
+    """argparse type: a non-empty study name."""
+    try:
+        return check_study_name(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def decode_separator(text: str) -> str:
+    r"""A ``--segment-separator`` as typed: ``\n``, ``\t``, ``\r`` and ``\\`` stand for a
+    newline, a tab, a carriage return and a backslash; every other character (any
+    Unicode, e.g. ``' → '``) is taken as it is; any other backslash sequence is refused."""
+    out: list[str] = []
+    k = 0
+    while k < len(text):
+        ch = text[k]
+        if ch != "\\":
+            out.append(ch)
+            k += 1
+            continue
+        nxt = text[k + 1 : k + 2]
+        if nxt not in _ESCAPES:
+            bad = "\\" + nxt
+            raise InputError(
+                f"--segment-separator {text!r}: {bad!r} is not an escape llmbo knows; "
+                "use \\n (newline), \\t (tab), \\r or \\\\ (a backslash), or type the "
+                "separator itself."
+            )
+        out.append(_ESCAPES[nxt])
+        k += 2
+    return "".join(out)
 
 
 # ------------------------------------------------------------------------ option groups
@@ -132,7 +184,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         "the values as they are); see benchmarks/README.md, twelfth round",
     )
     group.add_argument(
-        "--seed", type=int, default=d(0), help="seed of every random choice (default 0)"
+        "--seed", type=seed_int, default=d(0), help="seed of every random choice (default 0)"
     )
     group.add_argument(
         "--minimize",
@@ -210,6 +262,13 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         "benchmark templates know their own)",
     )
     group.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        default=None,
+        help="allow a model that ships its own Python code to run it (transformers' "
+        "trust_remote_code); never taken from a stored study without this option",
+    )
+    group.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)"
     )
 
@@ -223,7 +282,10 @@ def add_study_options(parser: Any, *, required: bool) -> None:
         help="SQLite file (or SQLAlchemy URL) that keeps the study between calls",
     )
     parser.add_argument(
-        "--study-name", default="default", help="name of the study in that file (default: default)"
+        "--study-name",
+        type=study_name_arg,
+        default="default",
+        help="name of the study in that file (default: default)",
     )
 
 
@@ -316,7 +378,8 @@ def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -
             model=args.model or "minilm",
             device=args.device,
             pooling=pooling,  # type: ignore[arg-type]
-            segment_separator=separator.encode().decode("unicode_escape"),
+            segment_separator=decode_separator(separator),
+            trust_remote_code=bool(getattr(args, "trust_remote_code", False)),
         ),
     )
     if args.steps is not None:
@@ -386,16 +449,219 @@ def _featurizer_options(
     return {"columns": cols}
 
 
+# ------------------------------------------------------------------------------ studies
+def is_new_file(location: str) -> bool:
+    """Whether ``--study`` names a SQLite file that does not exist yet (or is empty)."""
+    if is_url(location):
+        return False
+    path = Path(location)
+    return not path.exists() or (path.is_file() and path.stat().st_size == 0)
+
+
+def open_storage(location: str, *, must_exist: bool, readonly: bool = False) -> BaseStorage:
+    """Open ``--study`` (a SQLite file or a database URL)."""
+    from llmbo.storage import get_storage
+
+    check_study_location(location)
+    if must_exist and not is_url(location) and not Path(location).exists():
+        raise InputError(
+            f"Study file {location!r} does not exist. Start the campaign with "
+            f"`llmbo suggest --study {location} --table FILE --template '...'` "
+            "(or --benchmark NAME) first."
+        )
+    if not is_url(location) and not Path(location).exists():
+        check_output_path(location, "--study")
+    return get_storage(location, readonly=readonly)
+
+
+def load_study(
+    store: BaseStorage,
+    args: argparse.Namespace,
+    *,
+    progress: bool,
+    trust_remote_code: bool | None = None,
+) -> Optimizer:
+    """Reopen the study ``args`` names; ``trust_remote_code`` defaults to the option."""
+    from llmbo.optimizer import Optimizer
+
+    names = store.study_names()
+    if args.study_name not in names:
+        listed = ", ".join(repr(n) for n in names) if names else "none"
+        raise InputError(
+            f"No study named {args.study_name!r} in {display_location(args.study)} (studies "
+            f"there: {listed}). Pick one with --study-name, or create it with `llmbo suggest`."
+        )
+    return Optimizer.load(
+        store,
+        args.study_name,
+        progress=progress,
+        device=getattr(args, "device", None),
+        trust_remote_code=(
+            bool(getattr(args, "trust_remote_code", False))
+            if trust_remote_code is None
+            else trust_remote_code
+        ),
+    )
+
+
+def open_or_create(
+    args: argparse.Namespace,
+    store: BaseStorage | None,
+    choice: SpaceChoice | None,
+    *,
+    progress: bool,
+    n: int,
+) -> Optimizer:
+    """The study ``args`` name: reopened with its stored settings (options that contradict
+    them are refused), or created from the candidate and model options.
+
+    ``store`` is ``None`` for a SQLite file that does not exist yet: it is created only after
+    every option, the table, the model and ``n`` were checked, so a call that fails on bad
+    input leaves no file behind. Creation is atomic in the database; when another process
+    creates the same study first, it is opened (and must have the same settings).
+    """
+    from llmbo.optimizer import Optimizer
+
+    if store is not None and args.study_name in store.study_names():
+        study = store.load_study(args.study_name)
+        check_reopen_options(args, study)
+        opt = load_study(store, args, progress=progress)
+        if choice is not None and choice.space.content_hash() != opt.space.content_hash():
+            raise InputError(
+                f"Study {args.study_name!r} in {display_location(args.study)} was created for "
+                "other candidates than the given --table/--template (or --benchmark); leave "
+                "them out to continue it, or use another --study-name."
+            )
+        return opt
+    if choice is None:
+        raise InputError(
+            f"Study {args.study_name!r} does not exist in {display_location(args.study)} yet; "
+            "the first call needs the candidates: --table FILE --template '...' (or "
+            "--benchmark NAME), and optionally the model options."
+        )
+    spec = surrogate_spec(args, choice.pool)
+    acquisition = acquisition_config(args)
+    if n > len(choice.space):
+        raise InputError(
+            f"Asked for {n} suggestion(s) but the table has only {len(choice.space)} "
+            "candidates; ask for fewer."
+        )
+    settings: dict[str, Any] = {
+        "acquisition": acquisition,
+        "maximize": not args.minimize,
+        "seed": args.seed if args.seed is not None else 0,
+        "study_name": args.study_name,
+        "progress": progress,
+    }
+    if store is None:
+        # The file is created only once the table survives storage and the model exists.
+        from llmbo.encoders.transformer import check_model_available
+        from llmbo.optimizer import space_payload
+        from llmbo.surrogates.factory import uses_encoder
+
+        space_payload(choice.space, shared=True)
+        if uses_encoder(spec):
+            check_model_available(spec.encoder.model)
+        store = open_storage(args.study, must_exist=False)
+    return Optimizer(choice.space, spec, storage=store, **settings)
+
+
+def discard_if_unused(opt: Optimizer | None) -> None:
+    """Remove a study this call created, if nobody has used it (no trial at all)."""
+    if opt is None or not opt.created_study:
+        return
+    try:
+        opt.storage.discard_study(opt.study.study_id)
+    except Exception as exc:  # keep the original error the one the user sees
+        logger.warning("Could not remove the new study %r again: %r", opt.study.name, exc)
+
+
 # ----------------------------------------------------------------------------- output
 def is_url(text: str) -> bool:
     return "://" in text
 
 
-def check_output_path(path: str, option: str) -> Path:
-    """Fail early (before anything is written) if ``path`` cannot be written."""
+def display_location(location: str) -> str:
+    """``--study`` as it may be shown: a URL with its password hidden."""
+    if not is_url(location):
+        return location
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(location).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show its scheme only
+        return location.split("://", 1)[0] + "://..."
+
+
+def check_study_location(location: str) -> None:
+    """Refuse ``--study`` values that cannot hold a durable study, before anything runs."""
+    if is_url(location):
+        from sqlalchemy.engine import make_url
+
+        try:
+            url = make_url(location)
+        except Exception as exc:
+            from llmbo.errors import StudyFileError
+
+            raise StudyFileError(
+                f"--study {display_location(location)!r} is not a valid database URL ({exc}); "
+                "use a file name such as campaign.db, or a URL such as "
+                "'postgresql+psycopg://user@host/db'."
+            ) from None
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            raise InputError(
+                f"--study {location!r} is an in-memory database, which is gone when the "
+                "command ends; give a file name such as campaign.db."
+            )
+        return
+    p = Path(location)
+    if p.is_dir():
+        raise InputError(
+            f"--study {location!r} is a directory; give a file name such as campaign.db."
+        )
+    if p.exists() and not p.is_file():
+        raise InputError(
+            f"--study {location!r} is not a regular file (a device, pipe or socket); give a "
+            "file name such as campaign.db."
+        )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.expanduser().resolve() == b.expanduser().resolve()
+
+
+def check_output_path(path: str, option: str, *, protected: Sequence[tuple[str, str]] = ()) -> Path:
+    """Fail early (before anything is written) if ``path`` cannot or must not be written.
+
+    ``protected`` lists ``(option, path)`` pairs that the output must not replace (the
+    study file with SQLite's side files, the input table): writing there would destroy
+    measurements or input. An existing output must be a regular file, since a device node,
+    pipe or socket would be replaced by the output.
+    """
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{option} {path!r} is a directory; give a file name such as results.csv.")
+    if p.exists() and not p.is_file():
+        raise InputError(
+            f"{option} {path!r} is not a regular file (a device, pipe or socket) and would be "
+            "replaced by the output; give a file name such as results.csv."
+        )
+    for other_option, other in protected:
+        if not other or is_url(other):
+            continue
+        sides = [other] + (
+            [other + s for s in ("-wal", "-shm", "-journal")] if other_option == "--study" else []
+        )
+        if any(_same_file(p, Path(side)) for side in sides):
+            raise InputError(
+                f"{option} {path!r} is the {other_option} file; writing there would replace "
+                f"it. Give another file name for {option}."
+            )
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(
@@ -406,9 +672,28 @@ def check_output_path(path: str, option: str) -> Path:
     return p
 
 
+#: Characters never sent to the terminal as they are: control characters (ANSI escape
+#: sequences start with ESC) and the bidirectional overrides that reorder what is shown.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def safe_text(text: Any) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``), safe to print."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS
+        else ch
+        for ch in text
+    )
+
+
 def short(text: str, width: int = 100) -> str:
     """One line of at most ``width`` characters (newlines shown as ' | ')."""
     line = " | ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    line = safe_text(line)
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
@@ -418,9 +703,108 @@ def format_value(value: float | None) -> str:
 
 def print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     """Print a small left-aligned table."""
-    widths = {
-        c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns
-    }
+    cells = [{c: safe_text(r.get(c, "")) for c in columns} for r in rows]
+    widths = {c: max([len(c), *(len(r[c]) for r in cells)]) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
-    for r in rows:
-        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+    for r in cells:
+        print("  ".join(r[c].ljust(widths[c]) for c in columns).rstrip())
+
+
+# ----------------------------------------------------------------------------- reopening
+def _stored_surrogate(study: StudyRecord) -> dict[str, Any]:
+    return study.config.get("surrogate", {})
+
+
+def _stored_encoder(study: StudyRecord) -> dict[str, Any]:
+    return _stored_surrogate(study).get("encoder", {})
+
+
+def _top_module(value: str | None) -> str | None:
+    return None if value is None or value.lower() == "none" else value
+
+
+#: Options that set what a study computes. They are fixed when the study is created: on
+#: reopening, a given option must equal the stored setting (read here in the option's own
+#: terms) or the call is refused. One rule for ``suggest`` and ``run``.
+REOPEN_SETTINGS: dict[str, tuple[Callable[[StudyRecord], Any], Callable[[Any], Any]]] = {
+    "seed": (lambda st: st.seed, int),
+    "minimize": (lambda st: st.direction == "minimize", bool),
+    "acquisition": (lambda st: st.config.get("acquisition", {}).get("name", "logei"), str),
+    "outcome_power": (
+        lambda st: float(st.config.get("acquisition", {}).get("outcome_power", 1.0)),
+        float,
+    ),
+    "surrogate": (lambda st: _stored_surrogate(st).get("name"), str),
+    "model": (lambda st: _stored_encoder(st).get("model"), str),
+    "pooling": (lambda st: _stored_encoder(st).get("pooling", "mean"), str),
+    "segment_separator": (
+        lambda st: _stored_encoder(st).get("segment_separator", "\n"),
+        decode_separator,
+    ),
+    "steps": (lambda st: _stored_surrogate(st).get("deep_kernel", {}).get("steps"), int),
+    "soft_tokens": (lambda st: _stored_surrogate(st).get("soft_tokens", 0), int),
+    "top_module": (lambda st: _stored_surrogate(st).get("top_module"), _top_module),
+    "side_features": (lambda st: _stored_surrogate(st).get("side_features"), str),
+    "side_fit": (
+        lambda st: _stored_surrogate(st).get("deep_kernel", {}).get("side_fit", "joint"),
+        str,
+    ),
+    "noise_prior": (lambda st: _stored_surrogate(st).get("noise_prior", False), bool),
+    "id_column": (lambda st: st.space.get("id_column"), str),
+}
+#: Options that describe the candidates: on reopening, the space they give is compared with
+#: the stored one by content.
+SPACE_OPTIONS = frozenset({"benchmark", "table", "template"})
+#: Options that only apply when a study is created and are refused on reopening.
+CREATION_ONLY_OPTIONS = frozenset({"fingerprint_columns"})
+#: Options about this call (where to run, what to write, how long), not about the study.
+RUNTIME_OPTIONS = frozenset(
+    {
+        "command",
+        "func",
+        "verbose",
+        "study",
+        "study_name",
+        "device",
+        "trust_remote_code",
+        "no_progress",
+        "n",
+        "out",
+        "release_pending",
+        "iterations",
+        "batch_size",
+        "n_initial",
+        "output",
+        "target",
+        "results",
+        "id_col",
+        "value_col",
+        "top",
+    }
+)
+
+
+def check_reopen_options(args: argparse.Namespace, study: StudyRecord) -> None:
+    """Refuse options that contradict the settings ``study`` was created with."""
+    where = f"Study {study.name!r} in {display_location(args.study)}"
+    for dest in sorted(CREATION_ONLY_OPTIONS):
+        if getattr(args, dest, None) is not None:
+            option = "--" + dest.replace("_", "-")
+            raise InputError(
+                f"{option} only applies when a study is created; drop it to continue "
+                f"{study.name!r}."
+            )
+    for dest, (stored_of, as_given) in REOPEN_SETTINGS.items():
+        given = getattr(args, dest, None)
+        if given is None:
+            continue
+        option = "--" + dest.replace("_", "-")
+        had = stored_of(study)
+        if as_given(given) != had:
+            plain = isinstance(had, str) and had.isprintable() and had == had.strip() and had
+            shown = "on" if had is True else "off" if had is False else had if plain else repr(had)
+            raise InputError(
+                f"{where} was created with {option} {shown}; got {option} {given!r}. A study "
+                "keeps the settings it was created with: drop the option, or start a new study "
+                "with another --study-name or file."
+            )

@@ -21,10 +21,16 @@ from llmbo.cli._common import (
     add_study_options,
     build_space,
     check_output_path,
+    check_study_location,
+    discard_if_unused,
+    display_location,
     format_value,
-    is_url,
+    is_new_file,
     non_negative_int,
+    open_or_create,
+    open_storage,
     positive_int,
+    safe_text,
     short,
     surrogate_spec,
 )
@@ -71,7 +77,7 @@ def register(subparsers: Any) -> None:
         help=f"random starting candidates (default {DEFAULT_N_INITIAL}; "
         "below-median ones for --benchmark)",
     )
-    add_model_options(p, defaults=True)
+    add_model_options(p, defaults=False)
     out = p.add_argument_group("output")
     add_study_options(out, required=False)
     out.add_argument(
@@ -95,7 +101,6 @@ def _initial_rows(
 def run_command(args: argparse.Namespace) -> int:
     from llmbo.benchmarks import metrics
     from llmbo.optimizer import Optimizer, TableObjective
-    from llmbo.storage import get_storage
 
     started = time.perf_counter()
     # Everything that can be checked is checked before a study is created or a model loaded.
@@ -104,7 +109,6 @@ def run_command(args: argparse.Namespace) -> int:
     assert choice.target is not None
     objective = TableObjective(space, choice.target)
     pool_values = pd.to_numeric(space.frame[choice.target]).to_numpy(dtype=np.float64)
-    maximize = not args.minimize
     n, n_init, budget = len(space), args.n_initial, args.iterations * args.batch_size
     if n_init > n:
         raise InputError(
@@ -121,38 +125,40 @@ def run_command(args: argparse.Namespace) -> int:
             f"{n_init + budget} evaluations, but the pool has only {n} candidates; "
             "lower --iterations."
         )
-    spec = surrogate_spec(args, choice.pool)
-    output = check_output_path(args.output, "--output") if args.output else None
-    start_rows = _initial_rows(
-        pool_values, n_init, args.seed, benchmark=choice.pool is not None, maximize=maximize
+    protected = [("--study", args.study or ""), ("--table", args.table or "")]
+    output = (
+        check_output_path(args.output, "--output", protected=protected) if args.output else None
     )
+    progress = not args.no_progress
 
-    storage: Any = None
-    created = False
-    if args.study:
-        if not is_url(args.study):
-            check_output_path(args.study, "--study")
-        storage = get_storage(args.study)
-        created = args.study_name not in storage.study_names()
-    opt = Optimizer(
-        space,
-        spec,
-        acquisition=acquisition_config(args),
-        maximize=maximize,
-        seed=args.seed,
-        storage=storage,
-        study_name=args.study_name if args.study else None,
-        progress=not args.no_progress,
-    )
+    opt = None
     try:
+        if args.study:
+            # The same rule as `llmbo suggest`: an existing study keeps its settings (options
+            # that contradict them are refused); a new one is created once all checks pass.
+            check_study_location(args.study)
+            store = None if is_new_file(args.study) else open_storage(args.study, must_exist=False)
+            opt = open_or_create(args, store, choice, progress=progress, n=n_init)
+        else:
+            opt = Optimizer(
+                space,
+                surrogate_spec(args, choice.pool),
+                acquisition=acquisition_config(args),
+                maximize=not args.minimize,
+                seed=args.seed if args.seed is not None else 0,
+                progress=progress,
+            )
         # Load the model now: a bad model path fails here, before anything is measured.
-        opt.surrogate.prepare(space, progress=not args.no_progress)
+        opt.surrogate.prepare(space, progress=progress)
     except BaseException:
-        if created:
-            opt.storage.delete_study(args.study_name)
+        discard_if_unused(opt)
         raise
     load_seconds = time.perf_counter() - started
 
+    # The study's own seed and direction (a reopened study keeps those it was created with).
+    start_rows = _initial_rows(
+        pool_values, n_init, opt.seed, benchmark=choice.pool is not None, maximize=opt.maximize
+    )
     start_ids = [space.ids[i] for i in start_rows]
     if start_ids:
         opt.tell(start_ids, pool_values[start_rows].tolist())
@@ -167,7 +173,7 @@ def run_command(args: argparse.Namespace) -> int:
     if output is not None:
         print(f"history written to {output}")
     if args.study:
-        print(f"study {args.study_name!r} kept in {args.study}")
+        print(f"study {args.study_name!r} kept in {display_location(args.study)}")
     return 0
 
 
@@ -192,7 +198,7 @@ def _summary(
     if len(best) == 0:
         print("\nllmbo run: nothing was evaluated (--n-initial 0 and --iterations 0).")
         return
-    best_value = float(best["value"].iloc[0])
+    best_value = float(best[space.value_column].iloc[0])
     rank = int(np.count_nonzero(sign * pool_values > sign * best_value)) + 1
     found_at = metrics.iteration_of_max(
         sign * values, sign * pool_best, n_init, batch_size=args.batch_size
@@ -219,8 +225,8 @@ def _summary(
         f"{args.batch_size} = {len(values)} evaluations"
     )
     print(f"best found    {format_value(best_value)}  (rank {rank} of {len(space)} in the pool)")
-    print(f"  id          {best.index[0]}")
-    print(f"  text        {short(best['text'].iloc[0], 110)}")
+    print(f"  id          {safe_text(best.index[0])}")
+    print(f"  text        {short(best[space.text_column].iloc[0], 110)}")
     where = (
         "not found"
         if found_at is None

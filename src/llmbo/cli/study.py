@@ -5,38 +5,45 @@ The study (candidates, settings, every suggestion and measurement) lives in a SQ
 it with :meth:`llmbo.optimizer.Optimizer.load`, so a campaign run as many separate calls
 suggests exactly what one process would.
 
-A call that fails leaves the study as it was: ``suggest`` removes a study it had just
-created, and ``observe`` checks the whole results file before recording anything.
+A call that fails leaves the study as it was: ``suggest`` checks everything it can before it
+creates a study file, and removes a study it created itself only if nobody has used it;
+``observe`` checks the whole results file and stores it in one transaction; ``status`` opens
+the study read-only and never writes.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmbo._files import write_csv_atomic
 from llmbo.cli._common import (
-    acquisition_config,
+    SPACE_OPTIONS,
     add_model_options,
     add_space_options,
     add_study_options,
     build_space,
     check_output_path,
+    check_study_location,
+    discard_if_unused,
+    display_location,
     format_value,
-    is_url,
+    is_new_file,
+    load_study,
+    open_or_create,
+    open_storage,
     positive_int,
     print_rows,
+    safe_text,
     short,
-    space_given,
-    surrogate_spec,
 )
 from llmbo.errors import InputError
 
 if TYPE_CHECKING:
     from llmbo.optimizer import Optimizer
-    from llmbo.storage import BaseStorage, StudyRecord
 
 MAX_LISTED = 10
 
@@ -78,7 +85,12 @@ def register(subparsers: Any) -> None:
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_space_options(s, target=False)
     add_model_options(s, defaults=False)
-    s.set_defaults(func=suggest_command)
+    s.set_defaults(
+        func=suggest_command,
+        interrupted="the study holds what it held before, plus this call's suggestions as "
+        "pending if they were made (`llmbo status` shows them; --release-pending offers them "
+        "again).",
+    )
 
     o = subparsers.add_parser(
         "observe",
@@ -98,7 +110,11 @@ def register(subparsers: Any) -> None:
         "--id-col", default="candidate_id", help="column of candidate ids (default candidate_id)"
     )
     o.add_argument("--value-col", default="value", help="column of measured values (default value)")
-    o.set_defaults(func=observe_command)
+    o.set_defaults(
+        func=observe_command,
+        interrupted="a results file is stored whole or not at all; `llmbo status` shows "
+        "which, and observing the same file again is safe.",
+    )
 
     t = subparsers.add_parser(
         "status", help="counts per trial state and the best candidates so far"
@@ -107,127 +123,21 @@ def register(subparsers: Any) -> None:
     t.add_argument(
         "--top", type=positive_int, default=5, help="how many best rows to show (default 5)"
     )
-    t.set_defaults(func=status_command)
-
-
-# ------------------------------------------------------------------------------ opening
-def _open_storage(location: str, *, must_exist: bool) -> tuple[BaseStorage, bool]:
-    """Open the study file; returns the storage and whether this call created the file."""
-    from llmbo.storage import get_storage
-
-    if is_url(location):
-        return get_storage(location), False
-    path = Path(location)
-    if path.is_dir():
-        raise InputError(
-            f"--study {location!r} is a directory; give a file name such as campaign.db."
-        )
-    if not path.exists():
-        if must_exist:
-            raise InputError(
-                f"Study file {location!r} does not exist. Start the campaign with "
-                f"`llmbo suggest --study {location} --table FILE --template '...'` "
-                "(or --benchmark NAME) first."
-            )
-        check_output_path(location, "--study")
-        return get_storage(location), True
-    return get_storage(location), False
-
-
-def _discard_file(location: str) -> None:
-    """Remove a study file this call created (and SQLite's side files)."""
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        p = Path(location + suffix)
-        if p.exists():
-            p.unlink()
-
-
-def _load(store: BaseStorage, args: argparse.Namespace, *, progress: bool) -> Optimizer:
-    from llmbo.optimizer import Optimizer
-
-    names = store.study_names()
-    if args.study_name not in names:
-        listed = ", ".join(repr(n) for n in names) if names else "none"
-        raise InputError(
-            f"No study named {args.study_name!r} in {args.study} (studies there: {listed}). "
-            "Pick one with --study-name, or create it with `llmbo suggest`."
-        )
-    return Optimizer.load(
-        store, args.study_name, progress=progress, device=getattr(args, "device", None)
-    )
-
-
-def _check_reopen_options(args: argparse.Namespace, study: StudyRecord) -> None:
-    """Settings are fixed when a study is created; refuse options that contradict them."""
-    surrogate = study.config.get("surrogate", {})
-    stored: dict[str, tuple[Any, Any]] = {
-        "--seed": (args.seed, study.seed),
-        "--minimize": (args.minimize, study.direction == "minimize"),
-        "--acquisition": (args.acquisition, study.config.get("acquisition", {}).get("name")),
-        "--outcome-power": (
-            args.outcome_power,
-            study.config.get("acquisition", {}).get("outcome_power", 1.0),
-        ),
-        "--surrogate": (args.surrogate, surrogate.get("name")),
-        "--model": (args.model, surrogate.get("encoder", {}).get("model")),
-        "--steps": (args.steps, surrogate.get("deep_kernel", {}).get("steps")),
-        "--soft-tokens": (args.soft_tokens, surrogate.get("soft_tokens")),
-        "--side-features": (args.side_features, surrogate.get("side_features")),
-        "--side-fit": (args.side_fit, surrogate.get("deep_kernel", {}).get("side_fit", "joint")),
-        "--noise-prior": (args.noise_prior, surrogate.get("noise_prior", False)),
-    }
-    if args.fingerprint_columns is not None:
-        raise InputError(
-            "--fingerprint-columns only applies when a study is created; drop it to continue "
-            f"study {study.name!r}."
-        )
-    for option, (given, had) in stored.items():
-        if given is not None and given != had:
-            raise InputError(
-                f"Study {study.name!r} in {args.study} was created with {option} {had}; got "
-                f"{option} {given}. A study keeps the settings it was created with: drop the "
-                "option, or start a new study with another --study-name or file."
-            )
+    t.set_defaults(func=status_command, interrupted="nothing was changed (status only reads).")
 
 
 # ------------------------------------------------------------------------------ suggest
 def suggest_command(args: argparse.Namespace) -> int:
-    from llmbo.optimizer import Optimizer
-
     progress = not args.no_progress
-    out = check_output_path(args.out, "--out") if args.out else None
-    store, new_file = _open_storage(args.study, must_exist=False)
-    created = args.study_name not in store.study_names()
+    check_study_location(args.study)
+    protected = [("--study", args.study), ("--table", args.table or "")]
+    out = check_output_path(args.out, "--out", protected=protected) if args.out else None
+    store = None if is_new_file(args.study) else open_storage(args.study, must_exist=False)
+    given = any(getattr(args, o, None) for o in SPACE_OPTIONS)
+    choice = build_space(args, need_target=False) if given else None
+    opt = None
     try:
-        if created:
-            if not space_given(args):
-                raise InputError(
-                    f"Study {args.study_name!r} does not exist in {args.study} yet; the first "
-                    "`llmbo suggest` needs the candidates: --table FILE --template '...' (or "
-                    "--benchmark NAME), and optionally the model options."
-                )
-            choice = build_space(args, need_target=False)
-            opt = Optimizer(
-                choice.space,
-                surrogate_spec(args, choice.pool),
-                acquisition=acquisition_config(args),
-                maximize=not args.minimize,
-                seed=args.seed if args.seed is not None else 0,
-                storage=store,
-                study_name=args.study_name,
-                progress=progress,
-            )
-        else:
-            _check_reopen_options(args, store.load_study(args.study_name))
-            opt = _load(store, args, progress=progress)
-            if space_given(args):
-                given = build_space(args, need_target=False).space
-                if given.content_hash() != opt.space.content_hash():
-                    raise InputError(
-                        f"Study {args.study_name!r} in {args.study} was created for other "
-                        "candidates than the given --table/--template (or --benchmark); leave "
-                        "them out to continue it, or use another --study-name."
-                    )
+        opt = open_or_create(args, store, choice, progress=progress, n=args.n)
         released = opt.release_pending() if getattr(args, "release_pending", False) else []
         if released:
             print(f"released {len(released)} pending suggestion(s)")
@@ -236,13 +146,11 @@ def suggest_command(args: argparse.Namespace) -> int:
         opt.surrogate.prepare(opt.space, progress=progress)
         ids = opt.ask(args.n)
     except BaseException:
-        if created and args.study_name in store.study_names():
-            store.delete_study(args.study_name)
-        if new_file and not store.study_names():
-            _discard_file(args.study)
+        discard_if_unused(opt)
         raise
 
     rows = opt.space.rows(ids).reset_index()
+    id_label, text_label = opt.space.id_label, opt.space.text_column
     if out is not None:
         try:
             write_csv_atomic(rows, out)
@@ -254,28 +162,45 @@ def suggest_command(args: argparse.Namespace) -> int:
 
     history = opt.history
     pending = int(history["state"].isin(["pending", "running"]).sum())
-    verb = "created" if created else "continued"
+    verb = "created" if opt.created_study else "continued"
     print(
-        f"study {args.study_name!r} {verb} in {args.study}: {len(opt.space)} candidates, "
-        f"{int((history['state'] == 'complete').sum())} measured, {pending} pending"
+        f"study {args.study_name!r} {verb} in {display_location(args.study)}: "
+        f"{len(opt.space)} candidates, {int((history['state'] == 'complete').sum())} measured, "
+        f"{pending} pending"
     )
     print(f"{len(ids)} suggestion(s):")
     print_rows(
         [
             {"candidate_id": cid, "text": short(text, 90)}
-            for cid, text in zip(rows["candidate_id"], rows["text"], strict=True)
+            for cid, text in zip(rows[id_label], rows[text_label], strict=True)
         ],
         ["candidate_id", "text"],
     )
     if out is not None:
+        value = opt.space.value_column
+        columns = "" if id_label == "candidate_id" else f" --id-col {id_label}"
+        columns += "" if value == "value" else f" --value-col {value}"
         print(
-            f"written to {out}; measure them, add a 'value' column and run "
-            f"`llmbo observe --study {args.study} --results {out}`"
+            f"written to {out}; measure them, add a {value!r} column and run "
+            f"`llmbo observe --study {display_location(args.study)} --results {out}{columns}`"
         )
     return 0
 
 
 # ------------------------------------------------------------------------------ observe
+#: A measured value as written in a results file: a plain decimal number with ASCII digits
+#: (``12``, ``-0.5``, ``3e-4``), or nan/inf (refused later as not finite). Python's float()
+#: also takes ``1_000`` and full-width digits, which a results file should never hold.
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:nan|inf|infinity)", re.I)
+
+
+def parse_number(text: str) -> float:
+    """A value from a results file; :class:`ValueError` unless it is a plain number."""
+    if not text.isascii() or _NUMBER.fullmatch(text) is None:
+        raise ValueError(text)
+    return float(text)
+
+
 def _read_results(
     path: str, id_col: str, value_col: str, opt: Optimizer
 ) -> tuple[list[str], list[float]]:
@@ -326,7 +251,7 @@ def _read_results(
         elif cid not in opt.space:
             unknown.append(f"line {line} {cid!r}")
         try:
-            value = float(text)
+            value = parse_number(text)
         except ValueError:
             bad_values.append(f"line {line} {text!r}" if text else f"line {line} (empty)")
             value = math.nan
@@ -374,8 +299,8 @@ def _read_results(
 def observe_command(args: argparse.Namespace) -> int:
     from llmbo.storage import TrialState
 
-    store, _ = _open_storage(args.study, must_exist=True)
-    opt = _load(store, args, progress=False)
+    store = open_storage(args.study, must_exist=True)
+    opt = load_study(store, args, progress=False)
     ids, values = _read_results(args.results, args.id_col, args.value_col, opt)
     trials = store.trials(opt.study.study_id)
     pending = {
@@ -404,18 +329,26 @@ def observe_command(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------- status
 def status_command(args: argparse.Namespace) -> int:
-    store, _ = _open_storage(args.study, must_exist=True)
-    opt = _load(store, args, progress=False)
+    store = open_storage(args.study, must_exist=True, readonly=True)
+    # status builds no model, so a study that asks for trust_remote_code can be shown (with
+    # that setting, below) without running anything.
+    opt = load_study(store, args, progress=False, trust_remote_code=True)
     history = opt.history
     counts = history["state"].value_counts()
     spec = opt.spec
     model = f" on {spec.encoder.model}" if spec is not None and spec.name != "random" else ""
     direction = "maximise" if opt.maximize else "minimise"
     print(
-        f"study {args.study_name!r} in {args.study}: {opt.space.name or 'table'}, "
-        f"{len(opt.space)} candidates; surrogate {opt.surrogate_name}{model}, "
-        f"acquisition {opt.acquisition.name}, seed {opt.seed}, {direction}"
+        f"study {args.study_name!r} in {display_location(args.study)}: "
+        f"{safe_text(opt.space.name or 'table')}, {len(opt.space)} candidates; surrogate "
+        f"{opt.surrogate_name}{safe_text(model)}, acquisition {opt.acquisition.name}, seed "
+        f"{opt.seed}, {direction}"
     )
+    if spec is not None and spec.encoder.trust_remote_code:
+        print(
+            "trust_remote_code: ON (the model's own Python code runs; every call that "
+            "reopens this study must pass --trust-remote-code)"
+        )
     taken = int(history.loc[history["state"] != "failed", "candidate_id"].nunique())
     print(
         "trials: "
@@ -427,7 +360,9 @@ def status_command(args: argparse.Namespace) -> int:
     )
     waiting = history.loc[history["state"].isin(["pending", "running"]), "candidate_id"].tolist()
     if waiting:
-        shown = ", ".join(waiting[:MAX_LISTED]) + (" ..." if len(waiting) > MAX_LISTED else "")
+        shown = ", ".join(map(safe_text, waiting[:MAX_LISTED])) + (
+            " ..." if len(waiting) > MAX_LISTED else ""
+        )
         print(f"awaiting results: {shown}")
     best = opt.best(args.top)
     if len(best) == 0:
@@ -443,7 +378,12 @@ def status_command(args: argparse.Namespace) -> int:
                 "text": short(text, 80),
             }
             for r, (cid, v, text) in enumerate(
-                zip(best.index, best["value"], best["text"], strict=True)
+                zip(
+                    best.index,
+                    best[opt.space.value_column],
+                    best[opt.space.text_column],
+                    strict=True,
+                )
             )
         ],
         ["rank", "value", "candidate_id", "text"],

@@ -179,6 +179,55 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", ".", "~")) or model.count("/") > 1 or os.sep in model[:1]
 
 
+def check_model_available(model: str) -> None:
+    """Fail fast, without loading weights, if ``model`` cannot be found.
+
+    The packaged aliases must be installed; a local directory must hold ``config.json``;
+    something that looks like a path must exist. A Hugging Face id passes when it is in the
+    local cache, or when downloads are allowed (``HF_HUB_OFFLINE`` unset); the download
+    itself happens when the model is first used.
+
+    Raises:
+        ModelLoadError: with what is missing and what to do.
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise ModelLoadError(
+            f"Model {model!r} is empty; give 'minilm', a Hugging Face id or a local directory."
+        )
+    if _is_rxnfp(model):
+        from llmbo.encoders.rxnfp import rxnfp_model_dir
+
+        rxnfp_model_dir(model)
+        return
+    path = resolve_model_path(model)
+    local = Path(path).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise ModelLoadError(
+                f"Model directory {model!r} has no config.json; give a directory saved with "
+                "save_pretrained() (config.json, weights and tokenizer files)."
+            )
+        return
+    if _looks_like_path(path):
+        raise ModelLoadError(
+            f"Model path {model!r} does not exist. Give an existing directory with config.json "
+            "and weights, a Hugging Face model id, or 'minilm' for the packaged default."
+        )
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(path, "config.json")
+        except Exception:  # an id the hub library cannot parse
+            cached = None
+        if not isinstance(cached, str):
+            raise ModelLoadError(
+                f"Model {model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is "
+                "set, so it cannot be downloaded. Download it first, pass a local directory, "
+                "or use 'minilm' for the packaged default."
+            )
+
+
 def load_pretrained(model: str, *, trust_remote_code: bool = False) -> tuple[nn.Module, Any, Any]:
     """Load ``(model, tokenizer, config)`` offline-first; the encoder half of encoder-decoders.
 

@@ -12,7 +12,10 @@ from llmbo.surrogates.deep_kernel import DeepKernelConfig, DeepKernelGP
 from llmbo.surrogates.feature_gp import FeatureGP
 from llmbo.surrogates.random import RandomSurrogate
 
-__all__ = ["SurrogateSpec", "make_surrogate"]
+__all__ = ["ENCODER_SURROGATES", "SurrogateSpec", "make_surrogate", "uses_encoder"]
+
+#: Registered surrogates that read the candidates' texts with ``SurrogateSpec.encoder``.
+ENCODER_SURROGATES = frozenset({"static", "projection", "lora"})
 
 
 @dataclass
@@ -72,6 +75,11 @@ class SurrogateSpec:
         data["lora"] = LoraSettings(**data.get("lora", {}))
         data["deep_kernel"] = DeepKernelConfig(**data.get("deep_kernel", {}))
         return cls(**data)
+
+
+def uses_encoder(spec: SurrogateSpec) -> bool:
+    """Whether the surrogate a spec describes loads ``spec.encoder.model``."""
+    return spec.name.lower() in ENCODER_SURROGATES
 
 
 def make_surrogate(spec: SurrogateSpec | str) -> Surrogate:
