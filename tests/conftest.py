@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +17,33 @@ if TYPE_CHECKING:  # heavy imports only for annotations; the fixtures import laz
     from llmbo.space import CandidateSpace
     from llmbo.surrogates.base import FittedSurrogate
     from llmbo.surrogates.deep_kernel import GPDevice
+
+POSTGRES_ENV = "LLMBO_TEST_POSTGRES_URL"
+
+
+def postgres_required() -> bool:
+    """Under ``CI=true`` the PostgreSQL tests must run: their skip is a failure there."""
+    return os.environ.get("CI") == "true" and not os.environ.get(POSTGRES_ENV)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Turn the skip of a PostgreSQL test (its reason names ``LLMBO_TEST_POSTGRES_URL``;
+    see tests/test_storage.py and tests/reliability/_fixtures.py) into a failure under
+    ``CI=true``, so a CI run without PostgreSQL cannot pass with those tests skipped."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if not (report.skipped and postgres_required()) or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if POSTGRES_ENV in str(reason):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"ci: error: PostgreSQL is required under CI=true, but {POSTGRES_ENV} is not set "
+            f"(this test would have skipped: {reason}). Run .ci/run, which starts a scratch "
+            f"PostgreSQL and exports {POSTGRES_ENV}, or unset CI to skip these tests locally."
+        )
+
 
 WORDS = [
     "a",

@@ -23,6 +23,7 @@ from llmbo.encoders.transformer import EncoderConfig
 from llmbo.errors import DuplicateCandidatesError
 from llmbo.optimizer import Optimizer
 from llmbo.space import CandidateSpace
+from llmbo.storage import TrialState
 from llmbo.surrogates import SurrogateSpec
 from llmbo.surrogates.deep_kernel import DeepKernelConfig, DeepKernelGP
 from llmbo.surrogates.feature_gp import FeatureGP
@@ -52,8 +53,9 @@ def make(name: str, model: str, **kwargs: object) -> Optimizer:
     return Optimizer(word_space(), spec(name, model), progress=False, min_observations=1, **kwargs)  # type: ignore[arg-type]
 
 
-def told(opt: Optimizer) -> set[str]:
-    return set(opt.history["candidate_id"])
+def in_state(opt: Optimizer, state: TrialState) -> set[str]:
+    """Candidate ids of the study's trials in ``state`` (read from the storage)."""
+    return {t.candidate_id for t in opt.storage.trials(opt.study.study_id, states=[state])}
 
 
 # ------------------------------------------------------------------ Cholesky failures
@@ -175,13 +177,21 @@ def test_degenerate_targets_give_valid_suggestions(
     # Includes feature duplicates: "zebra cat"/"giraffe cat" and "red cat"/"Red cat".
     observed = [opt.space.ids[i] for i in (0, 9, 12, 3, 6)][: len(values)]
     opt.tell(observed, values)
+    handed_out: list[str] = []
     for minimize in (False, True):
         opt.maximize = not minimize
+        measured, pending = in_state(opt, TrialState.COMPLETE), in_state(opt, TrialState.PENDING)
+        assert measured == set(observed) and pending == set(handed_out)
         ids = opt.ask(2)
-        assert len(set(ids)) == 2 and not set(ids) & told(opt) - set(ids)
+        assert len(ids) == 2 and len(set(ids)) == 2, f"repeated suggestion: {ids}"
+        assert all(cid in opt.space for cid in ids), f"not in the space: {ids}"
+        assert not set(ids) & measured, f"already measured: {sorted(set(ids) & measured)}"
+        assert not set(ids) & pending, f"already pending: {sorted(set(ids) & pending)}"
         assert opt.last_fit["n_train"] == len(values)
         assert opt.last_fit["fallback"] in (None, "static", f"{surrogate}-regularised", "random")
-        opt.fail(ids, "not measured")
+        handed_out += ids  # stay pending: the second ask must avoid them too
+    opt.fail(handed_out, "not measured")
+    assert in_state(opt, TrialState.PENDING) == set()
 
 
 def test_all_candidates_with_the_same_embedding(word_model: str) -> None:
