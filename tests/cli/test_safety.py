@@ -315,6 +315,16 @@ def test_status_never_writes(tmp_path: Path) -> None:
     study, table = tmp_path / "s.db", _table(tmp_path / "t.csv")
     code, _, err = _cli(*_suggest(study, table, "-n", "2"))
     assert code == 0, err
+    from llmbo.space import CandidateSpace
+    from llmbo.storage import TrialState, get_storage
+
+    # A worker that died: its lease has passed and nobody has expired it yet.
+    store = get_storage(study)
+    study_id = store.load_study("default").study_id
+    taken = {t.candidate_id for t in store.trials(study_id)}
+    free = [c for c in CandidateSpace.from_file(table, TEMPLATE).ids if c not in taken]
+    store.reserve(study_id, free[:1], state=TrialState.RUNNING, worker="w", lease_seconds=0.001)
+    time.sleep(0.05)
     with contextlib.closing(sqlite3.connect(study)) as con:
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     for side in ("-wal", "-shm"):
@@ -328,7 +338,7 @@ def test_status_never_writes(tmp_path: Path) -> None:
         tmp_path.chmod(0o755)
         study.chmod(0o644)
     assert code == 0, err
-    assert "2 pending" in out
+    assert "2 pending, 1 running" in out  # status shows the stale trial; it does not expire it
     assert (study.read_bytes(), os.stat(study).st_mtime_ns) == before
     assert not Path(str(study) + "-wal").exists()
 
@@ -384,11 +394,6 @@ def test_every_option_has_a_reopening_rule() -> None:
 
 # ------------------------------------------------------------------ 7. segment separator
 def test_segment_separator_is_taken_as_typed(tmp_path: Path) -> None:
-    from llmbo.cli._common import decode_separator
-
-    assert decode_separator(" → ") == " → "
-    assert decode_separator("\\n") == "\n"
-    assert decode_separator("a\\\\b") == "a\\b"
     study, table = tmp_path / "s.db", _table(tmp_path / "t.csv")
     code, _, err = _cli(*_suggest(study, table, "-n", "1"), "--segment-separator", "\\x")
     assert code == 2 and "not an escape" in err, err
@@ -401,6 +406,12 @@ def test_segment_separator_is_taken_as_typed(tmp_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(study)) as con:
         (text,) = con.execute("SELECT config_json FROM llmbo_studies").fetchone()
     assert json.loads(text)["surrogate"]["encoder"]["segment_separator"] == " → "
+
+    from llmbo.cli._common import decode_separator
+
+    assert decode_separator(" → ") == " → "
+    assert decode_separator("\\n") == "\n"
+    assert decode_separator("a\\\\b") == "a\\b"
 
 
 # ------------------------------------------------------------------------ 8. atomic observe

@@ -496,6 +496,7 @@ def load_study(
         args.study_name,
         progress=progress,
         device=getattr(args, "device", None),
+        lease_seconds=getattr(args, "lease_seconds", 60.0),
         trust_remote_code=(
             bool(getattr(args, "trust_remote_code", False))
             if trust_remote_code is None
@@ -552,6 +553,7 @@ def open_or_create(
         "seed": args.seed if args.seed is not None else 0,
         "study_name": args.study_name,
         "progress": progress,
+        "lease_seconds": getattr(args, "lease_seconds", 60.0),
     }
     if store is None:
         # The file is created only once the table survives storage and the model exists.
@@ -774,6 +776,7 @@ RUNTIME_OPTIONS = frozenset(
         "iterations",
         "batch_size",
         "n_initial",
+        "lease_seconds",
         "output",
         "target",
         "results",

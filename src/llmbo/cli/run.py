@@ -29,6 +29,7 @@ from llmbo.cli._common import (
     non_negative_int,
     open_or_create,
     open_storage,
+    positive_float,
     positive_int,
     safe_text,
     short,
@@ -69,6 +70,14 @@ def register(subparsers: Any) -> None:
     )
     campaign.add_argument(
         "--batch-size", type=positive_int, default=1, help="candidates per iteration (default 1)"
+    )
+    campaign.add_argument(
+        "--lease-seconds",
+        type=positive_float,
+        default=60.0,
+        metavar="S",
+        help="with --study: a trial whose process stopped (crash, kill) is offered again "
+        "after this many seconds (default 60); the run keeps its own trials alive meanwhile",
     )
     campaign.add_argument(
         "--n-initial",
