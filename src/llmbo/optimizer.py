@@ -305,6 +305,9 @@ class Optimizer:
             stopped extending it for this long is stale and its candidate is offered again.
         heartbeat_seconds: How often :meth:`run` extends its leases while the objective
             runs (default: a quarter of ``lease_seconds``).
+        check_model: Check now that the transformer of an LLM surrogate can be found (a
+            missing model fails here, not after measurements were told). Code that only
+            reads a study (history, best) may pass ``False``.
 
     Resume rules (also in RELIABILITY.md): :meth:`run` reserves ``RUNNING`` trials under a
     lease kept alive by a heartbeat thread; opening a study and every ask first fail the
@@ -335,6 +338,7 @@ class Optimizer:
         progress: bool = True,
         lease_seconds: float = 60.0,
         heartbeat_seconds: float | None = None,
+        check_model: bool = True,
     ) -> None:
         if not isinstance(space, CandidateSpace):
             raise InputError(f"space must be a CandidateSpace, got {type(space).__name__}.")
@@ -381,7 +385,9 @@ class Optimizer:
         self.seed = int(seed)
         self.min_observations = int(min_observations)
         self.progress = progress
-        self._surrogate, self.spec = self._resolve_surrogate(surrogate, model, soft_tokens, device)
+        self._surrogate, self.spec = self._resolve_surrogate(
+            surrogate, model, soft_tokens, device, check_model=check_model
+        )
         self.storage = get_storage(storage if storage is not None else "sqlite:///:memory:")
         #: Whether this object created its study (``False``: it reopened an existing one).
         self.created_study = False
@@ -397,6 +403,8 @@ class Optimizer:
         model: str | None,
         soft_tokens: int | None,
         device: str | None,
+        *,
+        check_model: bool,
     ) -> tuple[Surrogate | None, SurrogateSpec | None]:
         if isinstance(surrogate, Surrogate):
             return surrogate, None
@@ -413,7 +421,7 @@ class Optimizer:
         from llmbo.surrogates.factory import uses_encoder
 
         SURROGATES.get(spec.name)  # validate the name early (clear error)
-        if uses_encoder(spec):
+        if check_model and uses_encoder(spec):
             # A missing model fails now, not after the first measurements were told.
             from llmbo.encoders.transformer import check_model_available
 
@@ -492,6 +500,7 @@ class Optimizer:
         lease_seconds: float = 60.0,
         heartbeat_seconds: float | None = None,
         trust_remote_code: bool = False,
+        check_model: bool = True,
     ) -> Optimizer:
         """Reopen a stored study with the space and settings it was created with.
 
@@ -545,6 +554,7 @@ class Optimizer:
             progress=progress,
             lease_seconds=lease_seconds,
             heartbeat_seconds=heartbeat_seconds,
+            check_model=check_model,
         )
 
     @property

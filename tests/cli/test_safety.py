@@ -223,6 +223,28 @@ def test_a_study_file_cannot_switch_on_trust_remote_code(tmp_path: Path) -> None
     assert opt.spec is not None and opt.spec.encoder.trust_remote_code
 
 
+def test_observe_and_status_need_no_model(tmp_path: Path) -> None:
+    """Reading or recording works where the study's model is gone; suggesting says so."""
+    from conftest import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "model")
+    study, table = tmp_path / "s.db", _table(tmp_path / "t.csv", n=12)
+    out = tmp_path / "n.csv"
+    code, _, err = _cli(
+        *_suggest(study, table, "-n", "2", "--out", str(out)), "--surrogate", "static",
+        "--model", str(model),
+    )  # fmt: skip
+    assert code == 0, err
+    for f in model.iterdir():
+        f.unlink()
+    model.rmdir()
+    _observe(study, tmp_path / "r.csv", _suggested_ids(out), [1.0, 2.0])
+    code, out_text, err = _cli("status", "--study", str(study))
+    assert code == 0 and "2 complete" in out_text, err
+    code, _, err = _cli("suggest", "--study", str(study), "-n", "1", "--no-progress")
+    assert code == 1 and "does not exist" in err, err
+
+
 # ------------------------------------------------------------- 4. any column name works
 def test_columns_named_like_llmbo_columns(tmp_path: Path) -> None:
     n = 12

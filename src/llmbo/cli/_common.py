@@ -480,8 +480,11 @@ def load_study(
     *,
     progress: bool,
     trust_remote_code: bool | None = None,
+    check_model: bool = True,
 ) -> Optimizer:
-    """Reopen the study ``args`` names; ``trust_remote_code`` defaults to the option."""
+    """Reopen the study ``args`` names; ``trust_remote_code`` defaults to the option.
+    Commands that never fit (``observe``, ``status``) pass ``check_model=False``, so they
+    work where the study's model is not installed."""
     from llmbo.optimizer import Optimizer
 
     names = store.study_names()
@@ -497,6 +500,7 @@ def load_study(
         progress=progress,
         device=getattr(args, "device", None),
         lease_seconds=getattr(args, "lease_seconds", 60.0),
+        check_model=check_model,
         trust_remote_code=(
             bool(getattr(args, "trust_remote_code", False))
             if trust_remote_code is None

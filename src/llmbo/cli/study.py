@@ -300,7 +300,8 @@ def observe_command(args: argparse.Namespace) -> int:
     from llmbo.storage import TrialState
 
     store = open_storage(args.study, must_exist=True)
-    opt = load_study(store, args, progress=False)
+    # observe builds no model either (see status_command).
+    opt = load_study(store, args, progress=False, trust_remote_code=True, check_model=False)
     ids, values = _read_results(args.results, args.id_col, args.value_col, opt)
     trials = store.trials(opt.study.study_id)
     pending = {
@@ -332,7 +333,7 @@ def status_command(args: argparse.Namespace) -> int:
     store = open_storage(args.study, must_exist=True, readonly=True)
     # status builds no model, so a study that asks for trust_remote_code can be shown (with
     # that setting, below) without running anything.
-    opt = load_study(store, args, progress=False, trust_remote_code=True)
+    opt = load_study(store, args, progress=False, trust_remote_code=True, check_model=False)
     history = opt.history
     counts = history["state"].value_counts()
     spec = opt.spec
