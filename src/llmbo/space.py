@@ -336,7 +336,11 @@ class CandidateSpace:
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV/TSV/Parquet file with messages that say what went wrong."""
     p = Path(path)
-    if not p.exists():
+    try:
+        exists = p.exists()
+    except OSError as exc:  # e.g. a file name too long
+        raise SpaceError(f"Table file {str(p)[:80]!r}...: {exc.strerror or exc}.") from None
+    if not exists:
         raise SpaceError(f"Table file {str(p)!r} does not exist.")
     if p.is_dir():
         raise SpaceError(f"{str(p)!r} is a directory; give the path of a CSV or Parquet file.")

@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from llmbo.errors import LlmboError
 
@@ -14,10 +15,20 @@ from llmbo.errors import LlmboError
 COMMAND_MODULES = ("run", "study", "bench")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error messages made safe to print (they echo what was typed)."""
+
+    def error(self, message: str) -> NoReturn:
+        from llmbo.cli._common import safe_text
+
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {safe_text(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from llmbo import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="llmbo",
         description="Bayesian optimisation over text-described candidates with LLM deep kernels.",
     )
@@ -39,6 +50,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (0 ok, 2 bad input, 1 other llmbo error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    for dest, value in vars(args).items():
+        # `--study=--` gives an option the empty list on Python 3.11 (its type never runs).
+        if isinstance(value, list) and not value:
+            parser.error(f"argument --{dest.replace('_', '-')}: expected one value, got '--'")
+    from llmbo.cli._common import SafeWriter
+
+    stdout = sys.stdout
+    sys.stdout = SafeWriter(stdout)  # type: ignore[assignment]
+    try:
+        return _run(args)
+    finally:
+        sys.stdout = stdout
+
+
+def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

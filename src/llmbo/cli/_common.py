@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
+import stat
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -590,13 +592,33 @@ def is_url(text: str) -> bool:
 def display_location(location: str) -> str:
     """``--study`` as it may be shown: a URL with its password hidden."""
     if not is_url(location):
-        return location
+        return safe_text(location)
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(location).render_as_string(hide_password=True)
+        return safe_text(make_url(location).render_as_string(hide_password=True))
     except Exception:  # not a URL SQLAlchemy can parse: show its scheme only
-        return location.split("://", 1)[0] + "://..."
+        return safe_text(location.split("://", 1)[0]) + "://..."
+
+
+def path_kind(path: str | Path, option: str) -> str:
+    """What ``path`` is: ``"missing"``, ``"file"``, ``"dir"`` or ``"other"`` (a device,
+    FIFO or socket), without opening it; :class:`InputError` when it cannot be looked at
+    (a name too long, a folder that cannot be read)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except NotADirectoryError:
+        return "missing"
+    except OSError as exc:
+        raise InputError(
+            f"{option} {safe_text(str(path)[:80])!r}: {exc.strerror or exc}; give another "
+            "file name."
+        ) from None
+    if stat.S_ISREG(mode):
+        return "file"
+    return "dir" if stat.S_ISDIR(mode) else "other"
 
 
 def check_study_location(location: str) -> None:
@@ -614,22 +636,35 @@ def check_study_location(location: str) -> None:
                 "use a file name such as campaign.db, or a URL such as "
                 "'postgresql+psycopg://user@host/db'."
             ) from None
-        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        if url.get_backend_name() != "sqlite":
+            return
+        if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
             raise InputError(
                 f"--study {location!r} is an in-memory database, which is gone when the "
                 "command ends; give a file name such as campaign.db."
             )
-        return
-    p = Path(location)
-    if p.is_dir():
+        database = url.database
+        if database.startswith("file:"):  # a SQLite URI filename
+            database = database[len("file:") :].split("?", 1)[0]
+        location = database
+    kind = path_kind(location, "--study")
+    if kind == "dir":
         raise InputError(
-            f"--study {location!r} is a directory; give a file name such as campaign.db."
+            f"--study {safe_text(location)!r} is a directory; give a file name such as campaign.db."
         )
-    if p.exists() and not p.is_file():
+    if kind == "other":
         raise InputError(
-            f"--study {location!r} is not a regular file (a device, pipe or socket); give a "
-            "file name such as campaign.db."
+            f"--study {safe_text(location)!r} is not a regular file (a device, pipe or "
+            "socket); give a file name such as campaign.db."
         )
+
+
+def _is_sqlite_database(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -650,12 +685,18 @@ def check_output_path(path: str, option: str, *, protected: Sequence[tuple[str, 
     pipe or socket would be replaced by the output.
     """
     p = Path(path)
-    if p.is_dir():
+    kind = path_kind(p, option)
+    if kind == "dir":
         raise InputError(f"{option} {path!r} is a directory; give a file name such as results.csv.")
-    if p.exists() and not p.is_file():
+    if kind == "other":
         raise InputError(
             f"{option} {path!r} is not a regular file (a device, pipe or socket) and would be "
             "replaced by the output; give a file name such as results.csv."
+        )
+    if kind == "file" and option != "--study" and _is_sqlite_database(p):
+        raise InputError(
+            f"{option} {path!r} is a SQLite database (perhaps a study), and the output would "
+            "replace it; give another file name."
         )
     for other_option, other in protected:
         if not other or is_url(other):
@@ -683,17 +724,39 @@ def check_output_path(path: str, option: str, *, protected: Sequence[tuple[str, 
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
-def safe_text(text: Any) -> str:
-    """``text`` with control characters shown as escapes (``\\x1b``), safe to print."""
-    text = str(text)
+#: ``scheme://user:password@``: the password part of any URL in a text (also with the
+#: double slash collapsed, as a path made of a URL shows it).
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:/{1,2}[^\s:/@]*):([^\s@/]*)@")
+
+
+def safe_text(text: Any, keep: str = "") -> str:
+    """``text`` safe to print: control characters (but those in ``keep``) and
+    bidirectional overrides shown as escapes (``\\x1b``), URL passwords as ``***``."""
+    text = _URL_PASSWORD.sub(r"\1:***@", str(text))
     if text.isprintable():
         return text
     return "".join(
         ch.encode("unicode_escape").decode("ascii")
-        if unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS
+        if (unicodedata.category(ch) == "Cc" and ch not in keep) or ch in _BIDI_CONTROLS
         else ch
         for ch in text
     )
+
+
+class SafeWriter:
+    """A text stream that passes everything through :func:`safe_text` (newlines and tabs
+    kept): no table value, file name or option can send terminal escapes, or a password,
+    to the terminal."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(safe_text(text, keep="\n\t"))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def short(text: str, width: int = 100) -> str:

@@ -35,6 +35,7 @@ from llmbo.cli._common import (
     load_study,
     open_or_create,
     open_storage,
+    path_kind,
     positive_int,
     print_rows,
     safe_text,
@@ -208,9 +209,10 @@ def _read_results(
     import pandas as pd
 
     p = Path(path)
-    if not p.exists():
+    kind = path_kind(p, "--results")
+    if kind == "missing":
         raise InputError(f"Results file {path!r} does not exist.")
-    if p.is_dir():
+    if kind == "dir":
         raise InputError(f"--results {path!r} is a directory; give the CSV file.")
     try:
         sep = "\t" if p.suffix.lower() in (".tsv", ".tab") else ","
