@@ -164,6 +164,19 @@ def synthetic_pool(seed: int = 0, noise: float = 0.05) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def pool_table(path: Path, seed: int = 2) -> Path:
+    """A 60-candidate CSV from :func:`synthetic_pool` (three colours, two places) with an
+    explicit id column ``x000``... and the (hidden) target ``y``."""
+    frame = synthetic_pool(seed=seed)
+    frame = frame[
+        frame["color"].isin(["red", "blue", "black"]) & frame["place"].isin(["farm", "river"])
+    ]
+    frame = frame.reset_index(drop=True)
+    frame.insert(0, "id", [f"x{i:03d}" for i in range(len(frame))])
+    frame.to_csv(path, index=False)
+    return path
+
+
 def fit_on_cuda(
     model: str, space: CandidateSpace, train: Tensor, y: Tensor, name: str, gp_device: GPDevice
 ) -> FittedSurrogate:

@@ -491,22 +491,25 @@ def test_fail_refuses_measured_unknown_or_unsuggested_ids(small: CandidateSpace)
     before = opt.history
     with pytest.raises(TrialStateError, match="already measured"):
         opt.fail([ids[1], ids[0]], "x")
-    with pytest.raises(TrialStateError, match="not awaiting a result"):
+    with pytest.raises(TrialStateError, match="never suggested"):
         opt.fail(never, "x")
     with pytest.raises(UnknownCandidateError):
         opt.fail("no-such-id", "x")
     pd.testing.assert_frame_equal(opt.history, before)  # nothing changed
     opt.fail(ids[1:], "spilled")
     assert opt.history["state"].tolist() == ["complete", "failed", "failed"]
+    opt.fail(ids[1], "again")  # already failed: stays failed, error unchanged
+    assert opt.history["error"].tolist()[1:] == ["spilled", "spilled"]
 
 
-@pytest.mark.parametrize("k", [0, -1, 1.5, True])
-def test_best_needs_a_positive_count(small: CandidateSpace, k: object) -> None:
+@pytest.mark.parametrize("k", [-1, 1.5, True])
+def test_best_needs_a_count(small: CandidateSpace, k: object) -> None:
     opt = random_optimizer(small)
     opt.tell(small.ids[:3], [1.0, 3.0, 2.0])
-    with pytest.raises(InputError, match="positive integer"):
+    with pytest.raises(InputError, match="integer k >= 0"):
         opt.best(k)  # type: ignore[arg-type]
     assert opt.best(2)["value"].tolist() == [3.0, 2.0]
+    assert len(opt.best(0)) == 0
 
 
 def test_reopening_with_another_surrogate_or_acquisition_is_refused(

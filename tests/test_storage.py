@@ -676,3 +676,22 @@ def test_storage_state_machine(storage: SQLStorage) -> None:
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
+
+
+def test_fail_many_is_all_or_nothing(tmp_path: Path) -> None:
+    from llmbo.storage import get_storage
+
+    storage = get_storage(tmp_path / "s.db")
+    study = storage.create_study("s", space={}, config={}, seed=0, direction="maximize")
+    a, b, c = storage.reserve(study.study_id, ["a", "b", "c"])
+    storage.complete(c.trial_id, 1.0)
+    with pytest.raises(TrialStateError, match="nothing was failed"):
+        storage.fail_many([a.trial_id, b.trial_id, c.trial_id], "broke")
+    assert [t.state for t in storage.trials(study.study_id)] == [
+        TrialState.PENDING,
+        TrialState.PENDING,
+        TrialState.COMPLETE,
+    ]
+    failed = storage.fail_many([a.trial_id, b.trial_id, a.trial_id], "broke")
+    assert [t.state for t in failed] == [TrialState.FAILED] * 2
+    assert {t.error for t in failed} == {"broke"}

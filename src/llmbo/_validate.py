@@ -1,12 +1,24 @@
-"""Checks of small user-given values shared by the library and the CLI (no heavy imports)."""
+"""Checks of small user-given values, and message hygiene, shared by the library and the
+CLI (no heavy imports)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from llmbo.errors import InputError
 
-__all__ = ["MAX_SEED", "check_seed", "check_study_name"]
+__all__ = ["MAX_SEED", "check_seed", "check_study_name", "redact_passwords"]
+
+#: ``scheme://user:password@``: the password part of any URL in a text (also with the
+#: double slash collapsed, as a file path made of a URL shows it).
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:/{1,2}[^\s:/@]*):([^\s@/]*)@")
+
+
+def redact_passwords(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` shown as ``***``."""
+    return _URL_PASSWORD.sub(r"\1:***@", text)
+
 
 #: Seeds are stored as signed 64-bit integers and feed NumPy and torch generators.
 MAX_SEED = 2**63 - 1

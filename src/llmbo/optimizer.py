@@ -348,7 +348,9 @@ class Optimizer:
             or min_observations < 1
         ):
             raise InputError(f"min_observations must be an integer >= 1, got {min_observations!r}.")
-        if not isinstance(maximize, bool | np.bool_):
+        if not (
+            isinstance(maximize, bool | np.bool_) or (type(maximize) is int and maximize in (0, 1))
+        ):
             raise InputError(
                 f"maximize must be True or False, got {maximize!r}; pass maximize=False to "
                 "minimise."
@@ -805,7 +807,9 @@ class Optimizer:
         )
 
     def _check_consistent(self, ids: Sequence[str], values: np.ndarray) -> None:
-        """Refuse the whole tell, before writing, if any value contradicts a stored one."""
+        """Refuse the whole tell, before writing, if a candidate is told twice with
+        different values (one that contradicts a stored value is refused by
+        ``record_many``, atomically)."""
         seen: dict[str, float] = {}
         for cid, value in zip(ids, values, strict=True):
             if cid in seen and seen[cid] != value:
@@ -814,35 +818,29 @@ class Optimizer:
                     f"({seen[cid]!r} and {float(value)!r}); give one value per candidate."
                 )
             seen[cid] = float(value)
-        stored = {
-            t.candidate_id: t.value
-            for t in self.storage.trials(self.study.study_id, states=[TrialState.COMPLETE])
-        }
-        for cid, value in seen.items():
-            if cid in stored and stored[cid] != value:
-                raise TrialStateError(
-                    f"Candidate {cid!r} already has the measured value {stored[cid]!r}; refusing "
-                    f"{value!r}. Nothing from this call was stored. Stored values never change."
-                )
 
     def fail(self, ids: str | Sequence[str], error: str) -> None:
         """Mark pending suggestions as failed (their candidates may be suggested again).
 
-        Every id must be a candidate with a pending or running trial; otherwise nothing is
-        changed and :class:`~llmbo.errors.UnknownCandidateError` (not a candidate) or
-        :class:`~llmbo.errors.TrialStateError` (measured, or never suggested) is raised.
+        All of them in one transaction. Every id must be a candidate that was suggested
+        and not measured: :class:`~llmbo.errors.UnknownCandidateError` (not a candidate) or
+        :class:`~llmbo.errors.TrialStateError` (measured, or never suggested) otherwise,
+        and nothing changes. A suggestion that already failed (released, or its lease
+        expired) stays failed.
         """
         if isinstance(ids, str):
             ids = [ids]
-        wanted = [str(i) for i in ids]
+        wanted = list(dict.fromkeys(str(i) for i in ids))
         self.space.index_of(wanted)  # unknown ids -> UnknownCandidateError
         trials = self.storage.trials(self.study.study_id)
-        open_trials = {
-            t.candidate_id: t for t in trials if t.state in (TrialState.PENDING, TrialState.RUNNING)
-        }
-        done = {t.candidate_id: t.value for t in trials if t.state is TrialState.COMPLETE}
-        measured = [f"{c!r} (measured: {done[c]!r})" for c in wanted if c in done]
-        never = [repr(c) for c in wanted if c not in done and c not in open_trials]
+        active = {t.candidate_id: t for t in trials if t.state.is_active()}
+        tried = {t.candidate_id for t in trials}
+        measured = [
+            f"{c!r} (measured: {active[c].value!r})"
+            for c in wanted
+            if c in active and active[c].state is TrialState.COMPLETE
+        ]
+        never = [repr(c) for c in wanted if c not in tried]
         if measured or never:
             parts = []
             if measured:
@@ -850,17 +848,13 @@ class Optimizer:
                     "already measured, and measurements never change: " + ", ".join(measured)
                 )
             if never:
-                parts.append(
-                    "not awaiting a result (never suggested, or failed/released): "
-                    + ", ".join(never)
-                )
+                parts.append("never suggested: " + ", ".join(never))
             raise TrialStateError(
                 "Only pending suggestions can be failed; nothing was changed. Candidate(s) "
                 + "; ".join(parts)
                 + "."
             )
-        for cid in dict.fromkeys(wanted):
-            self.storage.fail(open_trials[cid].trial_id, error)
+        self.storage.fail_many([active[c].trial_id for c in wanted if c in active], error)
 
     def run(
         self,
@@ -1016,8 +1010,8 @@ class Optimizer:
         """The ``k`` best measured candidates with their table rows and values (in the
         column :attr:`CandidateSpace.value_column <llmbo.space.CandidateSpace.value_column>`,
         ``"value"`` unless the table has a column of that name)."""
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise InputError(f"best(k) needs a positive integer k, got {k!r}.")
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
+            raise InputError(f"best(k) needs an integer k >= 0, got {k!r}.")
         idx, values = self._observations()
         if len(values) == 0:
             return pd.DataFrame()

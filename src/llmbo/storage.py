@@ -75,6 +75,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import NullPool, StaticPool
 
+from llmbo._validate import redact_passwords
 from llmbo.errors import (
     InputError,
     ObjectiveValueError,
@@ -269,6 +270,11 @@ class BaseStorage(abc.ABC):
     @abc.abstractmethod
     def fail(self, trial_id: int, error: str) -> TrialRecord:
         """Mark a ``PENDING``/``RUNNING`` trial ``FAILED`` with an error message."""
+
+    @abc.abstractmethod
+    def fail_many(self, trial_ids: Sequence[int], error: str) -> list[TrialRecord]:
+        """:meth:`fail` for several trials in one transaction: all of them, or (when one is
+        ``COMPLETE`` or unknown) none, with :class:`~llmbo.errors.TrialStateError`."""
 
     @abc.abstractmethod
     def start(self, trial_id: int, worker: str, lease_seconds: float) -> TrialRecord:
@@ -475,19 +481,9 @@ def _redact(url: sa.URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def _password_of(text: str) -> str | None:
-    """The password in a URL-like string that may not parse (``scheme://user:pw@host``)."""
-    _, sep, rest = text.partition("://")
-    at = rest.rfind("@")
-    if not sep or at < 0 or ":" not in rest[:at]:
-        return None
-    return rest[:at].split(":", 1)[1] or None
-
-
-def _hide_password(text: str, *, url: str) -> str:
-    """``text`` with the password of ``url`` (if any) replaced by ``***``."""
-    password = _password_of(url)
-    return text.replace(password, "***") if password else text
+def _hide_password(text: str) -> str:
+    """``text`` with the password of any URL in it replaced by ``***``."""
+    return redact_passwords(text)
 
 
 def _db_message(exc: BaseException) -> str:
@@ -631,13 +627,12 @@ class SQLStorage(BaseStorage):
             port = re.search(r"int\(\) with base 10: '(.*)'$", str(exc))
             if port:
                 reason = f" (port {port.group(1)!r} is not a number)"
-            shown = _hide_password(repr(text), url=text)
+            shown = _hide_password(repr(text))
             # `from None`: the parser's own message would repeat the password.
             raise StudyFileError(
                 _hide_password(
                     f"Storage URL {shown} is not a valid SQLAlchemy URL{reason}; give a study "
-                    f"file path or a URL, {_URL_EXAMPLES}.",
-                    url=text,
+                    f"file path or a URL, {_URL_EXAMPLES}."
                 )
             ) from None
 
@@ -793,6 +788,16 @@ class SQLStorage(BaseStorage):
                     ) from exc
                 # The WAL side files cannot be created (read-only medium or folder).
                 logger.info("Reading %s as immutable: opening it read-only failed (%s)", path, exc)
+                wal = Path(f"{path}-wal")
+                if wal.exists() and wal.stat().st_size > 0:
+                    logger.warning(
+                        "%s has a -wal file of %d bytes with changes not yet copied into the "
+                        "study file, which SQLite cannot read without write access to the "
+                        "folder; what is shown may miss the latest changes. Copy the study "
+                        "and its -wal file to a writable folder to see them.",
+                        path,
+                        wal.stat().st_size,
+                    )
                 only_immutable = True
         if not self._readonly and tables and not _LLMBO_TABLES.intersection(tables):
             raise StudyFileError(
@@ -870,7 +875,7 @@ class SQLStorage(BaseStorage):
         if _SchemaRow.__tablename__ in tables:
             found = conn.execute(sa.select(_SchemaRow.version)).scalars().all()
             if len(found) > 1 or (found and found[0] != SCHEMA_VERSION):
-                raise StudyError(
+                raise StudyFileError(
                     f"Storage {self.url!r} has llmbo schema version {found}, but this llmbo "
                     f"supports version {SCHEMA_VERSION} only. Open it with the llmbo version "
                     "that wrote it, or start a new database."
@@ -1209,35 +1214,7 @@ class SQLStorage(BaseStorage):
 
     def record(self, study_id: int, candidate_id: str, value: float) -> TrialRecord:
         self._require_writable("record()")
-        value = _check_value(value)
-        candidate_id = str(candidate_id)
-        with self._tx() as s:
-            self._lock_study(s, study_id)
-            now = _utcnow()
-            row = self._active_trial(s, study_id, candidate_id)
-            if row is None:
-                row = _TrialRow(
-                    study_id=study_id,
-                    number=self._next_number(s, study_id),
-                    candidate_id=candidate_id,
-                    active_key=candidate_id,
-                    state=TrialState.COMPLETE.value,
-                    value=value,
-                    created_at=now,
-                    completed_at=now,
-                )
-                s.add(row)
-            elif row.state == TrialState.COMPLETE.value:
-                if row.value != value:
-                    raise TrialStateError(
-                        f"Candidate {candidate_id!r} of study {study_id} already has value "
-                        f"{row.value!r} (trial {row.trial_id}); refusing to record {value!r}. "
-                        "Fail that trial first if the old measurement was wrong."
-                    )
-            else:
-                self._finish(row, value, now)
-            s.flush()
-            return _trial_record(row)
+        return self.record_many(study_id, [(str(candidate_id), _check_value(value))])[0]
 
     def record_many(self, study_id: int, items: Sequence[tuple[str, float]]) -> list[TrialRecord]:
         self._require_writable("record_many()")
@@ -1324,6 +1301,37 @@ class SQLStorage(BaseStorage):
             len(new_rows),
         )
         return [records[cid] for cid, _ in pairs]
+
+    def fail_many(self, trial_ids: Sequence[int], error: str) -> list[TrialRecord]:
+        self._require_writable("fail_many()")
+        ids = list(dict.fromkeys(int(t) for t in trial_ids))
+        if not ids:
+            return []
+        with self._tx() as s:
+            rows: dict[int, _TrialRow] = {}
+            for i in range(0, len(ids), _CHUNK):
+                query = sa.select(_TrialRow).where(_TrialRow.trial_id.in_(ids[i : i + _CHUNK]))
+                rows.update({r.trial_id: r for r in s.execute(query).scalars()})
+            missing = [t for t in ids if t not in rows]
+            if missing:
+                raise StudyError(f"No trial(s) with id {missing} in {self.url!r}; nothing failed.")
+            for study_id in sorted({r.study_id for r in rows.values()}):
+                self._lock_study(s, study_id)
+            for row in rows.values():
+                s.refresh(row)  # the state as of the lock
+            done = [r for r in rows.values() if r.state == TrialState.COMPLETE.value]
+            if done:
+                shown = ", ".join(f"{r.trial_id} ({r.candidate_id!r})" for r in done[:10])
+                raise TrialStateError(
+                    f"Trial(s) {shown} are COMPLETE and cannot be failed; nothing was failed. "
+                    "Only PENDING or RUNNING trials can."
+                )
+            now = _utcnow()
+            for row in rows.values():
+                if row.state != TrialState.FAILED.value:
+                    self._mark_failed(row, str(error), _FAIL_ERROR, now)
+            s.flush()
+            return [_trial_record(rows[t]) for t in ids]
 
     def fail(self, trial_id: int, error: str) -> TrialRecord:
         self._require_writable("fail()")

@@ -23,25 +23,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import synthetic_pool
+from conftest import pool_table
 from llmbo.optimizer import Optimizer
 from llmbo.space import CandidateSpace
 from llmbo.storage import TrialState, get_storage
 
 TEMPLATE = "{color} {animal} in the {place}"
 SEED = 7
-
-
-def _table(path: Path) -> Path:
-    """A 60-candidate table with an id column and the (hidden) target y."""
-    frame = synthetic_pool(seed=4)
-    frame = frame[
-        frame["color"].isin(["red", "blue", "black"]) & frame["place"].isin(["farm", "river"])
-    ]
-    frame = frame.reset_index(drop=True)
-    frame.insert(0, "id", [f"x{i:03d}" for i in range(len(frame))])
-    frame.to_csv(path, index=False)
-    return path
 
 
 def _llmbo(*args: str | Path | int) -> str:
@@ -104,7 +92,7 @@ class Campaign:
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory: pytest.TempPathFactory) -> Campaign:
     root = tmp_path_factory.mktemp("continuation")
-    table = _table(root / "pool.csv")
+    table = pool_table(root / "pool.csv", seed=4)
     truth = dict(pd.read_csv(table, dtype={"id": str})[["id", "y"]].itertuples(index=False))
     study = root / "campaign.db"
     create = ["--table", table, "--template", TEMPLATE, "--id-column", "id"]

@@ -562,3 +562,45 @@ def test_template_reads_columns_only(tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 0, err
     assert " C" in out and "class" not in out
+
+
+# ------------------------------------------------------------------- found by the review
+def test_outputs_never_replace_side_files_or_the_stored_table(tmp_path: Path) -> None:
+    """With a sqlite:/// URL as --study its WAL file is protected too; on reopening, the
+    table the study was made from is protected although --table is not given."""
+    table = _table(tmp_path / "t.csv")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    code, _, err = _cli(*_suggest(url, table, "-n", "2"))
+    assert code == 0, err
+    before = table.read_bytes()
+    for out in (tmp_path / "s.db-wal", tmp_path / "s.db"):
+        code, _, err = _cli("suggest", "--study", url, "-n", "1", "--out", str(out))
+        assert code == 2 and "--study file" in err, err
+    code, _, err = _cli("suggest", "--study", url, "-n", "1", "--out", str(table))
+    assert code == 2 and "--table file" in err, err
+    assert table.read_bytes() == before
+    assert sum(s == "PENDING" for _, s, _ in _trials(tmp_path / "s.db")) == 2
+
+
+def test_observe_never_writes_to_a_database_that_is_not_a_study(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    with contextlib.closing(sqlite3.connect(empty)) as con:
+        con.execute("PRAGMA user_version = 7")
+        con.commit()
+    zero = tmp_path / "zero.db"
+    zero.touch()
+    results = tmp_path / "r.csv"
+    results.write_text("candidate_id,value\nx,1\n")
+    for path in (empty, zero):
+        before = path.read_bytes()
+        code, _, err = _cli("observe", "--study", str(path), "--results", str(results))
+        assert code == 2 and "not an llmbo study" in err, err
+        assert path.read_bytes() == before
+
+
+def test_a_failing_first_call_through_a_url_leaves_no_file(tmp_path: Path) -> None:
+    table = _table(tmp_path / "t.csv", n=5)
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    code, _, err = _cli(*_suggest(url, table, "-n", "99"))
+    assert code == 2 and "only 5" in err, err
+    assert not (tmp_path / "new.db").exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import synthetic_pool
+from conftest import pool_table
 from llmbo.cli import main
 
 TEMPLATE = "{color} {animal} in the {place}"
@@ -20,15 +20,7 @@ TEMPLATE = "{color} {animal} in the {place}"
 @pytest.fixture
 def table(tmp_path: Path) -> Path:
     """A 60-candidate table with an explicit id column and the (hidden) target y."""
-    frame = synthetic_pool(seed=2)
-    frame = frame[
-        frame["color"].isin(["red", "blue", "black"]) & frame["place"].isin(["farm", "river"])
-    ]
-    frame = frame.reset_index(drop=True)
-    frame.insert(0, "id", [f"x{i:03d}" for i in range(len(frame))])
-    path = tmp_path / "pool.csv"
-    frame.to_csv(path, index=False)
-    return path
+    return pool_table(tmp_path / "pool.csv", seed=2)
 
 
 def _truth(table: Path) -> dict[str, float]:

@@ -50,10 +50,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (0 ok, 2 bad input, 1 other llmbo error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    for dest, value in vars(args).items():
-        # `--study=--` gives an option the empty list on Python 3.11 (its type never runs).
-        if isinstance(value, list) and not value:
-            parser.error(f"argument --{dest.replace('_', '-')}: expected one value, got '--'")
+    # `--study=--` gives a one-value option the empty list on Python 3.11 (its type never
+    # runs): refuse it as argparse refuses a missing value.
+    command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for action in command.choices[args.command]._actions:
+        if (
+            type(action) is argparse._StoreAction
+            and action.nargs is None
+            and getattr(args, action.dest, None) == []
+        ):
+            parser.error(f"argument {action.option_strings[0]}: expected one value, got '--'")
     from llmbo.cli._common import SafeWriter
 
     stdout = sys.stdout
@@ -65,10 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    from llmbo.cli._common import SafeFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(SafeFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     try:
         return int(args.func(args) or 0)
     except LlmboError as exc:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmbo._validate import MAX_SEED, check_seed, check_study_name
+from llmbo._validate import MAX_SEED, check_seed, check_study_name, redact_passwords
 from llmbo.errors import InputError
 
 logger = logging.getLogger("llmbo.cli")
@@ -70,7 +70,7 @@ def positive_float(text: str) -> float:
 
 
 def _int(text: str) -> int:
-    if not text.strip().lstrip("+-").isascii() or not text.strip().lstrip("+-").isdigit():
+    if re.fullmatch(r"\s*[+-]?[0-9]+\s*", text) is None:  # ASCII digits only
         raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}")
     return int(text)
 
@@ -112,7 +112,7 @@ def decode_separator(text: str) -> str:
         if nxt not in _ESCAPES:
             bad = "\\" + nxt
             raise InputError(
-                f"--segment-separator {text!r}: {bad!r} is not an escape llmbo knows; "
+                f"--segment-separator {text!r}: '{bad}' is not an escape llmbo knows; "
                 "use \\n (newline), \\t (tab), \\r or \\\\ (a backslash), or type the "
                 "separator itself."
             )
@@ -452,27 +452,54 @@ def _featurizer_options(
 
 
 # ------------------------------------------------------------------------------ studies
+def sqlite_file(location: str) -> str | None:
+    """The file behind ``--study``: the path itself, or the file of a ``sqlite:///`` URL;
+    ``None`` for other databases (and in-memory ones)."""
+    if not is_url(location):
+        return location
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(location)
+    except Exception:
+        return None
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    database = url.database
+    if database.startswith("file:"):  # a SQLite URI filename
+        database = database[len("file:") :].split("?", 1)[0]
+    return database
+
+
 def is_new_file(location: str) -> bool:
     """Whether ``--study`` names a SQLite file that does not exist yet (or is empty)."""
-    if is_url(location):
+    path = sqlite_file(location)
+    if path is None:
         return False
-    path = Path(location)
-    return not path.exists() or (path.is_file() and path.stat().st_size == 0)
+    kind = path_kind(path, "--study")
+    return kind == "missing" or (kind == "file" and Path(path).stat().st_size == 0)
 
 
 def open_storage(location: str, *, must_exist: bool, readonly: bool = False) -> BaseStorage:
-    """Open ``--study`` (a SQLite file or a database URL)."""
+    """Open ``--study`` (a SQLite file or a database URL).
+
+    With ``must_exist`` the location must already hold llmbo's tables: it is looked at
+    read-only first, so a file that is not a study is never written to.
+    """
     from llmbo.storage import get_storage
 
     check_study_location(location)
-    if must_exist and not is_url(location) and not Path(location).exists():
+    path = sqlite_file(location)
+    if must_exist and path is not None and path_kind(path, "--study") == "missing":
         raise InputError(
-            f"Study file {location!r} does not exist. Start the campaign with "
-            f"`llmbo suggest --study {location} --table FILE --template '...'` "
-            "(or --benchmark NAME) first."
+            f"Study file {display_location(location)!r} does not exist. Start the campaign "
+            f"with `llmbo suggest --study {display_location(location)} --table FILE "
+            "--template '...'` (or --benchmark NAME) first."
         )
-    if not is_url(location) and not Path(location).exists():
-        check_output_path(location, "--study")
+    if path is not None and path_kind(path, "--study") == "missing":
+        check_output_path(path, "--study")
+    if must_exist and not readonly:
+        get_storage(location, readonly=True)  # not an llmbo study -> StudyFileError, unchanged
     return get_storage(location, readonly=readonly)
 
 
@@ -571,7 +598,21 @@ def open_or_create(
         if uses_encoder(spec):
             check_model_available(spec.encoder.model)
         store = open_storage(args.study, must_exist=False)
-    return Optimizer(choice.space, spec, storage=store, **settings)
+    opt = Optimizer(choice.space, spec, storage=store, **settings)
+    if opt.created_study and getattr(args, "table", None):
+        # Remembered only to protect it: a later --out must not replace the table.
+        opt.storage.set_attr(opt.study.study_id, TABLE_ATTR, str(Path(args.table).resolve()))
+    return opt
+
+
+#: Study attribute holding the path of the table a CLI call created the study from.
+TABLE_ATTR = "cli.table_path"
+
+
+def stored_table(opt: Optimizer) -> str:
+    """The table path :func:`open_or_create` remembered (``""`` if none)."""
+    value = opt.storage.get_attrs(opt.study.study_id).get(TABLE_ATTR)
+    return value if isinstance(value, str) else ""
 
 
 def discard_if_unused(opt: Optimizer | None) -> None:
@@ -643,10 +684,7 @@ def check_study_location(location: str) -> None:
                 f"--study {location!r} is an in-memory database, which is gone when the "
                 "command ends; give a file name such as campaign.db."
             )
-        database = url.database
-        if database.startswith("file:"):  # a SQLite URI filename
-            database = database[len("file:") :].split("?", 1)[0]
-        location = database
+        location = sqlite_file(location) or location
     kind = path_kind(location, "--study")
     if kind == "dir":
         raise InputError(
@@ -659,12 +697,24 @@ def check_study_location(location: str) -> None:
         )
 
 
+#: First bytes of a SQLite database, of its write-ahead log (two byte orders) and of its
+#: rollback journal.
+_SQLITE_MAGICS = (
+    b"SQLite format 3\x00",
+    b"\x37\x7f\x06\x82",
+    b"\x37\x7f\x06\x83",
+    b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7",
+)
+
+
 def _is_sqlite_database(path: Path) -> bool:
+    """Whether ``path`` is a SQLite database or one of its side files (WAL, journal)."""
     try:
         with path.open("rb") as fh:
-            return fh.read(16) == b"SQLite format 3\x00"
+            head = fh.read(16)
     except OSError:
         return False
+    return any(head.startswith(magic) for magic in _SQLITE_MAGICS)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -693,13 +743,9 @@ def check_output_path(path: str, option: str, *, protected: Sequence[tuple[str, 
             f"{option} {path!r} is not a regular file (a device, pipe or socket) and would be "
             "replaced by the output; give a file name such as results.csv."
         )
-    if kind == "file" and option != "--study" and _is_sqlite_database(p):
-        raise InputError(
-            f"{option} {path!r} is a SQLite database (perhaps a study), and the output would "
-            "replace it; give another file name."
-        )
-    for other_option, other in protected:
-        if not other or is_url(other):
+    for other_option, given in protected:
+        other = (sqlite_file(given) if other_option == "--study" else given) if given else None
+        if not other:
             continue
         sides = [other] + (
             [other + s for s in ("-wal", "-shm", "-journal")] if other_option == "--study" else []
@@ -709,6 +755,11 @@ def check_output_path(path: str, option: str, *, protected: Sequence[tuple[str, 
                 f"{option} {path!r} is the {other_option} file; writing there would replace "
                 f"it. Give another file name for {option}."
             )
+    if kind == "file" and option != "--study" and _is_sqlite_database(p):
+        raise InputError(
+            f"{option} {path!r} is a SQLite database or one of its side files (perhaps a "
+            "study's), and the output would replace it; give another file name."
+        )
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(
@@ -724,15 +775,10 @@ def check_output_path(path: str, option: str, *, protected: Sequence[tuple[str, 
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
-#: ``scheme://user:password@``: the password part of any URL in a text (also with the
-#: double slash collapsed, as a path made of a URL shows it).
-_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:/{1,2}[^\s:/@]*):([^\s@/]*)@")
-
-
 def safe_text(text: Any, keep: str = "") -> str:
     """``text`` safe to print: control characters (but those in ``keep``) and
     bidirectional overrides shown as escapes (``\\x1b``), URL passwords as ``***``."""
-    text = _URL_PASSWORD.sub(r"\1:***@", str(text))
+    text = redact_passwords(str(text))
     if text.isprintable():
         return text
     return "".join(
@@ -741,6 +787,13 @@ def safe_text(text: Any, keep: str = "") -> str:
         else ch
         for ch in text
     )
+
+
+class SafeFormatter(logging.Formatter):
+    """Log records made safe to print, as :func:`safe_text` does for output."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return safe_text(super().format(record), keep="\n\t")
 
 
 class SafeWriter:

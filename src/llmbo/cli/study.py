@@ -40,6 +40,7 @@ from llmbo.cli._common import (
     print_rows,
     safe_text,
     short,
+    stored_table,
 )
 from llmbo.errors import InputError
 
@@ -139,6 +140,8 @@ def suggest_command(args: argparse.Namespace) -> int:
     opt = None
     try:
         opt = open_or_create(args, store, choice, progress=progress, n=args.n)
+        if out is not None:  # the table the study was made from, when this call did not say
+            check_output_path(args.out, "--out", protected=[("--table", stored_table(opt))])
         released = opt.release_pending() if getattr(args, "release_pending", False) else []
         if released:
             print(f"released {len(released)} pending suggestion(s)")
