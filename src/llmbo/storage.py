@@ -1261,7 +1261,7 @@ class SQLStorage(BaseStorage):
             ]
             if conflicts:
                 shown = "; ".join(
-                    f"{cid!r} has {row.value!r} (trial {row.trial_id}), given {wanted[cid]!r}"
+                    f"{cid!r} has value {row.value!r} (trial {row.trial_id}), given {wanted[cid]!r}"
                     for cid, row in conflicts[:5]
                 )
                 more = f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
