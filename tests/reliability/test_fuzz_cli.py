@@ -745,40 +745,18 @@ def _fuzz_options(cmd: str, data: st.DataObject, pristine: Pristine, tmp_path: P
     assert not problems, _report(outcome, problems)
 
 
+@pytest.mark.parametrize("cmd", ["suggest", "observe", "status", "run"])
 @SETTINGS
 @given(data=st.data())
-def test_fuzzed_suggest_options(
-    data: st.DataObject, pristine: Pristine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_fuzzed_options(
+    cmd: str,
+    data: st.DataObject,
+    pristine: Pristine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    _fuzz_options("suggest", data, pristine, tmp_path)
-
-
-@SETTINGS
-@given(data=st.data())
-def test_fuzzed_observe_options(
-    data: st.DataObject, pristine: Pristine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    _fuzz_options("observe", data, pristine, tmp_path)
-
-
-@SETTINGS
-@given(data=st.data())
-def test_fuzzed_status_options(
-    data: st.DataObject, pristine: Pristine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    _fuzz_options("status", data, pristine, tmp_path)
-
-
-@SETTINGS
-@given(data=st.data())
-def test_fuzzed_run_options(
-    data: st.DataObject, pristine: Pristine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    _fuzz_options("run", data, pristine, tmp_path)
+    _fuzz_options(cmd, data, pristine, tmp_path)
 
 
 @pytest.mark.parametrize("cmd", ["status", "observe"])
