@@ -123,15 +123,44 @@ def test_failing_first_suggest_never_removes_a_study_another_process_created(
     ]
 
 
+_AT_ONCE = """
+import os, sys, time
+import llmbo.cli, llmbo.optimizer  # the slow imports happen before the start signal
+go, argv = sys.argv[1], sys.argv[2:]
+while not os.path.exists(go):
+    time.sleep(0.0005)
+sys.exit(llmbo.cli.main(argv))
+"""
+
+
 @pytest.mark.slow
 def test_concurrent_first_suggests_on_a_new_file_lose_nothing(tmp_path: Path) -> None:
-    """Three real processes start the same new study at once, twice over: every one
-    succeeds, and every suggestion any of them reported is in the study."""
+    """Three real processes start the same new study at the same moment (they wait for one
+    signal file after their imports), four times over: every one succeeds, and every
+    suggestion any of them reported is in the study."""
     table = _table(tmp_path / "t.csv", n=200)
-    for attempt in range(2):
-        study = tmp_path / f"race{attempt}.db"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    for attempt in range(4):
+        study, go = tmp_path / f"race{attempt}.db", tmp_path / f"go{attempt}"
         outs = [tmp_path / f"out{attempt}-{k}.csv" for k in range(3)]
-        procs = [_proc(*_suggest(study, table, "-n", "20", "--out", str(o))) for o in outs]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _AT_ONCE,
+                    str(go),
+                    *_suggest(study, table, "-n", "20", "--out", str(o)),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for o in outs
+        ]
+        time.sleep(8.0)  # imports done
+        go.touch()
         results = [p.communicate(timeout=600) for p in procs]
         for p, (_, err) in zip(procs, results, strict=True):
             assert p.returncode == 0, err
