@@ -93,6 +93,7 @@ __all__ = [
     "TrialRecord",
     "TrialState",
     "get_storage",
+    "is_sqlite_file",
 ]
 
 logger = logging.getLogger("llmbo.storage")
@@ -481,9 +482,23 @@ def _redact(url: sa.URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def _hide_password(text: str) -> str:
-    """``text`` with the password of any URL in it replaced by ``***``."""
-    return redact_passwords(text)
+#: First bytes of a SQLite write-ahead log (two byte orders) and of a rollback journal.
+_SQLITE_SIDE_MAGICS = (
+    b"\x37\x7f\x06\x82",
+    b"\x37\x7f\x06\x83",
+    b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7",
+)
+
+
+def is_sqlite_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a SQLite database or one of its side files (WAL, journal),
+    judged by its first bytes; ``False`` if it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return False
+    return head.startswith((_SQLITE_MAGIC, *_SQLITE_SIDE_MAGICS))
 
 
 def _db_message(exc: BaseException) -> str:
@@ -627,10 +642,10 @@ class SQLStorage(BaseStorage):
             port = re.search(r"int\(\) with base 10: '(.*)'$", str(exc))
             if port:
                 reason = f" (port {port.group(1)!r} is not a number)"
-            shown = _hide_password(repr(text))
+            shown = redact_passwords(repr(text))
             # `from None`: the parser's own message would repeat the password.
             raise StudyFileError(
-                _hide_password(
+                redact_passwords(
                     f"Storage URL {shown} is not a valid SQLAlchemy URL{reason}; give a study "
                     f"file path or a URL, {_URL_EXAMPLES}."
                 )

@@ -470,25 +470,29 @@ def _run_case(world: World, argv: list[str], extra: list[Path] = ()) -> tuple[Ou
 # ------------------------------------------------------------------------ the commands
 #: Per command: option -> valid values (the first is the default used when not fuzzed),
 #: and the options always given.
+#: Model options ``suggest`` and ``run`` share: option -> valid values.
+MODEL_OPTIONS: dict[str, list[str]] = {
+    "--id-column": ["name"],
+    "--acquisition": ["logei", "ucb", "ts"],
+    "--outcome-power": ["1", "2.5"],
+    "--pooling": ["mean", "segments"],
+    "--segment-separator": ["\\n", " | "],
+    "--top-module": [],  # lora only: no valid value with a cheap surrogate
+    "--steps": ["5"],
+    "--soft-tokens": ["0", "2"],
+    "--fingerprint-columns": ["name,kind", "kind"],
+    "--seed": ["0", "7"],
+    "--surrogate": ["random", "random", "random", "onehot", "components"],  # GPs are slower
+}
 VALID: dict[str, dict[str, list[str]]] = {
     "suggest": {
+        **MODEL_OPTIONS,
         "--study": ["<NEW>", "<GOOD>"],
         "--table": ["<TABLE>"],
         "--template": [TEMPLATE],
-        "--surrogate": ["random", "random", "random", "onehot", "components"],  # GPs are slower
         "-n": ["1", "2"],
         "--study-name": ["default", "other"],
-        "--seed": ["0", "7"],
         "--out": ["next.csv"],
-        "--id-column": ["name"],
-        "--acquisition": ["logei", "ucb", "ts"],
-        "--outcome-power": ["1", "2.5"],
-        "--pooling": ["mean", "segments"],
-        "--segment-separator": ["\\n", " | "],
-        "--top-module": [],  # lora only: no valid value with a cheap surrogate
-        "--steps": ["5"],
-        "--soft-tokens": ["0", "2"],
-        "--fingerprint-columns": ["name,kind", "kind"],
     },
     "observe": {
         "--study": ["<GOOD>"],
@@ -503,26 +507,16 @@ VALID: dict[str, dict[str, list[str]]] = {
         "--top": ["1", "5"],
     },
     "run": {
+        **MODEL_OPTIONS,
         "--table": ["<TABLE>"],
         "--template": [TEMPLATE],
         "--target": ["y"],
-        "--surrogate": ["random", "random", "random", "onehot", "components"],  # GPs are slower
         "--n-initial": ["1", "0", "2"],
         "--iterations": ["1", "0", "2"],
         "--batch-size": ["1", "2"],
         "--study": ["<NEW>", "<GOOD>"],
         "--study-name": ["default", "other"],
         "--output": ["history.csv"],
-        "--id-column": ["name"],
-        "--acquisition": ["logei", "ucb", "ts"],
-        "--outcome-power": ["1", "2.5"],
-        "--seed": ["0", "7"],
-        "--steps": ["5"],
-        "--soft-tokens": ["0", "2"],
-        "--top-module": [],  # lora only: no valid value with a cheap surrogate
-        "--pooling": ["mean", "segments"],
-        "--segment-separator": ["\\n", " | "],
-        "--fingerprint-columns": ["name,kind", "kind"],
     },
 }
 ALWAYS = {

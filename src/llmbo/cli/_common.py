@@ -631,15 +631,8 @@ def is_url(text: str) -> bool:
 
 
 def display_location(location: str) -> str:
-    """``--study`` as it may be shown: a URL with its password hidden."""
-    if not is_url(location):
-        return safe_text(location)
-    from sqlalchemy.engine import make_url
-
-    try:
-        return safe_text(make_url(location).render_as_string(hide_password=True))
-    except Exception:  # not a URL SQLAlchemy can parse: show its scheme only
-        return safe_text(location.split("://", 1)[0]) + "://..."
+    """``--study`` as it may be shown: escapes visible, a URL's password hidden."""
+    return safe_text(location)
 
 
 def path_kind(path: str | Path, option: str) -> str:
@@ -697,26 +690,6 @@ def check_study_location(location: str) -> None:
         )
 
 
-#: First bytes of a SQLite database, of its write-ahead log (two byte orders) and of its
-#: rollback journal.
-_SQLITE_MAGICS = (
-    b"SQLite format 3\x00",
-    b"\x37\x7f\x06\x82",
-    b"\x37\x7f\x06\x83",
-    b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7",
-)
-
-
-def _is_sqlite_database(path: Path) -> bool:
-    """Whether ``path`` is a SQLite database or one of its side files (WAL, journal)."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(16)
-    except OSError:
-        return False
-    return any(head.startswith(magic) for magic in _SQLITE_MAGICS)
-
-
 def _same_file(a: Path, b: Path) -> bool:
     try:
         if a.exists() and b.exists():
@@ -755,7 +728,9 @@ def check_output_path(path: str, option: str, *, protected: Sequence[tuple[str, 
                 f"{option} {path!r} is the {other_option} file; writing there would replace "
                 f"it. Give another file name for {option}."
             )
-    if kind == "file" and option != "--study" and _is_sqlite_database(p):
+    from llmbo.storage import is_sqlite_file
+
+    if kind == "file" and option != "--study" and is_sqlite_file(p):
         raise InputError(
             f"{option} {path!r} is a SQLite database or one of its side files (perhaps a "
             "study's), and the output would replace it; give another file name."

@@ -31,7 +31,6 @@ from llmbo.cli._common import (
     open_storage,
     positive_float,
     positive_int,
-    safe_text,
     short,
     surrogate_spec,
 )
@@ -234,7 +233,7 @@ def _summary(
         f"{args.batch_size} = {len(values)} evaluations"
     )
     print(f"best found    {format_value(best_value)}  (rank {rank} of {len(space)} in the pool)")
-    print(f"  id          {safe_text(best.index[0])}")
+    print(f"  id          {best.index[0]}")
     print(f"  text        {short(best[space.text_column].iloc[0], 110)}")
     where = (
         "not found"

@@ -38,7 +38,6 @@ from llmbo.cli._common import (
     path_kind,
     positive_int,
     print_rows,
-    safe_text,
     short,
     stored_table,
 )
@@ -345,10 +344,9 @@ def status_command(args: argparse.Namespace) -> int:
     model = f" on {spec.encoder.model}" if spec is not None and spec.name != "random" else ""
     direction = "maximise" if opt.maximize else "minimise"
     print(
-        f"study {args.study_name!r} in {display_location(args.study)}: "
-        f"{safe_text(opt.space.name or 'table')}, {len(opt.space)} candidates; surrogate "
-        f"{opt.surrogate_name}{safe_text(model)}, acquisition {opt.acquisition.name}, seed "
-        f"{opt.seed}, {direction}"
+        f"study {args.study_name!r} in {args.study}: {opt.space.name or 'table'}, "
+        f"{len(opt.space)} candidates; surrogate {opt.surrogate_name}{model}, acquisition "
+        f"{opt.acquisition.name}, seed {opt.seed}, {direction}"
     )
     if spec is not None and spec.encoder.trust_remote_code:
         print(
@@ -366,9 +364,7 @@ def status_command(args: argparse.Namespace) -> int:
     )
     waiting = history.loc[history["state"].isin(["pending", "running"]), "candidate_id"].tolist()
     if waiting:
-        shown = ", ".join(map(safe_text, waiting[:MAX_LISTED])) + (
-            " ..." if len(waiting) > MAX_LISTED else ""
-        )
+        shown = ", ".join(waiting[:MAX_LISTED]) + (" ..." if len(waiting) > MAX_LISTED else "")
         print(f"awaiting results: {shown}")
     best = opt.best(args.top)
     if len(best) == 0:
