@@ -262,7 +262,7 @@ def test_outcome_power_fits_the_model_to_warped_values(maximize: bool) -> None:
     np.testing.assert_allclose(seen.squeeze(-1).numpy(), expected, atol=1e-9)
     rows = space.frame.iloc[space.index_of(opt.history["candidate_id"].tolist())]
     assert opt.history["value"].tolist() == pytest.approx(quadratic(rows))
-    assert opt.study.config["acquisition"]["outcome_power"] == 2.0
+    assert opt.study.config["proposer"]["acquisition"]["outcome_power"] == 2.0
 
 
 def test_reopening_with_another_outcome_power_is_refused(tmp_path: Path) -> None:
@@ -272,7 +272,7 @@ def test_reopening_with_another_outcome_power_is_refused(tmp_path: Path) -> None
     def reopen(**acquisition: float) -> Optimizer:
         config = AcquisitionConfig(**acquisition)
         return Optimizer(
-            space, "random", acquisition=config, storage=url, study_name="s", progress=False
+            space, "onehot", acquisition=config, storage=url, study_name="s", progress=False
         )
 
     reopen(outcome_power=2).tell(space.ids[:3], [0.1, 0.5, 0.2])
@@ -519,11 +519,14 @@ def test_reopening_with_another_surrogate_or_acquisition_is_refused(
 
     path = tmp_path / "s.db"
     random_optimizer(small, storage=path, study_name="s").tell(small.ids[0], 1.0)
-    with pytest.raises(StudySettingsError, match=r"surrogate\.name='random'"):
+    with pytest.raises(StudySettingsError, match=r"proposer\.name='random' \(asked: 'bayesian'\)"):
         Optimizer(small, "onehot", storage=path, study_name="s", progress=False)
-    with pytest.raises(StudySettingsError, match=r"acquisition\.name='logei'"):
-        random_optimizer(small, acquisition="ucb", storage=path, study_name="s")
     assert Optimizer.load(path, "s").surrogate_name == "random"
+    Optimizer(small, "onehot", storage=path, study_name="gp", progress=False)
+    with pytest.raises(StudySettingsError, match=r"surrogate\.name='onehot' \(asked: 'drfp'\)"):
+        Optimizer(small, "drfp", storage=path, study_name="gp", progress=False)
+    with pytest.raises(StudySettingsError, match=r"acquisition\.name='logei'"):
+        Optimizer(small, "onehot", acquisition="ucb", storage=path, study_name="gp")
 
 
 def test_load_of_a_file_that_is_not_a_study(tmp_path: Path) -> None:

@@ -217,7 +217,7 @@ def test_resume_into_a_csv_from_before_library_versions(
 
 
 def test_coverage_matches_recomputation(random_run: Path) -> None:
-    from llmbo.benchmarks.datasets import load_pool
+    from llmbo.datasets import load_pool
 
     result = run_one("bh1", "random", 0, protocol=ProtocolConfig(iterations=5))
     pool = load_pool("bh1").values
@@ -256,7 +256,7 @@ def test_parse_seeds_and_settings() -> None:
 
 
 def test_method_specs_and_overrides() -> None:
-    from llmbo.benchmarks.datasets import load_pool
+    from llmbo.datasets import load_pool
 
     pool = load_pool("bh1")
     onehot = METHODS.get("onehot")(pool)
@@ -308,8 +308,8 @@ def test_lora_placement_follows_the_architecture(tiny_model: str, tmp_path: Path
     """BERT-family models get the cached output-block LoRA; others GOLLuM's top layers."""
     from transformers import GPT2Config, GPT2Model
 
-    from llmbo.benchmarks.datasets import load_pool
     from llmbo.benchmarks.methods import fast_lora_module
+    from llmbo.datasets import load_pool
     from llmbo.surrogates import make_surrogate
 
     gpt2 = tmp_path / "gpt2"
@@ -337,8 +337,8 @@ def test_lora_placement_follows_the_architecture(tiny_model: str, tmp_path: Path
 
 def test_acquisition_is_a_method_option(monkeypatch: pytest.MonkeyPatch) -> None:
     """``acquisition`` in a run's options picks the acquisition, not a surrogate setting."""
-    import llmbo.optimizer as optimizer_module
-    from llmbo.benchmarks.datasets import load_pool
+    import llmbo.proposers.bayesian as bayesian_module
+    from llmbo.datasets import load_pool
 
     pool = load_pool("bh1")
     drfp = METHODS.get("drfp")
@@ -376,13 +376,13 @@ def test_acquisition_is_a_method_option(monkeypatch: pytest.MonkeyPatch) -> None
     }
 
     used: list[tuple[str, float]] = []
-    real = optimizer_module.select_candidates
+    real = bayesian_module.select_candidates
 
     def spy(*args, **kwargs):
         used.append((kwargs["config"].name, kwargs["config"].beta))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(optimizer_module, "select_candidates", spy)
+    monkeypatch.setattr(bayesian_module, "select_candidates", spy)
     protocol = ProtocolConfig(iterations=2)
     result = run_one("bh1", "onehot", 0, protocol=protocol, options={"acquisition": "ucb"})
     assert used == [("ucb", 2.0), ("ucb", 2.0)]

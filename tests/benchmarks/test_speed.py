@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from llmbo.benchmarks.datasets import load_pool
 from llmbo.benchmarks.speed import COLUMNS, _spec, main, synthetic_space
+from llmbo.datasets import load_pool
 
 
 @pytest.mark.slow

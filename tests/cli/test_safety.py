@@ -229,7 +229,7 @@ def test_a_study_file_cannot_switch_on_trust_remote_code(tmp_path: Path) -> None
     assert not marker.exists()
 
     def switch_on(cfg: dict) -> None:
-        cfg["surrogate"]["encoder"]["trust_remote_code"] = True
+        cfg["proposer"]["surrogate"]["encoder"]["trust_remote_code"] = True
 
     _edit_config(study, switch_on)
     before = _trials(study)
@@ -456,7 +456,7 @@ def test_segment_separator_is_taken_as_typed(tmp_path: Path) -> None:
     assert code == 0, err
     with contextlib.closing(sqlite3.connect(study)) as con:
         (text,) = con.execute("SELECT config_json FROM llmbo_studies").fetchone()
-    assert json.loads(text)["surrogate"]["encoder"]["segment_separator"] == " → "
+    assert json.loads(text)["proposer"]["surrogate"]["encoder"]["segment_separator"] == " → "
 
     from llmbo.cli._common import decode_separator
 

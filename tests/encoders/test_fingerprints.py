@@ -101,7 +101,7 @@ def test_onehot_missing_column(space: CandidateSpace) -> None:
 
 def test_fingerprints_on_bh1() -> None:
     pytest.importorskip("drfp")
-    from llmbo.benchmarks.datasets import load_pool
+    from llmbo.datasets import load_pool
 
     pool = load_pool("bh1")
     space = pool.space()

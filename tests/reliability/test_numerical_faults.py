@@ -18,7 +18,7 @@ import torch
 from _fixtures import word_model_fixture  # noqa: F401  (fixture)
 from linear_operator.utils.errors import NotPSDError
 
-import llmbo.optimizer as optimizer_module
+import llmbo.proposers.bayesian as bayesian_module
 from llmbo.encoders.transformer import EncoderConfig
 from llmbo.errors import DuplicateCandidatesError
 from llmbo.optimizer import Optimizer
@@ -105,14 +105,14 @@ def test_fallback_gp_failing_too_gives_a_random_choice(
 def test_acquisition_failure_falls_back_to_random(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    real = optimizer_module.select_candidates
+    real = bayesian_module.select_candidates
 
     def broken(fitted: object, *args: object, **kwargs: object) -> torch.Tensor:
         if fitted is not None:
             raise NotPSDError("posterior covariance not positive definite")
         return real(fitted, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(optimizer_module, "select_candidates", broken)
+    monkeypatch.setattr(bayesian_module, "select_candidates", broken)
     opt = Optimizer(word_space(), "onehot", progress=False, min_observations=1)
     opt.tell(opt.space.ids[:2], [0.0, 1.0])
     with caplog.at_level(logging.WARNING, logger="llmbo"):
@@ -139,7 +139,7 @@ def test_components_fit_failure_falls_back_to_tanimoto_on_the_one_hot_part(
         ids = opt.ask(2)
     assert opt.last_fit["fallback"] == "components-regularised"
     assert len(set(ids)) == 2 and not set(ids) & set(opt.space.ids[:3])
-    backup = opt._fallback[1]  # type: ignore[index]
+    backup = opt.proposer.fallback_surrogate
     assert backup.kernel == "tanimoto"
     assert backup.features_.shape[1] == len(WORDS) + len(ANIMALS)  # one-hot of w and a
 

@@ -20,12 +20,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from llmbo.datasets import TEMPLATE_SEPARATORS, pool_featurizer_options
 from llmbo.errors import InputError
 from llmbo.registry import Registry
 
 if TYPE_CHECKING:
     from llmbo.acquisition import AcquisitionConfig
-    from llmbo.benchmarks.datasets import ReactionPool
+    from llmbo.datasets import ReactionPool
     from llmbo.surrogates.factory import SurrogateSpec
 
 __all__ = [
@@ -198,28 +199,6 @@ def _spec(**kwargs: Any) -> SurrogateSpec:
     return SurrogateSpec(**kwargs)
 
 
-def _components(pool: ReactionPool) -> list[str]:
-    if not pool.smiles_columns:
-        raise InputError(f"Pool {pool.name!r} declares no component columns.")
-    return list(pool.smiles_columns)
-
-
-def pool_featurizer_options(pool: ReactionPool, featurizer: str) -> dict[str, Any]:
-    """Options of a fixed featurizer (``drfp``, ``morgan``, ``onehot``, ``components``) on ``pool``.
-
-    DRFP reads the reaction SMILES (``rxn``); Morgan bits and one-hot/component codes are taken per
-    component column (the reaction SMILES is unique per row, so it would only encode identity).
-    """
-    if featurizer == "drfp":
-        return {"column": "rxn"}
-    if featurizer in ("morgan", "onehot", "components"):
-        return {"columns": _components(pool)}
-    raise InputError(
-        f"No pool columns are known for featurizer {featurizer!r}; choose drfp, morgan, onehot "
-        "or components."
-    )
-
-
 def _random(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
     return _spec(name="random")
 
@@ -364,11 +343,6 @@ register_variant(
 
 
 # ------------------------------------------------------------ segment pooling
-#: The separator between component parts in each pool template.
-#: ``reaction``: the molecules of a reaction SMILES (the last part holds ``>>product``).
-TEMPLATE_SEPARATORS = {"procedure": "\n", "names": "; ", "reaction": "."}
-
-
 def _llm_segments(surrogate: str, side: str | None = None) -> SpecBuilder:
     """LLM method with one mean-pooled vector per reaction component (segment pooling).
 

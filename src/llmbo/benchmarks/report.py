@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from llmbo._imports import require
-from llmbo.benchmarks.metrics import mean_and_sem
 from llmbo.benchmarks.runner import CURVES_FILE, RESULTS_FILE, RUN_KEY, read_csv_rows
+from llmbo.datasets import BH_POOL_NAMES, POOL_NAMES
+from llmbo.metrics import mean_and_sem
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 #: The pools averaged in the table's last column.
-BH_POOLS: tuple[str, ...] = ("bh1", "bh2", "bh3", "bh4", "bh5")
+BH_POOLS: tuple[str, ...] = BH_POOL_NAMES
 MEAN_COLUMN = "mean bh1–bh5"
 
 _NUMERIC = (
@@ -112,8 +113,6 @@ def _method_order(labels: Sequence[str], methods: Sequence[str]) -> list[str]:
 
 
 def _benchmark_order(names: Sequence[str]) -> list[str]:
-    from llmbo.benchmarks.datasets import POOL_NAMES
-
     rank = {p: i for i, p in enumerate(POOL_NAMES)}
     return sorted(set(names), key=lambda p: (rank.get(p, len(rank)), p))
 

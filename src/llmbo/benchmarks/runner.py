@@ -31,12 +31,13 @@ import numpy as np
 import pandas as pd
 
 from llmbo.benchmarks.methods import METHODS, method_label
-from llmbo.benchmarks.metrics import best_so_far, iteration_of_max, top_fraction_coverage
-from llmbo.benchmarks.protocol import ProtocolConfig, initial_design
+from llmbo.benchmarks.protocol import ProtocolConfig
+from llmbo.design import initial_design
 from llmbo.errors import InputError
+from llmbo.metrics import best_so_far, iteration_of_max, top_fraction_coverage
 
 if TYPE_CHECKING:
-    from llmbo.benchmarks.datasets import ReactionPool
+    from llmbo.datasets import ReactionPool
     from llmbo.space import CandidateSpace
     from llmbo.surrogates.base import Surrogate
     from llmbo.surrogates.factory import SurrogateSpec
@@ -246,7 +247,7 @@ def _hardware(device: str) -> str:
 # ---------------------------------------------------------------------- pools
 @functools.lru_cache(maxsize=8)
 def _pool(name: str) -> ReactionPool:
-    from llmbo.benchmarks.datasets import load_pool
+    from llmbo.datasets import load_pool
 
     return load_pool(name)
 
@@ -537,7 +538,7 @@ def run_benchmarks(
     options = options or {}
     for m in methods:  # unknown names and acquisitions fail before anything runs
         METHODS.get(m).acquisition_for(options.get(m))
-    from llmbo.benchmarks.datasets import POOLS
+    from llmbo.datasets import POOLS
 
     for p in pools:
         POOLS.get(p)

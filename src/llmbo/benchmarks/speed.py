@@ -343,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ref_n = {int(n) for n in args.reference_n_train.split(",") if n}
 
     if args.surrogates:
-        from llmbo.benchmarks.datasets import load_pool
+        from llmbo.datasets import load_pool
 
         pool = load_pool(args.benchmark)
         space = pool.space(args.template)

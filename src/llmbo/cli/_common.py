@@ -24,7 +24,7 @@ logger = logging.getLogger("llmbo.cli")
 
 if TYPE_CHECKING:
     from llmbo.acquisition import AcquisitionConfig
-    from llmbo.benchmarks.datasets import ReactionPool
+    from llmbo.datasets import ReactionPool
     from llmbo.optimizer import Optimizer
     from llmbo.space import CandidateSpace
     from llmbo.storage import BaseStorage, StudyRecord
@@ -315,7 +315,7 @@ def build_space(args: argparse.Namespace, *, need_target: bool) -> SpaceChoice:
     if benchmark and table:
         raise InputError("Give either --benchmark or --table, not both.")
     if benchmark:
-        from llmbo.benchmarks.datasets import load_pool
+        from llmbo.datasets import load_pool
 
         if target is not None:
             raise InputError(
@@ -370,7 +370,7 @@ def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -
     pooling = getattr(args, "pooling", None) or ("segments" if pool is not None else "mean")
     separator = getattr(args, "segment_separator", None)
     if separator is None:
-        from llmbo.benchmarks.methods import TEMPLATE_SEPARATORS
+        from llmbo.datasets import TEMPLATE_SEPARATORS
 
         template = getattr(args, "template", None) or DEFAULT_BENCHMARK_TEMPLATE
         separator = TEMPLATE_SEPARATORS.get(template, "\n") if pool is not None else "\n"
@@ -433,7 +433,7 @@ def _featurizer_options(
     if columns:
         cols = [c.strip() for c in columns.split(",") if c.strip()]
     elif pool is not None:
-        from llmbo.benchmarks.methods import pool_featurizer_options
+        from llmbo.datasets import pool_featurizer_options
 
         return pool_featurizer_options(pool, name)
     elif name in ("onehot", "components"):
@@ -591,7 +591,7 @@ def open_or_create(
     if store is None:
         # The file is created only once the table survives storage and the model exists.
         from llmbo.encoders.transformer import check_model_available
-        from llmbo.optimizer import space_payload
+        from llmbo.study.settings import space_payload
         from llmbo.surrogates.factory import uses_encoder
 
         space_payload(choice.space, shared=True)
@@ -808,8 +808,15 @@ def print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
 
 
 # ----------------------------------------------------------------------------- reopening
+def _stored_proposer(study: StudyRecord) -> dict[str, Any]:
+    from llmbo.study import stored_proposer_config
+
+    return stored_proposer_config(study.config)
+
+
 def _stored_surrogate(study: StudyRecord) -> dict[str, Any]:
-    return study.config.get("surrogate", {})
+    proposer = _stored_proposer(study)
+    return proposer.get("surrogate", {"name": proposer.get("name")})
 
 
 def _stored_encoder(study: StudyRecord) -> dict[str, Any]:
@@ -826,9 +833,12 @@ def _top_module(value: str | None) -> str | None:
 REOPEN_SETTINGS: dict[str, tuple[Callable[[StudyRecord], Any], Callable[[Any], Any]]] = {
     "seed": (lambda st: st.seed, int),
     "minimize": (lambda st: st.direction == "minimize", bool),
-    "acquisition": (lambda st: st.config.get("acquisition", {}).get("name", "logei"), str),
+    "acquisition": (
+        lambda st: _stored_proposer(st).get("acquisition", {}).get("name", "logei"),
+        str,
+    ),
     "outcome_power": (
-        lambda st: float(st.config.get("acquisition", {}).get("outcome_power", 1.0)),
+        lambda st: float(_stored_proposer(st).get("acquisition", {}).get("outcome_power", 1.0)),
         float,
     ),
     "surrogate": (lambda st: _stored_surrogate(st).get("name"), str),

@@ -11,7 +11,6 @@ from typing import Any
 
 from llmbo.errors import InputError
 
-DEFAULT_BENCHMARKS = ("bh1", "bh2", "bh3", "bh4", "bh5")
 REPORT_MD = "reactions.md"
 REPORT_PNG = "reactions_convergence.png"
 
@@ -170,10 +169,10 @@ def parse_settings(items: list[str], methods: list[str]) -> dict[str, dict[str, 
 
 # ------------------------------------------------------------------ commands
 def _bench(args: argparse.Namespace) -> int:
-    from llmbo.benchmarks.datasets import POOLS
     from llmbo.benchmarks.methods import DEFAULT_METHODS, METHODS
     from llmbo.benchmarks.protocol import ProtocolConfig
     from llmbo.benchmarks.runner import QUICK, run_benchmarks
+    from llmbo.datasets import BH_POOL_NAMES, POOLS
 
     if args.list_methods:
         for name in METHODS.names():
@@ -194,7 +193,7 @@ def _bench(args: argparse.Namespace) -> int:
         if args.iterations is not None
         else (QUICK["iterations"] if args.quick else 50)
     )
-    pools = _names(benchmarks, DEFAULT_BENCHMARKS, POOLS)
+    pools = _names(benchmarks, BH_POOL_NAMES, POOLS)
     methods = _names(args.methods, DEFAULT_METHODS, METHODS)
     settings = parse_settings(args.settings, methods)
     protocol = ProtocolConfig(iterations=iterations)

@@ -14,26 +14,7 @@ import numpy as np
 import pandas as pd
 
 from llmbo._files import write_csv_atomic
-from llmbo.cli._common import (
-    acquisition_config,
-    add_model_options,
-    add_space_options,
-    add_study_options,
-    build_space,
-    check_output_path,
-    check_study_location,
-    discard_if_unused,
-    display_location,
-    format_value,
-    is_new_file,
-    non_negative_int,
-    open_or_create,
-    open_storage,
-    positive_float,
-    positive_int,
-    short,
-    surrogate_spec,
-)
+from llmbo.cli import _common as common
 from llmbo.errors import InputError
 
 DEFAULT_ITERATIONS = 20
@@ -59,20 +40,23 @@ def register(subparsers: Any) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_space_options(p, target=True)
+    common.add_space_options(p, target=True)
     campaign = p.add_argument_group("campaign")
     campaign.add_argument(
         "--iterations",
-        type=non_negative_int,
+        type=common.non_negative_int,
         default=DEFAULT_ITERATIONS,
         help=f"BO iterations (default {DEFAULT_ITERATIONS})",
     )
     campaign.add_argument(
-        "--batch-size", type=positive_int, default=1, help="candidates per iteration (default 1)"
+        "--batch-size",
+        type=common.positive_int,
+        default=1,
+        help="candidates per iteration (default 1)",
     )
     campaign.add_argument(
         "--lease-seconds",
-        type=positive_float,
+        type=common.positive_float,
         default=60.0,
         metavar="S",
         help="with --study: a trial whose process stopped (crash, kill) is offered again "
@@ -80,14 +64,14 @@ def register(subparsers: Any) -> None:
     )
     campaign.add_argument(
         "--n-initial",
-        type=non_negative_int,
+        type=common.non_negative_int,
         default=DEFAULT_N_INITIAL,
         help=f"random starting candidates (default {DEFAULT_N_INITIAL}; "
         "below-median ones for --benchmark)",
     )
-    add_model_options(p, defaults=False)
+    common.add_model_options(p, defaults=False)
     out = p.add_argument_group("output")
-    add_study_options(out, required=False)
+    common.add_study_options(out, required=False)
     out.add_argument(
         "--output", metavar="CSV", help="write the history (one row per trial) to this CSV"
     )
@@ -99,7 +83,7 @@ def _initial_rows(
     values: np.ndarray, n: int, seed: int, *, benchmark: bool, maximize: bool
 ) -> np.ndarray:
     if benchmark:
-        from llmbo.benchmarks.protocol import initial_design
+        from llmbo.design import initial_design
 
         return initial_design(values, n, seed, maximize=maximize)
     rng = np.random.default_rng(seed)
@@ -107,12 +91,12 @@ def _initial_rows(
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from llmbo.benchmarks import metrics
+    from llmbo import metrics
     from llmbo.optimizer import Optimizer, TableObjective
 
     started = time.perf_counter()
     # Everything that can be checked is checked before a study is created or a model loaded.
-    choice = build_space(args, need_target=True)
+    choice = common.build_space(args, need_target=True)
     space = choice.space
     assert choice.target is not None
     objective = TableObjective(space, choice.target)
@@ -135,7 +119,9 @@ def run_command(args: argparse.Namespace) -> int:
         )
     protected = [("--study", args.study or ""), ("--table", args.table or "")]
     output = (
-        check_output_path(args.output, "--output", protected=protected) if args.output else None
+        common.check_output_path(args.output, "--output", protected=protected)
+        if args.output
+        else None
     )
     progress = not args.no_progress
 
@@ -144,14 +130,18 @@ def run_command(args: argparse.Namespace) -> int:
         if args.study:
             # The same rule as `llmbo suggest`: an existing study keeps its settings (options
             # that contradict them are refused); a new one is created once all checks pass.
-            check_study_location(args.study)
-            store = None if is_new_file(args.study) else open_storage(args.study, must_exist=False)
-            opt = open_or_create(args, store, choice, progress=progress, n=n_init)
+            common.check_study_location(args.study)
+            store = (
+                None
+                if common.is_new_file(args.study)
+                else common.open_storage(args.study, must_exist=False)
+            )
+            opt = common.open_or_create(args, store, choice, progress=progress, n=n_init)
         else:
             opt = Optimizer(
                 space,
-                surrogate_spec(args, choice.pool),
-                acquisition=acquisition_config(args),
+                common.surrogate_spec(args, choice.pool),
+                acquisition=common.acquisition_config(args),
                 maximize=not args.minimize,
                 seed=args.seed if args.seed is not None else 0,
                 progress=progress,
@@ -159,7 +149,7 @@ def run_command(args: argparse.Namespace) -> int:
         # Load the model now: a bad model path fails here, before anything is measured.
         opt.surrogate.prepare(space, progress=progress)
     except BaseException:
-        discard_if_unused(opt)
+        common.discard_if_unused(opt)
         raise
     load_seconds = time.perf_counter() - started
 
@@ -181,7 +171,7 @@ def run_command(args: argparse.Namespace) -> int:
     if output is not None:
         print(f"history written to {output}")
     if args.study:
-        print(f"study {args.study_name!r} kept in {display_location(args.study)}")
+        print(f"study {args.study_name!r} kept in {common.display_location(args.study)}")
     return 0
 
 
@@ -232,14 +222,16 @@ def _summary(
         f"seed {opt.seed}; {n_init} initial + {args.iterations} iterations x "
         f"{args.batch_size} = {len(values)} evaluations"
     )
-    print(f"best found    {format_value(best_value)}  (rank {rank} of {len(space)} in the pool)")
+    print(
+        f"best found    {common.format_value(best_value)}  (rank {rank} of {len(space)} in the pool)"
+    )
     print(f"  id          {best.index[0]}")
-    print(f"  text        {short(best[space.text_column].iloc[0], 110)}")
+    print(f"  text        {common.short(best[space.text_column].iloc[0], 110)}")
     where = (
         "not found"
         if found_at is None
         else ("found in the initial design" if found_at == 0 else f"found at iteration {found_at}")
     )
-    print(f"pool {direction}      {format_value(pool_best)}  ({where})")
+    print(f"pool {direction}      {common.format_value(pool_best)}  ({where})")
     print(f"top-5% hits   {hits} of {n_top}  (coverage {100 * coverage:.1f} %)")
     print(f"time          {seconds:.1f} s  (model and pool set-up {load_seconds:.1f} s)")

@@ -69,6 +69,15 @@ class Surrogate(ABC):
         Uses the global torch RNG; callers seed it for reproducibility.
         """
 
+    def fallback(self, space: CandidateSpace) -> Surrogate | None:
+        """A simpler surrogate of the same candidates to fit when :meth:`fit` fails
+        numerically (``None``: there is none, choose at random).
+
+        Called after a failed fit on a prepared surrogate; the returned one is prepared for
+        ``space``. Callers cache it per space: it is built once.
+        """
+        return None
+
     def config(self) -> dict[str, Any]:
         """Settings that define this surrogate (recorded in studies)."""
         return {"name": self.name}

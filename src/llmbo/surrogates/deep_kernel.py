@@ -323,6 +323,16 @@ class DeepKernelGP(Surrogate):
         self._head = None
         self._gp_state = None
 
+    def fallback(self, space: CandidateSpace) -> Surrogate | None:
+        """A GP on the frozen embeddings of the same transformer (the ``static`` surrogate
+        of this model): trainable encoder parts are reset, constant columns dropped."""
+        from llmbo.surrogates.feature_gp import fixed_feature_gp
+
+        self.encoder.reset_parameters()
+        features = self.encoder.embed()
+        self.reset()  # its warm-start state no longer matches the reset encoder
+        return fixed_feature_gp(features, space, kernel="matern", name="static")
+
     def _prepare(self, space: CandidateSpace, *, progress: bool) -> None:
         self.encoder.prepare(space.texts, progress=progress)
         if self.side_featurizer is not None:

@@ -24,7 +24,11 @@ from llmbo.surrogates.base import FittedSurrogate, Surrogate, as_train_tensors
 from llmbo.surrogates.likelihood import gaussian_likelihood
 from llmbo.surrogates.numerics import robust_cholesky
 
-__all__ = ["FeatureGP"]
+__all__ = ["FIXED_FEATURE_FALLBACK_NOISE", "FeatureGP", "FixedFeatures", "fixed_feature_gp"]
+
+#: Noise floor (standardised units) of a fixed-feature fallback GP: more regularised than
+#: the surrogates' default, since the fallback runs when the data were hard to fit.
+FIXED_FEATURE_FALLBACK_NOISE = 1e-3
 
 KernelName = Literal["matern", "matern-ard", "tanimoto", "components"]
 KERNELS = ("matern", "matern-ard", "tanimoto", "components")
@@ -115,6 +119,14 @@ class FeatureGP(Surrogate):
             return self.features_[:, :-n_codes], "tanimoto"
         return self.features_, self.kernel  # type: ignore[return-value]
 
+    def fallback(self, space: CandidateSpace) -> Surrogate | None:
+        """The same features (for ``components``: its Tanimoto part) with a higher noise
+        floor and no noise prior; constant columns dropped."""
+        if self.features_ is None:
+            return None
+        features, kernel = self.fallback_features()
+        return fixed_feature_gp(features, space, kernel=kernel, name=f"{self.name}-regularised")
+
     def fit(self, train_index: Tensor, train_y: Tensor) -> FittedSurrogate:
         if self.features_ is None:
             raise RuntimeError("Call prepare(space) before fit().")
@@ -148,3 +160,44 @@ class FeatureGP(Surrogate):
             "featurizer": type(self.featurizer).__name__,
             "noise_prior": self.noise_prior,
         }
+
+
+class FixedFeatures(Featurizer):
+    """Features computed once elsewhere (e.g. the input of a fallback GP)."""
+
+    def __init__(self, features: Tensor) -> None:
+        self.features = features
+
+    def featurize(self, space: CandidateSpace) -> Tensor:
+        return self.features
+
+
+def informative_columns(features: Tensor) -> Tensor | None:
+    """``N x d'`` float64 features without constant columns; ``None`` if nothing is left.
+
+    Constant columns carry no information and make input normalisation divide by zero.
+    """
+    x = features.detach().to("cpu", torch.float64)
+    if x.ndim != 2 or not torch.isfinite(x).all():
+        return None
+    spread = x.max(0).values - x.min(0).values
+    keep = spread > 1e-12 * x.abs().max(0).values.clamp_min(1.0)
+    return x[:, keep] if bool(keep.any()) else None
+
+
+def fixed_feature_gp(
+    features: Tensor, space: CandidateSpace, *, kernel: KernelName, name: str
+) -> FeatureGP | None:
+    """A prepared, regularised GP on fixed ``features`` (a surrogate's fallback), or ``None``
+    when no informative column is left."""
+    informative = informative_columns(features)
+    if informative is None:
+        return None
+    gp = FeatureGP(
+        FixedFeatures(informative),
+        kernel=kernel,
+        name=name,
+        noise_lower_bound=FIXED_FEATURE_FALLBACK_NOISE,
+    )
+    gp.prepare(space)
+    return gp

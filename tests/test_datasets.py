@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("rdkit")
 
-from llmbo.benchmarks import datasets as ds
-from llmbo.benchmarks.datasets import POOL_NAMES, POOLS, load_pool
+from llmbo import datasets as ds
+from llmbo.datasets import POOL_NAMES, POOLS, load_pool
 from llmbo.errors import InputError, MissingDependencyError
 from llmbo.space import CandidateSpace
 
@@ -29,6 +29,30 @@ def pool(request: pytest.FixtureRequest) -> ds.ReactionPool:
 def test_pool_names_are_registered() -> None:
     assert set(POOL_NAMES) == set(POOLS.names())
     assert POOL_NAMES == ("bh1", "bh2", "bh3", "bh4", "bh5", "suzuki")
+    assert POOL_NAMES[:5] == ds.BH_POOL_NAMES
+    assert ds.BH_CORES["bh4"] == ("*c1ccccn1", "2-pyridyl")
+    assert ds.BH_POOL_SIZES == {"bh1": 790, "bh2": 790, "bh3": 792, "bh4": 792, "bh5": 791}
+
+
+def test_benchmark_modules_re_export_the_pools_and_metrics() -> None:
+    """Code written against llmbo.benchmarks keeps working: the same objects, one home."""
+    import llmbo.benchmarks.datasets as old_datasets
+    import llmbo.benchmarks.metrics as old_metrics
+    import llmbo.benchmarks.protocol as protocol
+    import llmbo.design
+    import llmbo.metrics
+
+    for name in ("POOLS", "POOL_NAMES", "ReactionPool", "load_pool", "BH_CORES", "NAME_TABLES"):
+        assert getattr(old_datasets, name) is getattr(ds, name)
+    assert old_metrics.top_fraction_coverage is llmbo.metrics.top_fraction_coverage
+    assert protocol.initial_design is llmbo.design.initial_design
+
+
+def test_bh_loaders_are_named_after_their_pools() -> None:
+    for name in ds.BH_POOL_NAMES:
+        loader = POOLS.get(name)
+        assert loader.__name__ == name
+        assert f"{ds.BH_POOL_SIZES[name]} reactions" in (loader.__doc__ or "")
 
 
 def test_pool_sizes(pool: ds.ReactionPool) -> None:
@@ -47,7 +71,7 @@ def test_bh_pool_structure(name: str) -> None:
     frame = load_pool(name).frame
     core_smiles, core_name = ds.BH_CORES[name]
     assert set(frame["aryl_core"]) == {core_name}
-    assert {ds.aryl_core(s) for s in frame["aryl halide"]} == {ds._canonical(core_smiles)}
+    assert {ds.aryl_core(s) for s in frame["aryl halide"]} == {ds.canonical_smiles(core_smiles)}
     assert frame["aryl_halide_name"].nunique() == 3
     assert frame["ligand_name"].nunique() == 4
     assert frame["base_name"].nunique() == 3
@@ -56,7 +80,7 @@ def test_bh_pool_structure(name: str) -> None:
 
 
 def test_aryl_core_removes_the_aryl_halogen_only() -> None:
-    assert ds.aryl_core("FC(F)(F)c1ccc(Cl)cc1") == ds._canonical("*c1ccc(C(F)(F)F)cc1")
+    assert ds.aryl_core("FC(F)(F)c1ccc(Cl)cc1") == ds.canonical_smiles("*c1ccc(C(F)(F)F)cc1")
     assert ds.aryl_core("Brc1ccccn1") != ds.aryl_core("Brc1cccnc1")
     with pytest.raises(InputError):
         ds.aryl_core("CCCl")
@@ -73,12 +97,12 @@ def test_every_component_is_named(pool: ds.ReactionPool) -> None:
 
 def test_name_tables_cover_the_data_exactly() -> None:
     """Each table names every structure in its column, and nothing that is not there."""
-    bh = ds._bh_table()
-    sm = ds._suzuki_table()
+    bh = ds.bh_table()
+    sm = ds.suzuki_table()
     for (dataset, column), table in ds.NAME_TABLES.items():
         frame = bh if dataset == "bh" else sm
-        in_data = {ds._canonical(s) for s in frame[column].unique()}
-        in_table = {ds._canonical(s) for s in table}
+        in_data = {ds.canonical_smiles(s) for s in frame[column].unique()}
+        in_table = {ds.canonical_smiles(s) for s in table}
         assert in_data == in_table, (dataset, column, in_data ^ in_table)
         assert len(set(table.values())) == len(table), (dataset, column)
 
@@ -152,7 +176,7 @@ def test_ids_unique_and_stable(pool: ds.ReactionPool) -> None:
     cols = list(pool.smiles_columns)
     prefix = "sm" if pool.name == "suzuki" else "bh"
     assert (
-        ds._reaction_ids(shuffled, pool.smiles_columns, prefix) == shuffled["reaction_id"].tolist()
+        ds.reaction_ids(shuffled, pool.smiles_columns, prefix) == shuffled["reaction_id"].tolist()
     )
     assert load_pool(pool.name).ids == pool.ids
     assert shuffled[cols].duplicated().sum() == 0

@@ -1,0 +1,15 @@
+"""Proposers: where a study's next candidates come from (see :mod:`llmbo.proposers.base`)."""
+
+from llmbo.proposers.base import PROPOSERS, Observations, Proposal, Proposer, proposer_from_config
+from llmbo.proposers.bayesian import BayesianProposer
+from llmbo.proposers.random import RandomProposer
+
+__all__ = [
+    "PROPOSERS",
+    "BayesianProposer",
+    "Observations",
+    "Proposal",
+    "Proposer",
+    "RandomProposer",
+    "proposer_from_config",
+]

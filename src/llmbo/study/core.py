@@ -1,0 +1,494 @@
+"""The durable study: trials, leases and storage, and nothing about models.
+
+A :class:`Study` runs the ask/tell loop over a :class:`~llmbo.space.CandidateSpace`,
+stores every trial in a :class:`~llmbo.storage.BaseStorage` and asks its
+:class:`~llmbo.proposers.base.Proposer` where to go next. Every proposal is a
+deterministic function of the study seed, the number of trials so far and the
+observations, so a campaign continued across processes (``llmbo suggest`` / ``llmbo
+observe``) suggests exactly what a single process would.
+
+Resume rules (see RELIABILITY.md)
+---------------------------------
+* :meth:`Study.run` (an automated campaign) reserves each batch as ``RUNNING`` trials
+  under a lease held by this worker (``host:pid:random``). While the objective runs, a
+  daemon thread extends the lease every ``heartbeat_seconds``. A crashed or killed worker
+  stops extending it, so its trials go stale after at most ``lease_seconds``.
+* Whenever a study is opened and before every ask, stale ``RUNNING`` trials (lease passed)
+  are marked ``FAILED`` ("lease expired ...") and their candidates are offered again. A late
+  result of such a trial is still stored if nobody reserved the candidate meanwhile.
+* :meth:`Study.ask` (manual campaigns, ``llmbo suggest``) hands out ``PENDING`` trials
+  without a lease: a suggestion stays pending, and is never suggested again, until it is
+  told, failed (:meth:`Study.fail`) or released (:meth:`Study.release_pending`).
+* Completed values never change: telling the same value again is a no-op, a different one
+  raises :class:`~llmbo.errors.TrialStateError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from llmbo._validate import check_seed, check_study_name
+from llmbo.errors import (
+    InputError,
+    PoolExhaustedError,
+    StudyError,
+    StudySettingsError,
+    TrialStateError,
+)
+from llmbo.proposers.base import Observations, Proposer
+from llmbo.space import CandidateSpace, finite_values
+from llmbo.storage import BaseStorage, CandidateTakenError, TrialRecord, TrialState, get_storage
+from llmbo.study.heartbeat import Heartbeat
+from llmbo.study.settings import (
+    proposer_settings_differences,
+    shared_storage,
+    space_payload,
+    stored_proposer_config,
+)
+from llmbo.study.trials import check_consistent_values, check_failable
+
+logger = logging.getLogger("llmbo.study")
+
+__all__ = ["Objective", "Study", "derived_seed"]
+
+#: ``objective(rows) -> values``: rows of the space table (with a ``text`` column),
+#: indexed by candidate id; returns one finite number per row.
+Objective = Callable[[pd.DataFrame], Sequence[float]]
+
+#: Attempts at reserving a proposal before giving up when other workers keep taking them.
+RESERVE_ATTEMPTS = 10
+
+HISTORY_COLUMNS = [
+    "trial",
+    "candidate_id",
+    "text",
+    "state",
+    "value",
+    "created_at",
+    "completed_at",
+    "error",
+]
+
+
+def derived_seed(seed: int, counter: int) -> int:
+    """The seed of the proposal made after ``counter`` trials of a study seeded ``seed``."""
+    digest = hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def _positive_seconds(label: str, seconds: float | None) -> None:
+    if seconds is not None and not (
+        isinstance(seconds, int | float) and math.isfinite(seconds) and seconds > 0
+    ):
+        raise InputError(f"{label} must be a positive number of seconds, got {seconds!r}.")
+
+
+class Study:
+    """A durable ask/tell study over a finite pool of candidates.
+
+    Args:
+        space: The candidates.
+        proposer: Where suggestions come from (its :meth:`~Proposer.config` is stored).
+        maximize: Maximise (default) or minimise the objective.
+        seed: Seed of every proposal; same seed + same observations = same suggestions.
+        storage: A SQLAlchemy URL, a file path (SQLite) or a storage object. Default: an
+            in-memory SQLite database (lost at exit).
+        study_name: Name of the study in ``storage`` (created if it does not exist; an
+            existing one must have been created with the same space, seed, direction and
+            proposer settings, or :class:`StudySettingsError`).
+        progress: Show a progress bar in :meth:`run`.
+        lease_seconds: Lease of the ``RUNNING`` trials of :meth:`run`.
+        heartbeat_seconds: How often :meth:`run` extends its leases while the objective
+            runs (default: a quarter of ``lease_seconds``).
+    """
+
+    def __init__(
+        self,
+        space: CandidateSpace,
+        proposer: Proposer,
+        *,
+        maximize: bool = True,
+        seed: int = 0,
+        storage: str | BaseStorage | None = None,
+        study_name: str | None = None,
+        progress: bool = True,
+        lease_seconds: float = 60.0,
+        heartbeat_seconds: float | None = None,
+    ) -> None:
+        if not isinstance(space, CandidateSpace):
+            raise InputError(f"space must be a CandidateSpace, got {type(space).__name__}.")
+        if not (
+            isinstance(maximize, bool | np.bool_) or (type(maximize) is int and maximize in (0, 1))
+        ):
+            raise InputError(
+                f"maximize must be True or False, got {maximize!r}; pass maximize=False to "
+                "minimise."
+            )
+        _positive_seconds("lease_seconds", lease_seconds)
+        _positive_seconds("heartbeat_seconds", heartbeat_seconds)
+        self.lease_seconds = float(lease_seconds)
+        self.heartbeat_seconds = float(
+            heartbeat_seconds if heartbeat_seconds is not None else self.lease_seconds / 4
+        )
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise InputError(
+                f"heartbeat_seconds={self.heartbeat_seconds} must be shorter than "
+                f"lease_seconds={self.lease_seconds}, or leases expire between beats."
+            )
+        self.space = space
+        self.proposer = proposer
+        self.maximize = bool(maximize)
+        self.seed = int(check_seed(seed))
+        self.progress = progress
+        self._worker: tuple[int, str] | None = None
+        self.storage = get_storage(storage if storage is not None else "sqlite:///:memory:")
+        #: Whether this object created its study (``False``: it reopened an existing one).
+        self.created_study = False
+        name = check_study_name(study_name) if study_name is not None else None
+        self.record = self._open(name or f"study-{space.content_hash()[:8]}-{self.seed}")
+        #: Diagnostics of the last proposal (:attr:`Proposal.info`).
+        self.last_info: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ opening
+    @property
+    def direction(self) -> str:
+        return "maximize" if self.maximize else "minimize"
+
+    def _open(self, name: str) -> Any:
+        if name not in self.storage.study_names():
+            payload = space_payload(self.space, shared=shared_storage(self.storage))
+            try:
+                record = self.storage.create_study(
+                    name,
+                    space=payload,
+                    config={"proposer": self.proposer.config()},
+                    seed=self.seed,
+                    direction=self.direction,
+                )
+                self.created_study = True
+                return record
+            except StudyError:
+                if name not in self.storage.study_names():
+                    raise
+                # Another worker created it a moment ago: open theirs (checked below).
+        return self._reopen(name)
+
+    def _reopen(self, name: str) -> Any:
+        record = self.storage.load_study(name)
+        stored = record.space.get("content_hash")
+        if stored and stored != self.space.content_hash():
+            raise StudySettingsError(
+                f"Study {name!r} was created for a different candidate space; use another "
+                "study name or the original table and template."
+            )
+        differences = proposer_settings_differences(
+            stored_proposer_config(record.config), self.proposer, name
+        )
+        for key, had, asked in (
+            ("seed", record.seed, self.seed),
+            ("direction", record.direction, self.direction),
+        ):
+            if had != asked:
+                differences.append(f"{key}={had!r} (asked: {asked!r})")
+        if differences:
+            raise StudySettingsError(
+                f"Study {name!r} was created with other settings: "
+                + "; ".join(sorted(differences))
+                + ". A study keeps the settings it was created with: reopen it with "
+                "Optimizer.load() (in the CLI, leave the options out), or start a new study."
+            )
+        if not getattr(self.storage, "readonly", False):
+            self.storage.expire_stale(record.study_id)  # a crashed worker's trials are free
+        return record
+
+    # ----------------------------------------------------------------- ask/tell
+    @property
+    def worker_id(self) -> str:
+        """This process's worker id, ``host:pid:random`` (new after a fork)."""
+        pid = os.getpid()
+        if self._worker is None or self._worker[0] != pid:
+            self._worker = (pid, f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:12]}")
+        return self._worker[1]
+
+    def trials(self, states: Sequence[TrialState] | None = None) -> list[TrialRecord]:
+        """The study's trials in order (optionally only those in ``states``)."""
+        if states is None:
+            return self.storage.trials(self.record.study_id)
+        return self.storage.trials(self.record.study_id, states=list(states))
+
+    def observations(self) -> tuple[np.ndarray, np.ndarray]:
+        """Pool rows of the measured candidates and their values (as measured)."""
+        done = self.trials([TrialState.COMPLETE])
+        idx = self.space.index_of([t.candidate_id for t in done]) if done else np.empty(0, np.int64)
+        return idx, np.array([t.value for t in done], dtype=np.float64)
+
+    def expire_stale(self) -> list[str]:
+        """Fail ``RUNNING`` trials whose lease passed; returns their (now free) candidate ids."""
+        return [t.candidate_id for t in self.storage.expire_stale(self.record.study_id)]
+
+    def release_pending(self) -> list[str]:
+        """Offer every ``PENDING`` suggestion again; returns the released candidate ids.
+
+        Each pending trial becomes ``FAILED`` with the error ``"released"``. A value told
+        later for a released candidate is still stored, unless the candidate was suggested
+        again meanwhile (then tell it to the new suggestion).
+        """
+        return [t.candidate_id for t in self.storage.release_pending(self.record.study_id)]
+
+    def ask(self, n: int = 1) -> list[str]:
+        """Suggest ``n`` new candidate ids (kept ``PENDING`` until told, failed or released)."""
+        if not isinstance(n, int | np.integer) or n < 1:
+            raise InputError(f"ask(n) needs a positive integer n, got {n!r}.")
+        return [t.candidate_id for t in self._reserve(int(n), running=False)]
+
+    def _reserve(self, n: int, *, running: bool) -> list[TrialRecord]:
+        """Propose ``n`` candidates and reserve them, proposing again if a worker took one."""
+        lease = {"worker": self.worker_id, "lease_seconds": self.lease_seconds}
+        for attempt in range(RESERVE_ATTEMPTS):
+            self.storage.expire_stale(self.record.study_id)
+            chosen = self._propose(n)
+            try:
+                if running:
+                    return self.storage.reserve(
+                        self.record.study_id, chosen, state=TrialState.RUNNING, **lease
+                    )
+                return self.storage.reserve(self.record.study_id, chosen)
+            except CandidateTakenError as exc:
+                # Another worker reserved some of them meanwhile; the next proposal sees it.
+                logger.debug("Attempt %d: %s", attempt + 1, exc)
+        raise StudyError(
+            f"Could not reserve {n} candidate(s) after {RESERVE_ATTEMPTS} attempts: other "
+            "workers kept taking the proposed ones. Retry, or use fewer concurrent workers."
+        )
+
+    def _propose(self, n: int) -> list[str]:
+        trials = self.trials()
+        taken = np.zeros(len(self.space), dtype=bool)
+        active = sorted({t.candidate_id for t in trials if t.state.is_active()})
+        if active:
+            taken[self.space.index_of(active)] = True
+        waiting = (TrialState.PENDING, TrialState.RUNNING)
+        pending = [t.candidate_id for t in trials if t.state in waiting]
+        available = np.flatnonzero(~taken)
+        if n > len(available):
+            raise PoolExhaustedError(
+                f"Asked for {n} candidate(s) but only {len(available)} of {len(self.space)} remain "
+                f"unevaluated ({len(pending)} pending). Ask for fewer or tell pending results first."
+            )
+        idx, values = self.observations()
+        observed = Observations(
+            index=idx,
+            values=values if self.maximize else -values,
+            pending=self.space.index_of(pending) if pending else np.empty(0, np.int64),
+            available=available,
+        )
+        proposal = self.proposer.propose(
+            self.space, observed, n, seed=derived_seed(self.seed, len(trials))
+        )
+        self.last_info = proposal.info
+        return [self.space.ids[i] for i in proposal.index]
+
+    def tell(self, ids: str | Sequence[str], values: float | Sequence[float]) -> None:
+        """Record measured values for candidates (suggested or not), in one transaction.
+
+        Telling the same value twice is a no-op; a different value for an already
+        measured candidate raises :class:`~llmbo.errors.TrialStateError`.
+        """
+        if isinstance(ids, str):
+            ids, values = [ids], [values]  # type: ignore[list-item]
+        elif np.isscalar(values):
+            raise InputError("Give one value per candidate id.")
+        ids, values = [str(i) for i in ids], list(values)  # type: ignore[arg-type]
+        if len(ids) != len(values):
+            raise InputError(
+                f"Got {len(ids)} candidate ids but {len(values)} values; give one value per id."
+            )
+        checked = finite_values(values)
+        self.space.index_of(ids)  # unknown ids -> UnknownCandidateError before anything is written
+        check_consistent_values(ids, checked)
+        self.storage.record_many(
+            self.record.study_id, [(c, float(v)) for c, v in zip(ids, checked, strict=True)]
+        )
+
+    def fail(self, ids: str | Sequence[str], error: str) -> None:
+        """Mark pending suggestions as failed (their candidates may be suggested again).
+
+        All of them in one transaction. Every id must be a candidate that was suggested
+        and not measured: :class:`~llmbo.errors.UnknownCandidateError` (not a candidate) or
+        :class:`~llmbo.errors.TrialStateError` (measured, or never suggested) otherwise,
+        and nothing changes. A suggestion that already failed (released, or its lease
+        expired) stays failed.
+        """
+        wanted = list(dict.fromkeys(str(i) for i in ([ids] if isinstance(ids, str) else ids)))
+        self.space.index_of(wanted)  # unknown ids -> UnknownCandidateError
+        trial_ids = check_failable(self.trials(), wanted)
+        self.storage.fail_many(trial_ids, error)
+
+    # ---------------------------------------------------------------- campaigns
+    def run(
+        self,
+        objective: Objective,
+        iterations: int,
+        *,
+        batch_size: int = 1,
+        callback: Callable[[Any, list[str], list[float]], None] | None = None,
+    ) -> pd.DataFrame:
+        """Run ``iterations`` rounds of ask -> objective -> tell; returns the history.
+
+        Each round's candidates are reserved as ``RUNNING`` trials under this worker's lease,
+        which a heartbeat thread extends while the objective runs; several processes may
+        run the same study at once. If the objective raises (or the process is
+        interrupted), the round's trials are marked failed and the error propagates; if the
+        process dies, its trials expire after ``lease_seconds`` and are offered again.
+        Everything measured before stays in the study.
+        """
+        if not isinstance(iterations, int | np.integer) or iterations < 0:
+            raise InputError(f"iterations must be an integer >= 0, got {iterations!r}.")
+        if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        bar = None
+        if self.progress and iterations > 1:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=iterations, desc=f"llmbo {self.proposer.label}", leave=False)
+        try:
+            for _ in range(int(iterations)):
+                trials = self._reserve(int(batch_size), running=True)
+                ids = [t.candidate_id for t in trials]
+                values = self._evaluate(objective, trials)
+                self._complete(trials, values)
+                if callback is not None:
+                    callback(self, ids, values)
+                if bar is not None:
+                    best = self.best_value
+                    bar.set_postfix(best=f"{best:.4g}" if best is not None else "-")
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.history
+
+    def run_until(
+        self,
+        objective: Objective,
+        total: int,
+        *,
+        batch_size: int = 1,
+        callback: Callable[[Any, list[str], list[float]], None] | None = None,
+    ) -> pd.DataFrame:
+        """Run rounds until the study holds ``total`` measured candidates (resume-friendly).
+
+        Counts the ``COMPLETE`` trials already stored (e.g. by a run that crashed), runs the
+        missing full rounds of ``batch_size`` and, if needed, one smaller last round, so a
+        resumed campaign ends with exactly ``total`` measurements. Returns the history.
+        """
+        if not isinstance(total, int | np.integer) or total < 0:
+            raise InputError(f"total must be an integer >= 0, got {total!r}.")
+        done = len(self.trials([TrialState.COMPLETE]))
+        rounds, rest = divmod(max(0, int(total) - done), int(batch_size))
+        if done:
+            logger.info(
+                "Study %r holds %d measurement(s); running %d more to reach %d.",
+                self.record.name,
+                done,
+                int(total) - done,
+                total,
+            )
+        self.run(objective, rounds, batch_size=batch_size, callback=callback)
+        if rest:
+            self.run(objective, 1, batch_size=rest, callback=callback)
+        return self.history
+
+    def _evaluate(self, objective: Objective, trials: Sequence[TrialRecord]) -> list[float]:
+        """The objective's values for reserved ``trials``, their leases kept alive; on any
+        error (or interruption) the trials are failed and the error propagates."""
+        ids = [t.candidate_id for t in trials]
+        with self._keep_alive(trials):
+            try:
+                values = finite_values(list(objective(self.space.rows(ids))), "objective value")
+                if len(values) != len(ids):
+                    raise InputError(
+                        f"The objective returned {len(values)} values for {len(ids)} candidates."
+                    )
+            except BaseException as exc:
+                self._fail_trials(trials, f"objective raised {type(exc).__name__}: {exc}")
+                raise
+        return values.tolist()
+
+    @contextmanager
+    def _keep_alive(self, trials: Sequence[TrialRecord]) -> Iterator[None]:
+        """Extend the leases of ``trials`` from a daemon thread while the block runs."""
+        if not shared_storage(self.storage):  # nobody else can see (or expire) them
+            yield
+            return
+        ids = [t.trial_id for t in trials]
+        with Heartbeat(self.storage, ids, self.lease_seconds, self.heartbeat_seconds):
+            yield
+
+    def _fail_trials(self, trials: Sequence[TrialRecord], error: str) -> None:
+        for t in trials:
+            try:
+                self.storage.fail(t.trial_id, error)
+            except Exception as exc:  # keep the objective's own error the one that propagates
+                logger.warning("Could not mark trial %d failed: %r", t.trial_id, exc)
+
+    def _complete(self, trials: Sequence[TrialRecord], values: Sequence[float]) -> None:
+        for t, value in zip(trials, values, strict=True):
+            try:
+                self.storage.complete(t.trial_id, float(value))
+            except TrialStateError as exc:
+                # The lease expired and another worker took the candidate: its trial wins.
+                logger.warning(
+                    "Result %r of candidate %s not stored: %s", value, t.candidate_id, exc
+                )
+
+    # ------------------------------------------------------------------ results
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per trial: number, candidate id, text, state, value, timestamps, error."""
+        rows = [
+            [
+                t.number,
+                t.candidate_id,
+                self.space.text(t.candidate_id) if t.candidate_id in self.space else None,
+                t.state.value.lower(),
+                t.value,
+                t.created_at,
+                t.completed_at,
+                t.error,
+            ]
+            for t in self.trials()
+        ]
+        return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+
+    @property
+    def best_value(self) -> float | None:
+        _, values = self.observations()
+        if len(values) == 0:
+            return None
+        return float(values.max() if self.maximize else values.min())
+
+    def best(self, k: int = 1) -> pd.DataFrame:
+        """The ``k`` best measured candidates with their table rows and values (in the
+        column :attr:`CandidateSpace.value_column <llmbo.space.CandidateSpace.value_column>`,
+        ``"value"`` unless the table has a column of that name)."""
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
+            raise InputError(f"best(k) needs an integer k >= 0, got {k!r}.")
+        idx, values = self.observations()
+        if len(values) == 0:
+            return pd.DataFrame()
+        order = np.argsort(-values if self.maximize else values, kind="stable")[:k]
+        rows = self.space.rows([self.space.ids[i] for i in idx[order]])
+        rows.insert(1, self.space.value_column, values[order])
+        return rows
