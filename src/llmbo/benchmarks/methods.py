@@ -339,7 +339,7 @@ register_variant(
 )
 # The soft-token variants are not part of ``--methods all``: soft tokens must pass through a
 # whole top layer (10-30 s per iteration on 2 CPU cores); the one run tried gave no gain
-# (benchmarks/README.md).
+# (research/LOG.md).
 
 
 # ------------------------------------------------------------ segment pooling
@@ -397,7 +397,7 @@ _add(
         "hybrid-onehot-seg",
         _llm_segments("projection", side="onehot"),
         uses_model=True,
-        default=True,  # the best LLM method on bh1-bh5 (benchmarks/README.md)
+        default=True,  # the best LLM method on bh1-bh5 (research/LOG.md)
         description="projection-seg deep kernel + Tanimoto kernel on one-hot components "
         "(sum of kernels; the second counts shared components)",
     )

@@ -181,7 +181,10 @@ def library_versions(names: Sequence[str] = RECORDED_LIBRARIES) -> str:
 
 
 def _git_commit() -> str:
-    """Short commit of the llmbo checkout (``+dirty`` with local changes); ``""`` if none."""
+    """Short commit of the llmbo checkout (``+dirty`` with local changes); ``""`` if none.
+    ``LLMBO_GIT_COMMIT`` names it where the code runs outside a checkout (a copied tree)."""
+    if os.environ.get("LLMBO_GIT_COMMIT"):
+        return os.environ["LLMBO_GIT_COMMIT"]
     here = Path(__file__).resolve().parent
     try:
         head = subprocess.run(

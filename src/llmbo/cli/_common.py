@@ -34,7 +34,7 @@ ACQUISITIONS = ("logei", "ucb", "ts")
 
 
 #: Template used with ``--benchmark`` when none is given (shorter and, with segment pooling,
-#: the best-scoring template for the packaged MiniLM; see benchmarks/README.md).
+#: the best-scoring template for the packaged MiniLM; see research/LOG.md).
 DEFAULT_BENCHMARK_TEMPLATE = "names"
 
 
@@ -183,7 +183,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         metavar="P",
         help="fit the model to, and measure improvement on, the observed values scaled to "
         "[0, 1] (worst to best) and raised to P; 2 spreads out the best values (default 1: "
-        "the values as they are); see benchmarks/README.md, twelfth round",
+        "the values as they are); see research/LOG.md, twelfth round",
     )
     group.add_argument(
         "--seed", type=seed_int, default=d(0), help="seed of every random choice (default 0)"
@@ -230,7 +230,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         help="projection/lora only: add a kernel on these fixed features of each candidate to "
         "the deep kernel (columns from --fingerprint-columns; benchmark pools know their "
         "own): a Tanimoto kernel, which for onehot counts shared components; components adds "
-        "one categorical kernel per component to that (benchmarks/README.md)",
+        "one categorical kernel per component to that (research/LOG.md)",
     )
     group.add_argument(
         "--side-fit",
@@ -247,7 +247,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         default=d(False),
         help="put BoTorch's default LogNormal(-4, 1) prior on the GP's noise variance and "
         "start the noise at its mode, 0.0067 (default: no prior, only a floor of 1e-4); see "
-        "benchmarks/README.md, eleventh round",
+        "research/LOG.md, eleventh round",
     )
     group.add_argument(
         "--pooling",

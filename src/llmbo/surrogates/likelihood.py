@@ -26,7 +26,7 @@ def gaussian_likelihood(
             higher), instead of GPyTorch's 0.69. Without it (llmbo's default) the marginal likelihood
             alone sets the noise: on the reaction benchmarks a GP on frozen MiniLM embeddings
             then often explains few yields as noise and explores, where the prior holds the
-            noise near 0.007 and the GP interpolates (``benchmarks/README.md``, eleventh round).
+            noise near 0.007 and the GP interpolates (``research/LOG.md``, eleventh round).
         batch_shape: Batch shape of the noise (ensembles).
     """
     batch_shape = torch.Size() if batch_shape is None else batch_shape

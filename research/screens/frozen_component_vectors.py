@@ -3,7 +3,7 @@
 Throwaway exploration kept for reproducibility of benchmarks/results/kernel_screens.md; the
 library's registered methods are what the results tables use.
 
-    OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python benchmarks/screens/frozen_component_vectors.py perseg bh3 10
+    OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python research/screens/frozen_component_vectors.py perseg bh3 10
 
 Arguments: kind (``perseg``: one Matérn per component segment; ``joint``: one over all),
 comma-separated pools, number of seeds (0..N-1).
@@ -22,17 +22,19 @@ from gpytorch.kernels import MaternKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior
+from screen_tools import PreparedSurrogate, pool, pool_space
 
-from llmbo.benchmarks.runner import _pool, _space, run_one
+from llmbo.benchmarks.runner import run_one
 from llmbo.encoders.embeddings import EmbeddingFeaturizer
 from llmbo.encoders.fingerprints import ComponentsFeaturizer
 from llmbo.encoders.transformer import EncoderConfig
-from llmbo.surrogates.base import FittedSurrogate, Surrogate, as_train_tensors
+from llmbo.surrogates import FittedSurrogate
+from llmbo.surrogates.base import as_train_tensors
 from llmbo.surrogates.kernels import component_kernel
 from llmbo.surrogates.numerics import robust_cholesky
 
 
-class Mix(Surrogate):
+class Mix(PreparedSurrogate):
     def __init__(self, kind, columns, names_space):
         super().__init__()
         self.kind = kind
@@ -40,7 +42,7 @@ class Mix(Surrogate):
         self.name = "components"
         self.names_space = names_space
 
-    def _prepare(self, space, *, progress):
+    def setup(self, space):
         f = ComponentsFeaturizer(columns=self.columns)
         c = f.featurize(space)
         self.nc = f.n_components_
@@ -98,8 +100,8 @@ def main() -> None:
     seeds = range(int(sys.argv[3]))
     torch.set_num_threads(1)
     for p in pools:
-        cols = list(_pool(p).smiles_columns)
-        sur = Mix(kind, cols, _space(p, "names"))
+        cols = list(pool(p).smiles_columns)
+        sur = Mix(kind, cols, pool_space(p, "names"))
         covs = []
         for s in seeds:
             r = run_one(p, "components", s, surrogate=sur, template="procedure")

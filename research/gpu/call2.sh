@@ -6,5 +6,5 @@ python3 .gpu/launch.py speed --device cuda --template names --surrogates static,
 python3 .gpu/launch.py speed --device cuda --surrogates "" --pool-sizes 1000,10000,100000 --scaling-surrogates projection,lora --scaling-n-train 30 --repeats 3 --output $OUT/speed.csv 2>&1 | clean | tee -a $OUT/speed.log
 left=$((570 - SECONDS)); echo "left $left s"
 cp benchmarks/results/cache_equivalence.csv $OUT/cache_equivalence.csv
-[ $left -gt 60 ] && timeout $left python3 .gpu/launch.py benchmarks/cache_equivalence.py --method lora-out-seg --seeds 0,1 --iterations 15 --device cuda --output $OUT/cache_equivalence.csv 2>&1 | clean | tail -3
+[ $left -gt 60 ] && timeout $left python3 .gpu/launch.py research/cache_equivalence.py --method lora-out-seg --seeds 0,1 --iterations 15 --device cuda --output $OUT/cache_equivalence.csv 2>&1 | clean | tail -3
 nvidia-smi --query-gpu=clocks.sm,temperature.gpu --format=csv | tee -a $OUT/env.txt

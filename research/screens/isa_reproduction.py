@@ -1,13 +1,13 @@
 """Check (2026-11-24): do two committed benchmark runs repeat on this machine?
 
-Re-runs ``components`` bh1 seed 0 (committed in ``results/tie_break_components.csv``) and
-``projection`` [procedure] bh1 seed 0 (committed in ``results/reactions.csv``) with the
+Re-runs ``components`` bh1 seed 0 (committed in ``benchmarks/results/tie_break_components.csv``) and
+``projection`` [procedure] bh1 seed 0 (committed in ``benchmarks/results/reactions.csv``) with the
 benchmark runner and prints the new and the committed coverage and best yield. Run it once
 as is and once with torch, MKL and oneDNN held to AVX2 to see the instruction set's effect:
 
-    OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python benchmarks/screens/isa_reproduction.py
+    OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python research/screens/isa_reproduction.py
     ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 DNNL_MAX_CPU_ISA=AVX2 \
-        OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python benchmarks/screens/isa_reproduction.py
+        OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python research/screens/isa_reproduction.py
 """
 
 from pathlib import Path
@@ -17,7 +17,7 @@ import torch
 
 from llmbo.benchmarks.runner import run_one
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
 
 def _committed(frame: pd.DataFrame, method: str, template: str) -> pd.Series:

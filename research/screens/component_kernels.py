@@ -3,7 +3,7 @@
 Throwaway exploration kept for reproducibility of benchmarks/results/kernel_screens.md;
 ``tan+add`` became the library's ``components`` kernel (same per-seed results).
 
-    OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python benchmarks/screens/component_kernels.py tan+add bh1,bh2 10
+    OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python research/screens/component_kernels.py tan+add bh1,bh2 10
 
 Arguments: kernel (``tanimoto``, ``cat-ard``, ``cat-add``, ``cat-add+ard``, ``tan+ard``,
 ``tan+add``), comma-separated pools, number of seeds (0..N-1).
@@ -22,21 +22,23 @@ from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import AdditiveKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood
+from screen_tools import PreparedSurrogate, pool
 
-from llmbo.benchmarks.runner import _pool, run_one
-from llmbo.surrogates.base import FittedSurrogate, Surrogate, as_train_tensors
+from llmbo.benchmarks.runner import run_one
+from llmbo.surrogates import FittedSurrogate
+from llmbo.surrogates.base import as_train_tensors
 from llmbo.surrogates.kernels import TanimotoKernel
 from llmbo.surrogates.numerics import robust_cholesky
 
 
-class CatGP(Surrogate):
+class CatGP(PreparedSurrogate):
     def __init__(self, kind, columns):
         super().__init__()
         self.kind = kind
         self.columns = columns
         self.name = "onehot"
 
-    def _prepare(self, space, *, progress):
+    def setup(self, space):
         codes = []
         blocks = []
         for c in self.columns:
@@ -102,7 +104,7 @@ def main() -> None:
     seeds = range(int(sys.argv[3]))
     torch.set_num_threads(1)
     for p in pools:
-        cols = list(_pool(p).smiles_columns)
+        cols = list(pool(p).smiles_columns)
         covs = []
         for s in seeds:
             r = run_one(p, "onehot", s, surrogate=CatGP(kind, cols))

@@ -3,11 +3,14 @@
 Times, each the median of 3: the whole ``fit`` (with the default ``gp_device="auto"``, so
 on a GPU its GP algebra runs on the CPU); the training steps of the encoder and head alone
 (a dummy loss); and the GP's marginal-likelihood steps alone on fixed features, on the
-chosen device and on the CPU.
+chosen device and on the CPU. The trained parameters are found from the autograd graph of
+the surrogate's features, and the GP of the last measurement is built here the way the deep
+kernel builds its plain Matérn GP, so the script needs only llmbo's public API (it times
+``projection`` and ``lora`` methods without side, frozen or additive kernels).
 On CUDA it also prints PyTorch's profile of one fit (host time per operator, kernel launches,
 host syncs). Example (on a GPU machine)::
 
-    python benchmarks/screens/fit_profile.py --device cuda --methods lora,projection
+    python research/screens/fit_profile.py --device cuda --methods lora,projection
 """
 
 from __future__ import annotations
@@ -20,11 +23,65 @@ from collections.abc import Callable
 import gpytorch
 import numpy as np
 import torch
+from botorch.models import SingleTaskGP
+from botorch.models.transforms.outcome import Standardize
+from botorch.settings import validate_input_scaling
+from gpytorch.kernels import MaternKernel, ScaleKernel
+from gpytorch.means import ConstantMean
 from gpytorch.mlls import ExactMarginalLogLikelihood
+from torch import Tensor
 
-from llmbo.benchmarks.datasets import load_pool
-from llmbo.benchmarks.speed import _spec, _synchronizer
+from llmbo.benchmarks.methods import METHODS
+from llmbo.datasets import load_pool
 from llmbo.surrogates.factory import make_surrogate
+from llmbo.surrogates.likelihood import gaussian_likelihood
+
+
+def synchronizer() -> Callable[[], None]:
+    """Waits for queued CUDA work (a no-op without CUDA), so timings are complete."""
+    if torch.cuda.is_available():
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def trained_leaves(output: Tensor) -> list[Tensor]:
+    """The tensors with ``requires_grad`` that ``output`` was computed from: the
+    parameters a step on ``output`` trains (encoder adapters, soft tokens, head)."""
+    leaves: list[Tensor] = []
+    seen: set[int] = set()
+    stack = [output.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        variable = getattr(node, "variable", None)  # an AccumulateGrad node holds its leaf
+        if variable is not None:
+            leaves.append(variable)
+        stack.extend(child for child, _ in node.next_functions)
+    return leaves
+
+
+def matern_gp(z: Tensor, y: Tensor, surrogate) -> SingleTaskGP:
+    """The GP a deep kernel without side, frozen or additive kernels fits on features ``z``
+    (``n x d``) and targets ``y`` (``n x 1``): Matérn-5/2 with an output scale, a constant
+    mean, llmbo's Gaussian likelihood, standardised targets."""
+    config = surrogate.config_
+    if surrogate.side_featurizer is not None or config.frozen_kernel or config.additive:
+        raise SystemExit("fit_profile times deep kernels without side, frozen or additive kernels")
+    if int(config.ensemble) > 1:
+        raise SystemExit("fit_profile times single deep kernels, not ensembles")
+    with validate_input_scaling(False):  # features live in [-1, 1] by construction
+        return SingleTaskGP(
+            z,
+            y,
+            covar_module=ScaleKernel(MaternKernel(nu=2.5)),
+            mean_module=ConstantMean(),
+            likelihood=gaussian_likelihood(
+                config.noise_lower_bound, noise_prior=surrogate.noise_prior
+            ),
+            outcome_transform=Standardize(m=1) if y.shape[0] > 1 else None,
+        ).to(z.device)
 
 
 def _median_seconds(fn: Callable[[], None], sync: Callable[[], None], reps: int = 3) -> float:
@@ -54,7 +111,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args()
     device = torch.device(args.device)
-    sync = _synchronizer()
+    sync = synchronizer()
     pool = load_pool("bh1")
     space = pool.space("names")
     values = np.asarray(pool.values, dtype=np.float64)
@@ -63,14 +120,13 @@ def main() -> int:
     quiet = (gpytorch.settings.lazily_evaluate_kernels(False), gpytorch.settings.debug(False))
 
     for method in args.methods.split(","):
-        spec = _spec(
-            method, pool, model="minilm", device=args.device, template="names", steps=args.steps
-        )
+        options = {"deep_kernel.steps": args.steps, "cache_hidden_states": True}
+        spec = METHODS.get(method)(pool, "minilm", args.device, "names", options)
         surrogate = make_surrogate(spec)
         surrogate.prepare(space)
         surrogate.fit(train, y)  # warm-up
         whole = _median_seconds(lambda s=surrogate: s.fit(train, y), sync)
-        net = [*surrogate.encoder.trainable_parameters(), *surrogate._head.parameters()]
+        net = trained_leaves(surrogate.features(train))
         net_opt = torch.optim.AdamW(net, lr=1e-3)
 
         def net_step(s=surrogate, opt=net_opt) -> None:
@@ -82,7 +138,7 @@ def main() -> int:
         gp_only = {}
         for where in (device, torch.device("cpu")):
             z = surrogate.features(train).detach().to(where)
-            gp = surrogate._new_gp(z, y.reshape(-1, 1).to(where))
+            gp = matern_gp(z, y.reshape(-1, 1).to(where), surrogate)
             mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
             gp_opt = torch.optim.AdamW(gp.parameters(), lr=0.05)
             gp.train()

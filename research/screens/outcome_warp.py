@@ -4,11 +4,13 @@ Exploration kept for reproducibility of benchmarks/results/kernel_screens.md. ll
 standardise the yields and otherwise model them as they are, but a pool's yields are far
 from Gaussian (many near zero, a long upper tail), and the campaign starts from ten yields
 below the median. A monotone warp keeps the ranking (so the best-so-far and the acquisition's
-incumbent mean the same thing) and gives the GP more Gaussian targets. The screen patches
-the optimizer's view of the observations, so the fit and the LogEI incumbent both see the
-warped values while the campaign records the real yields:
+incumbent mean the same thing) and gives the GP more Gaussian targets. The screen wraps the
+benchmark's Bayesian proposer in one that warps the observations it is handed, so the fit
+and the LogEI incumbent both see the warped values while the campaign records the real
+yields (the screen's first version patched the optimizer's view of the observations to the
+same effect):
 
-    OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python benchmarks/screens/outcome_warp.py \
+    OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python research/screens/outcome_warp.py \
         WARP components bh1,bh2,bh3,bh4,bh5 0-9 [--template names] [--set KEY=VALUE ...]
 
 WARP is ``none`` (control), ``log`` (log(1 + y)), ``yeojohnson`` (Yeo-Johnson power
@@ -19,14 +21,16 @@ transform of the standardised yields, lambda by maximum likelihood, scipy), ``co
 """
 
 import argparse
+from dataclasses import replace
 
 import numpy as np
 import torch
-from _runs import parse_options, run_pools
 from scipy import stats
+from screen_tools import parse_options, run_pools
 
 from llmbo.acquisition import warp_outcomes
-from llmbo.optimizer import Optimizer
+from llmbo.proposers import Observations, Proposal, Proposer
+from llmbo.space import CandidateSpace
 
 
 def warp(name: str, values: np.ndarray) -> np.ndarray:
@@ -50,6 +54,32 @@ def warp(name: str, values: np.ndarray) -> np.ndarray:
     raise SystemExit(f"unknown warp {name!r}")
 
 
+class WarpedProposer(Proposer):
+    """Hands ``inner`` the observations with their values warped by :func:`warp`."""
+
+    name = "warped"
+
+    def __init__(self, inner: Proposer, warp_name: str) -> None:
+        self.inner = inner
+        self.warp_name = warp_name
+
+    @property
+    def label(self) -> str:
+        return self.inner.label
+
+    def prepare(self, space: CandidateSpace, *, progress: bool = False) -> None:
+        self.inner.prepare(space, progress=progress)
+
+    def propose(
+        self, space: CandidateSpace, observed: Observations, n: int, *, seed: int
+    ) -> Proposal:
+        warped = replace(observed, values=warp(self.warp_name, observed.values))
+        return self.inner.propose(space, warped, n, seed=seed)
+
+    def config(self) -> dict[str, object]:
+        return {"name": self.name, "warp": self.warp_name, "inner": self.inner.config()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("warp")
@@ -61,17 +91,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     options = parse_options(args.settings)
-    observations = Optimizer._observations
-
-    def warped(self: Optimizer) -> tuple[np.ndarray, np.ndarray]:
-        idx, values = observations(self)
-        return idx, warp(args.warp, values)
-
-    Optimizer._observations = warped  # type: ignore[method-assign]
     label = f"warp={args.warp} {args.method}"
     if options:
         label += "{" + ",".join(f"{k}={v}" for k, v in options.items()) + "}"
-    run_pools(label, args.method, args.pools, args.seeds, args.template, options)
+    run_pools(
+        label,
+        args.method,
+        args.pools,
+        args.seeds,
+        args.template,
+        options,
+        wrap=lambda proposer: WarpedProposer(proposer, args.warp),
+    )
 
 
 if __name__ == "__main__":

@@ -4,28 +4,19 @@ RDKit, which llmbo uses to build that table, does not fit in one call's carry to
 the model (see prepare.sh). ``python3 .gpu/launch.py speed ARGS`` runs the speed benchmark,
 ``python3 .gpu/launch.py SCRIPT.py ARGS`` a script, anything else the ``llmbo`` CLI. The
 results' ``git_commit`` comes from $LLMBO_GIT_COMMIT (the device copy has no .git).
+
+It uses only public switches: ``LLMBO_BH_TABLE`` (the pools read that Parquet file) and
+``LLMBO_GIT_COMMIT`` (the commit recorded with results).
 """
 
-import functools
 import os
 import runpy
 import sys
 
-import pandas as pd
-
-import llmbo.benchmarks.datasets as datasets
-import llmbo.benchmarks.runner as runner
-
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-@functools.cache
-def _bh_table() -> pd.DataFrame:
-    return pd.read_parquet(os.path.join(HERE, "bh_table.parquet"))
-
-
-datasets._bh_table = _bh_table
-runner._git_commit = lambda: os.environ.get("LLMBO_GIT_COMMIT", "")
+# The pools read the prebuilt table (the GPU machine has no RDKit); the runner records the
+# commit given by LLMBO_GIT_COMMIT (the copied tree has no .git).
+os.environ.setdefault("LLMBO_BH_TABLE", os.path.join(HERE, "bh_table.parquet"))
 
 if sys.argv[1] == "speed":
     from llmbo.benchmarks.speed import main

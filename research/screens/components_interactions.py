@@ -6,7 +6,7 @@ surrogate is the ``components`` GP with extra summands: one scaled BoTorch
 so the marginal likelihood can give weight to combinations, not only to single components.
 Variant ``all`` adds one scaled ``CategoricalKernel`` on all codes at once instead.
 
-    OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python benchmarks/screens/components_interactions.py \
+    OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python research/screens/components_interactions.py \
         pairs bh1,bh2,bh3,bh4,bh5 0-9
 
 Arguments: variant (``pairs``, ``all`` or ``none``: the plain components kernel),
@@ -16,35 +16,40 @@ Prints ``variant pool seed coverage seconds fit_fallbacks`` (fits that fell back
 Tanimoto GP).
 """
 
-import functools
 import itertools
 import sys
 import warnings
 
 import torch
-from _runs import run_seeds
 from botorch.exceptions.warnings import OptimizationWarning
 from botorch.fit import DEFAULT_WARNING_HANDLER
 from botorch.models.kernels.categorical import CategoricalKernel
 from gpytorch.kernels import AdditiveKernel, ScaleKernel
+from screen_tools import KernelGP, pool, run_seeds
 
-import llmbo.surrogates.feature_gp as feature_gp
-from llmbo.benchmarks.runner import _pool
 from llmbo.encoders.fingerprints import ComponentsFeaturizer
-from llmbo.surrogates.feature_gp import FeatureGP
 from llmbo.surrogates.kernels import component_kernel
 
 
-class ComponentsWithInteractions(FeatureGP):
-    """``components`` features; the components kernel plus interaction kernels on the codes."""
+class ComponentsWithInteractions(KernelGP):
+    """``components`` features; the components kernel plus interaction kernels on the codes.
 
-    def __init__(self, columns: list[str], variant: str) -> None:
-        super().__init__(
-            ComponentsFeaturizer(columns=columns), kernel="components", name="components"
-        )
+    The fallback, as for the library's ``components`` GP, is a Tanimoto GP on the one-hot
+    blocks (the trailing codes dropped).
+    """
+
+    def __init__(self, columns: list[str], variant: str, **options) -> None:
+        super().__init__("components", **options)
+        self.featurizer = ComponentsFeaturizer(columns=columns)
         self.variant = variant
 
-    def _covar(self, d):
+    def featurize(self, space):
+        return self.featurizer.featurize(space)
+
+    def fallback_features(self):
+        return self.features_[:, : -int(self.featurizer.n_components_)]
+
+    def covar(self, d):
         n_codes = int(self.featurizer.n_components_)
         codes = list(range(d - n_codes, d))
         if self.variant == "none":
@@ -78,15 +83,13 @@ def main() -> None:
     lo, hi = (int(s) for s in sys.argv[3].split("-"))
     torch.set_num_threads(1)
     if "--accept-abnormal" in sys.argv:
-        feature_gp.fit_gpytorch_mll = functools.partial(
-            feature_gp.fit_gpytorch_mll, warning_handler=accept_abnormal_line_search
-        )
-        label = variant + "+accept-abnormal"
+        handler, label = accept_abnormal_line_search, variant + "+accept-abnormal"
     else:
-        label = variant
-    for pool in pools:
-        surrogate = ComponentsWithInteractions(list(_pool(pool).smiles_columns), variant)
-        run_seeds([label], pool, "components", range(lo, hi + 1), surrogate, ["fit_fallbacks"])
+        handler, label = None, variant
+    for name in pools:
+        columns = list(pool(name).smiles_columns)
+        surrogate = ComponentsWithInteractions(columns, variant, warning_handler=handler)
+        run_seeds([label], name, "components", range(lo, hi + 1), surrogate, ["fit_fallbacks"])
 
 
 if __name__ == "__main__":

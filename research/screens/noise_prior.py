@@ -8,7 +8,7 @@ screen's first version patched that likelihood into every llmbo GP; the same lik
 now the surrogate setting ``noise_prior`` (``llmbo bench --set METHOD:noise_prior=true``,
 :func:`llmbo.surrogates.likelihood.gaussian_likelihood`), which this script sets:
 
-    OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python benchmarks/screens/noise_prior.py \
+    OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python research/screens/noise_prior.py \
         components bh1,bh2,bh3,bh4,bh5 0-9 [--template names] [--set KEY=VALUE ...]
 
 Arguments: a benchmark method (``llmbo bench --list-methods``), comma-separated pools, seed
@@ -20,7 +20,7 @@ screen reproduces ``llmbo bench``). Prints ``label pool seed coverage seconds fi
 import argparse
 
 import torch
-from _runs import parse_options, run_pools
+from screen_tools import parse_options, run_pools
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Toy check of the LoRA placement (issue 4 note): 60-candidate synthetic pool, 12 iterations.
 
-Run as: python benchmarks/placement_toy.py auto none  (from the repository root).
+Run as: python research/placement_toy.py auto none  (from the repository root).
 Prints, per placement and seed 0-2, the best candidate's animal and the values measured.
 """
 

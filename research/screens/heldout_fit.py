@@ -12,7 +12,7 @@ reactions drawn at random (seeded) and scores the other reactions of the pool:
 * ``scales``: the output scale of each kernel in the model's sum, and the noise variance
   (standardised units).
 
-    OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python benchmarks/screens/heldout_fit.py \
+    OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore python research/screens/heldout_fit.py \
         hybrid-components-seg names '{"deep_kernel.side_fit": "fixed"}' bh1,bh2,bh3,bh4,bh5 2
 
 Arguments: method, template, JSON overrides (as ``llmbo bench --set``), pools, seeds (0..N-1).
@@ -24,8 +24,8 @@ import sys
 
 import torch
 
-from llmbo.benchmarks.datasets import load_pool
 from llmbo.benchmarks.methods import METHODS
+from llmbo.datasets import load_pool
 from llmbo.surrogates import make_surrogate
 
 N_TRAIN = 60

@@ -5,7 +5,7 @@ on the fast path (cached frozen activations) and once recomputing the whole tran
 every step and pool pass, and records the suggested reactions, coverage and time side by
 side in ``benchmarks/results/cache_equivalence.csv``. Example::
 
-    python benchmarks/cache_equivalence.py --method lora-out-seg --seeds 0,1 --iterations 10
+    python research/cache_equivalence.py --method lora-out-seg --seeds 0,1 --iterations 10
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from llmbo.benchmarks.datasets import load_pool
 from llmbo.benchmarks.methods import METHODS
-from llmbo.benchmarks.metrics import top_fraction_coverage
-from llmbo.benchmarks.protocol import initial_design
 from llmbo.benchmarks.runner import cpu_description
+from llmbo.datasets import load_pool
+from llmbo.design import initial_design
+from llmbo.metrics import top_fraction_coverage
 from llmbo.optimizer import Optimizer, TableObjective
 from llmbo.surrogates import make_surrogate
 
