@@ -28,8 +28,8 @@ from llmbo.benchmarks.datasets import load_pool
 from llmbo.benchmarks.methods import method_label
 from llmbo.benchmarks.protocol import initial_design
 from llmbo.benchmarks.runner import build_surrogate, cpu_description
-from llmbo.cli.bench import parse_value
 from llmbo.optimizer import Optimizer, TableObjective
+from llmbo.surrogates.config import parse_value
 
 COLUMNS = [
     "benchmark",

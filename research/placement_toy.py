@@ -14,7 +14,7 @@ from conftest import synthetic_pool
 from llmbo.encoders.transformer import EncoderConfig
 from llmbo.optimizer import Optimizer, TableObjective
 from llmbo.space import CandidateSpace
-from llmbo.surrogates import SurrogateSpec
+from llmbo.surrogates import surrogate_config
 from llmbo.surrogates.deep_kernel import DeepKernelConfig
 
 torch.set_num_threads(1)
@@ -23,7 +23,7 @@ space = CandidateSpace(frame, "A {color} {animal} in the {place}.")
 y = space.frame["y"].to_numpy()
 for tm in sys.argv[1:]:
     for seed in (0, 1, 2):
-        spec = SurrogateSpec(
+        spec = surrogate_config(
             name="lora",
             encoder=EncoderConfig(model="minilm", device="cpu"),
             deep_kernel=DeepKernelConfig(steps=30),

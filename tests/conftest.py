@@ -185,10 +185,13 @@ def fit_on_cuda(
     import torch
 
     from llmbo.encoders.transformer import EncoderConfig
-    from llmbo.surrogates import SurrogateSpec, make_surrogate
+    from llmbo.surrogates import (
+        make_surrogate,
+        surrogate_config,
+    )
     from llmbo.surrogates.deep_kernel import DeepKernelConfig
 
-    spec = SurrogateSpec(
+    spec = surrogate_config(
         name=name,
         encoder=EncoderConfig(model=model, device="cuda", dtype="float32"),
         deep_kernel=DeepKernelConfig(steps=40, gp_device=gp_device),

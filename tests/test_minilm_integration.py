@@ -12,7 +12,7 @@ from conftest import synthetic_pool
 from llmbo.encoders.transformer import EncoderConfig, TextEncoder, resolve_model_path
 from llmbo.optimizer import Optimizer, TableObjective
 from llmbo.space import CandidateSpace
-from llmbo.surrogates import SurrogateSpec
+from llmbo.surrogates import surrogate_config
 from llmbo.surrogates.deep_kernel import DeepKernelConfig
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,7 @@ def test_short_campaign_finds_a_good_candidate(space: CandidateSpace, name: str)
     y = space.frame["y"].to_numpy()
     n_fox = int((space.frame["animal"] == "fox").sum())
     assert 3 <= n_fox <= 10
-    spec = SurrogateSpec(
+    spec = surrogate_config(
         name=name,
         encoder=EncoderConfig(model="minilm", device="cpu"),
         deep_kernel=DeepKernelConfig(steps=30),

@@ -22,7 +22,7 @@ from llmbo.errors import (
 )
 from llmbo.optimizer import Optimizer, TableObjective
 from llmbo.space import CandidateSpace
-from llmbo.surrogates import SurrogateSpec
+from llmbo.surrogates import SurrogateConfig, surrogate_config
 from llmbo.surrogates.deep_kernel import DeepKernelConfig
 from llmbo.surrogates.feature_gp import FeatureGP
 
@@ -390,8 +390,8 @@ def test_constructor_validation(small: CandidateSpace) -> None:
 
 
 # ---------------------------------------------------------------- stored studies
-def _deep_spec(model: str) -> SurrogateSpec:
-    return SurrogateSpec(
+def _deep_spec(model: str) -> SurrogateConfig:
+    return surrogate_config(
         name="projection",
         encoder=EncoderConfig(model=model, device="cpu"),
         deep_kernel=DeepKernelConfig(steps=5),

@@ -36,7 +36,10 @@ from conftest import synthetic_pool
 from llmbo.encoders.transformer import EncoderConfig
 from llmbo.optimizer import Optimizer
 from llmbo.space import CandidateSpace
-from llmbo.surrogates import SurrogateSpec, make_surrogate
+from llmbo.surrogates import (
+    make_surrogate,
+    surrogate_config,
+)
 from llmbo.surrogates.base import Surrogate
 from llmbo.surrogates.deep_kernel import DeepKernelConfig
 
@@ -107,7 +110,7 @@ def evaluations_to_best(
 
 def deep_kernel(model: str, name: str, steps: int) -> Surrogate:
     return make_surrogate(
-        SurrogateSpec(
+        surrogate_config(
             name=name,
             encoder=EncoderConfig(model=model, device="cpu"),
             deep_kernel=DeepKernelConfig(steps=steps),

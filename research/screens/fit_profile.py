@@ -63,14 +63,12 @@ def trained_leaves(output: Tensor) -> list[Tensor]:
 
 
 def matern_gp(z: Tensor, y: Tensor, surrogate) -> SingleTaskGP:
-    """The GP a deep kernel without side, frozen or additive kernels fits on features ``z``
+    """The GP a deep kernel without a side kernel fits on features ``z``
     (``n x d``) and targets ``y`` (``n x 1``): Matérn-5/2 with an output scale, a constant
     mean, llmbo's Gaussian likelihood, standardised targets."""
     config = surrogate.config_
-    if surrogate.side_featurizer is not None or config.frozen_kernel or config.additive:
-        raise SystemExit("fit_profile times deep kernels without side, frozen or additive kernels")
-    if int(config.ensemble) > 1:
-        raise SystemExit("fit_profile times single deep kernels, not ensembles")
+    if surrogate.side_featurizer is not None:
+        raise SystemExit("fit_profile times deep kernels without a side kernel")
     with validate_input_scaling(False):  # features live in [-1, 1] by construction
         return SingleTaskGP(
             z,

@@ -25,7 +25,7 @@ from torch import Tensor
 from llmbo.benchmarks.methods import METHODS
 from llmbo.benchmarks.protocol import ProtocolConfig
 from llmbo.benchmarks.runner import build_surrogate, run_one
-from llmbo.cli.bench import parse_seeds, parse_value
+from llmbo.cli.bench import parse_seeds
 from llmbo.datasets import ReactionPool, load_pool
 from llmbo.design import initial_design
 from llmbo.metrics import top_fraction_coverage
@@ -34,6 +34,7 @@ from llmbo.proposers import BayesianProposer, Proposer
 from llmbo.space import CandidateSpace
 from llmbo.surrogates import FittedSurrogate, Surrogate
 from llmbo.surrogates.base import as_train_tensors
+from llmbo.surrogates.config import parse_value
 from llmbo.surrogates.feature_gp import FIXED_FEATURE_FALLBACK_NOISE, informative_columns
 from llmbo.surrogates.kernels import TanimotoKernel
 from llmbo.surrogates.likelihood import gaussian_likelihood

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -34,7 +35,23 @@ from torch import Tensor
 from llmbo.errors import InputError
 from llmbo.surrogates.base import FittedSurrogate
 
-__all__ = ["AcquisitionConfig", "select_candidates", "warp_outcomes"]
+__all__ = [
+    "ACQUISITION_SETTING",
+    "AcquisitionConfig",
+    "acquisition_from_settings",
+    "is_acquisition_setting",
+    "select_candidates",
+    "warp_outcomes",
+]
+
+#: The ``KEY=VALUE`` setting that chooses the acquisition function; ``acquisition.<field>``
+#: sets its other fields (``acquisition.beta=0.5``). Every other key is a surrogate setting.
+ACQUISITION_SETTING = "acquisition"
+
+
+def is_acquisition_setting(key: str) -> bool:
+    return key == ACQUISITION_SETTING or key.startswith(ACQUISITION_SETTING + ".")
+
 
 AcquisitionName = Literal["logei", "ucb", "ts"]
 
@@ -187,6 +204,36 @@ def _believe(model: Model, X: Tensor) -> tuple[Model, float]:
         mean, _ = _moments(model.posterior(X), is_ensemble(model))
     mean = mean.unsqueeze(-1)
     return model.condition_on_observations(X, mean), float(mean.max())
+
+
+def acquisition_from_settings(
+    base: AcquisitionConfig, settings: Mapping[str, Any] | None
+) -> AcquisitionConfig:
+    """``base`` with the acquisition entries of dotted ``settings`` applied (others ignored):
+    ``acquisition=ucb`` chooses the function, ``acquisition.<field>=value`` sets a field."""
+    import dataclasses
+
+    settings = {k: v for k, v in (settings or {}).items() if is_acquisition_setting(k)}
+    fields = {
+        key.removeprefix(ACQUISITION_SETTING + "."): value
+        for key, value in settings.items()
+        if key != ACQUISITION_SETTING
+    }
+    settable = {f.name for f in dataclasses.fields(AcquisitionConfig)} - {"name"}
+    unknown = sorted(set(fields) - settable)
+    if unknown:
+        raise InputError(
+            f"Unknown acquisition setting(s) {unknown}; acquisition.<field> takes one of "
+            f"{sorted(settable)} (the function itself is set by acquisition=NAME)."
+        )
+    name = settings.get(ACQUISITION_SETTING, base.name)
+    AcquisitionConfig(name=name)  # an unknown name is reported before any setting
+    if "beta" in fields and name != "ucb":
+        raise InputError(
+            f"acquisition.beta is UCB's exploration weight; this run uses {name!r}. "
+            "Add acquisition=ucb or drop acquisition.beta."
+        )
+    return dataclasses.replace(base, name=name, **fields)
 
 
 def select_candidates(

@@ -1,7 +1,7 @@
 """The ask/tell optimizer: a :class:`~llmbo.study.Study` whose proposer is Bayesian.
 
 :class:`Optimizer` is the public facade of the engine. It builds the proposer from a
-surrogate name, a :class:`~llmbo.surrogates.factory.SurrogateSpec` or a prepared
+surrogate name, its config (:mod:`llmbo.surrogates.config`) or a prepared
 :class:`~llmbo.surrogates.base.Surrogate` (``"random"``: the random proposer) and an
 acquisition, and inherits everything about trials and storage from
 :class:`~llmbo.study.Study`: ask / tell / fail / release / run / run_until, leases and
@@ -31,7 +31,8 @@ from llmbo.storage import BaseStorage, get_storage
 from llmbo.study import Objective, Study, stored_proposer_config
 from llmbo.study.settings import flatten_settings
 from llmbo.surrogates.base import SURROGATES, Surrogate
-from llmbo.surrogates.factory import SurrogateSpec, uses_encoder
+from llmbo.surrogates.config import SurrogateConfig, surrogate_config
+from llmbo.surrogates.factory import uses_encoder
 
 logger = logging.getLogger("llmbo.optimizer")
 
@@ -69,26 +70,32 @@ class TableObjective:
 
 
 def _resolve_spec(
-    surrogate: str | SurrogateSpec,
+    surrogate: str | SurrogateConfig,
     model: str | None,
     soft_tokens: int | None,
     device: str | None,
-) -> SurrogateSpec:
-    spec = SurrogateSpec(name=surrogate) if isinstance(surrogate, str) else surrogate
-    encoder = spec.encoder
+) -> SurrogateConfig:
+    """The surrogate's config with the transformer options applied (to surrogates that
+    read texts with one; the others do not take them)."""
+    spec = surrogate_config(surrogate) if isinstance(surrogate, str) else surrogate
+    SURROGATES.get(spec.name)  # validate the name early (clear error)
+    if not uses_encoder(spec):
+        if model is not None or soft_tokens is not None:
+            logger.debug("model/soft_tokens do not apply to the %s surrogate", spec.name)
+        return spec
+    encoder = spec.encoder  # type: ignore[attr-defined]
     if model is not None:
         encoder = replace(encoder, model=model)
     if device is not None:
         encoder = replace(encoder, device=device)
-    spec = replace(spec, encoder=encoder)
+    spec = replace(spec, encoder=encoder)  # type: ignore[type-var]
     if soft_tokens is not None:
-        spec = replace(spec, soft_tokens=int(soft_tokens))
-    SURROGATES.get(spec.name)  # validate the name early (clear error)
+        spec = replace(spec, soft_tokens=int(soft_tokens))  # type: ignore[type-var]
     return spec
 
 
 def _make_proposer(
-    surrogate: str | SurrogateSpec | Surrogate,
+    surrogate: str | SurrogateConfig | Surrogate,
     acquisition: AcquisitionConfig,
     min_observations: int,
     *,
@@ -119,8 +126,8 @@ class Optimizer(Study):
     Args:
         space: The candidates.
         surrogate: A surrogate name (``"lora"`` default, ``"projection"``, ``"static"``,
-            ``"drfp"``, ``"morgan"``, ``"onehot"``, ``"components"``, ``"random"``), a
-            :class:`SurrogateSpec`, or a prepared :class:`Surrogate` instance (reused, e.g.
+            ``"drfp"``, ``"morgan"``, ``"onehot"``, ``"components"``, ``"random"``), its
+            config (:func:`~llmbo.surrogates.config.surrogate_config`), or a prepared :class:`Surrogate` instance (reused, e.g.
             across benchmark seeds).
         model: Transformer for LLM surrogates (``"minilm"``: the packaged default).
         acquisition: ``"logei"`` (default), ``"ucb"``, ``"ts"`` or an :class:`AcquisitionConfig`.
@@ -150,7 +157,7 @@ class Optimizer(Study):
     def __init__(
         self,
         space: CandidateSpace,
-        surrogate: str | SurrogateSpec | Surrogate = "lora",
+        surrogate: str | SurrogateConfig | Surrogate = "lora",
         *,
         model: str | None = None,
         acquisition: str | AcquisitionConfig = "logei",
@@ -255,10 +262,6 @@ class Optimizer(Study):
             raise StudyError(f"Study {study_name!r}: {exc}") from exc
         if isinstance(proposer, BayesianProposer):
             assert proposer.spec is not None
-            if device is not None:
-                proposer.spec = replace(
-                    proposer.spec, encoder=replace(proposer.spec.encoder, device=device)
-                )
             proposer.progress = progress
             return cls(
                 space,
@@ -267,6 +270,7 @@ class Optimizer(Study):
                 maximize=record.direction == "maximize",
                 seed=record.seed,
                 min_observations=proposer.min_observations,
+                device=device,
                 storage=store,
                 study_name=study_name,
                 progress=progress,
@@ -293,7 +297,7 @@ class Optimizer(Study):
         return self.record
 
     @property
-    def spec(self) -> SurrogateSpec | None:
+    def spec(self) -> SurrogateConfig | None:
         """The surrogate spec (``None`` for a surrogate instance or the random proposer)."""
         return getattr(self.proposer, "spec", None)
 
@@ -316,4 +320,4 @@ class Optimizer(Study):
         return self.last_info
 
     def encoder_config(self) -> EncoderConfig | None:
-        return self.spec.encoder if self.spec else None
+        return getattr(self.spec, "encoder", None)

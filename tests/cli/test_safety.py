@@ -450,7 +450,7 @@ def test_segment_separator_is_taken_as_typed(tmp_path: Path) -> None:
     assert code == 2 and "not an escape" in err, err
     assert not study.exists()
     code, _, err = _cli(
-        *_suggest(study, table, "-n", "1"), "--surrogate", "onehot", "--pooling", "segments",
+        *_suggest(study, table, "-n", "1"), "--surrogate", "static", "--pooling", "segments",
         "--segment-separator", " → ",
     )  # fmt: skip
     assert code == 0, err

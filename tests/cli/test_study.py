@@ -71,8 +71,8 @@ def test_continued_study_matches_single_process_run(
     from llmbo.encoders.transformer import EncoderConfig
     from llmbo.optimizer import Optimizer, TableObjective
     from llmbo.space import CandidateSpace
+    from llmbo.surrogates import surrogate_config
     from llmbo.surrogates.deep_kernel import DeepKernelConfig
-    from llmbo.surrogates.factory import SurrogateSpec
 
     seed, n, rounds, steps = 3, 2, 4, 5
     study = tmp_path / "campaign.db"
@@ -80,7 +80,7 @@ def test_continued_study_matches_single_process_run(
 
     # One process: the same table, template, surrogate settings and seed.
     space = CandidateSpace.from_file(table, TEMPLATE, id_column="id")
-    spec = SurrogateSpec(
+    spec = surrogate_config(
         name="lora",
         encoder=EncoderConfig(model=tiny_model),
         deep_kernel=DeepKernelConfig(steps=steps),

@@ -67,12 +67,10 @@ def test_packaged_reaction_bert_loads_offline_and_reads_reactions() -> None:
 @pytest.mark.skipif(not HAVE_RXNFP, reason="rxnfp is not installed")
 def test_output_block_lora_on_the_reaction_bert_matches_its_forward_pass() -> None:
     """The cached top-module path is checked against the full model at ``prepare``."""
-    from llmbo.encoders.transformer import EncoderConfig, LoraSettings, TextEncoder
+    from llmbo.encoders.transformer import EncoderConfig, TextEncoder
 
     texts = [REACTION, REACTION.replace("Clc1ccccn1", "Brc1ccccn1"), "CCO>>CC=O"]
-    encoder = TextEncoder(
-        EncoderConfig(model="rxnfp", device="cpu"), lora=LoraSettings(), top_module="output"
-    )
+    encoder = TextEncoder(EncoderConfig(model="rxnfp", device="cpu"), lora={}, top_module="output")
     encoder.prepare(texts)  # raises ModelLoadError if the cached path disagrees
     feats = encoder.embed()
     assert feats.shape == (3, 256) and not torch.allclose(feats[0], feats[1])

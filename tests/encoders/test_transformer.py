@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import WORDS
-from llmbo.encoders.transformer import EncoderConfig, LoraSettings, TextEncoder
+from llmbo.encoders.transformer import EncoderConfig, TextEncoder
 from llmbo.errors import InputError, ModelLoadError
 
 TEXTS = [
@@ -103,7 +103,7 @@ def test_cached_top_block_with_fresh_lora_equals_full_forward(
 ) -> None:
     expected = reference_features(tiny_model, TEXTS, pooling)
     torch.manual_seed(0)
-    encoder = TextEncoder(_config(tiny_model, pooling=pooling), lora=LoraSettings()).prepare(TEXTS)
+    encoder = TextEncoder(_config(tiny_model, pooling=pooling), lora={}).prepare(TEXTS)
     assert encoder.trainable and encoder.cache_hidden_states
     # Fresh LoRA: B = 0, so the adapted model is the pretrained one.
     for name, p in encoder.net.named_parameters():
@@ -121,8 +121,8 @@ def test_uncached_path_equals_cached_path_after_training_lora(
     tiny_model: str, pooling: str
 ) -> None:
     config = _config(tiny_model, pooling=pooling)
-    cached = TextEncoder(config, lora=LoraSettings(), top_layers=2).prepare(TEXTS)
-    naive = TextEncoder(config, lora=LoraSettings(), top_layers=2, cache_hidden_states=False)
+    cached = TextEncoder(config, lora={}, top_layers=2).prepare(TEXTS)
+    naive = TextEncoder(config, lora={}, top_layers=2, cache_hidden_states=False)
     naive.prepare(TEXTS)
     assert naive._cache is None
     before = cached(_all(len(TEXTS))).detach()
@@ -138,7 +138,7 @@ def test_uncached_path_equals_cached_path_after_training_lora(
 def test_features_do_not_depend_on_batch_composition(tiny_model: str) -> None:
     """Padding to a longer neighbour must not change a candidate's features."""
     torch.manual_seed(0)
-    encoder = TextEncoder(_config(tiny_model), lora=LoraSettings(), soft_tokens=2).prepare(TEXTS)
+    encoder = TextEncoder(_config(tiny_model), lora={}, soft_tokens=2).prepare(TEXTS)
     _perturb_lora(encoder, seed=3)
     together = encoder(_all(len(TEXTS)))
     for i in range(len(TEXTS)):
@@ -151,7 +151,7 @@ def test_only_top_block_lora_is_trainable_and_gets_gradients(
     tiny_model: str, top_layers: int
 ) -> None:
     torch.manual_seed(0)
-    encoder = TextEncoder(_config(tiny_model), lora=LoraSettings(), top_layers=top_layers)
+    encoder = TextEncoder(_config(tiny_model), lora={}, top_layers=top_layers)
     encoder.prepare(TEXTS)
     top = {f"layer.{i}." for i in range(4 - top_layers, 4)}
     trainable = {n: p for n, p in encoder.named_parameters() if p.requires_grad}
@@ -179,7 +179,7 @@ def test_only_top_block_lora_is_trainable_and_gets_gradients(
 def test_lora_settings_are_applied(tiny_model: str) -> None:
     from peft.tuners.lora import LoraLayer
 
-    settings = LoraSettings(r=2, alpha=8.0, use_rslora=True, target_modules=["key"])
+    settings = {"r": 2, "lora_alpha": 8.0, "use_rslora": True, "target_modules": ["key"]}
     encoder = TextEncoder(_config(tiny_model), lora=settings)
     layers = [m for m in encoder.net.modules() if isinstance(m, LoraLayer)]
     assert len(layers) == 1  # only `key` of the single top layer (25 % of 4)
@@ -223,12 +223,12 @@ def test_texts_are_tokenised_once(tiny_model: str, monkeypatch: pytest.MonkeyPat
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(PreTrainedTokenizerBase, "__call__", counting)
-    encoder = TextEncoder(_config(tiny_model, batch_size=2), lora=LoraSettings(), soft_tokens=1)
+    encoder = TextEncoder(_config(tiny_model, batch_size=2), lora={}, soft_tokens=1)
     encoder.prepare(TEXTS)
     for _ in range(3):
         encoder(torch.tensor([0, 3])).sum().backward()
     encoder.embed()
-    naive = TextEncoder(_config(tiny_model), lora=LoraSettings(), cache_hidden_states=False)
+    naive = TextEncoder(_config(tiny_model), lora={}, cache_hidden_states=False)
     naive.prepare(TEXTS)
     naive(torch.tensor([1, 2]))
     naive.embed()
@@ -271,7 +271,7 @@ def test_segment_pooling_equals_per_segment_means(tiny_model: str) -> None:
     assert frozen.n_segments == 2 and frozen.output_size == 64
     torch.testing.assert_close(frozen.embed(), expected, atol=1e-5, rtol=1e-5)
     torch.manual_seed(0)
-    adapted = TextEncoder(config, lora=LoraSettings()).prepare(SEGMENT_TEXTS)
+    adapted = TextEncoder(config, lora={}).prepare(SEGMENT_TEXTS)
     torch.testing.assert_close(adapted(_all(3)), expected, atol=1e-5, rtol=1e-5)
 
 
@@ -455,7 +455,7 @@ def _quiet_peft() -> object:
 def test_decoder_last_token_pooling_with_lora(decoder_model: str) -> None:
     expected = reference_features(decoder_model, TEXTS, "last")
     torch.manual_seed(0)
-    encoder = TextEncoder(_config(decoder_model, pooling="last"), lora=LoraSettings())
+    encoder = TextEncoder(_config(decoder_model, pooling="last"), lora={})
     # The layer stack is found without knowing the architecture.
     assert len(encoder.layers) == 4
     encoder.prepare(TEXTS)
@@ -471,7 +471,7 @@ def test_decoder_last_token_pooling_with_lora(decoder_model: str) -> None:
     )
     # Cached and naive paths agree once the adapters are trained.
     naive = TextEncoder(
-        _config(decoder_model, pooling="last"), lora=LoraSettings(), cache_hidden_states=False
+        _config(decoder_model, pooling="last"), lora={}, cache_hidden_states=False
     ).prepare(TEXTS)
     _perturb_lora(encoder, seed=4)
     _perturb_lora(naive, seed=4)
@@ -488,7 +488,7 @@ def test_mpnet_cached_paths_equal_full_forward(mpnet_model: str, top_module: str
     torch.testing.assert_close(frozen.embed(), expected, atol=1e-5, rtol=1e-4)
     assert torch.cdist(expected, expected).fill_diagonal_(1.0).min() > 1e-4
     torch.manual_seed(0)
-    fast = TextEncoder(_config(mpnet_model), lora=LoraSettings(), top_module=top_module)
+    fast = TextEncoder(_config(mpnet_model), lora={}, top_module=top_module)
     fast.prepare(TEXTS)
     assert (fast._module_inputs is not None and len(fast._module_inputs) > 0) == (
         top_module == "auto"
@@ -504,7 +504,7 @@ def test_mpnet_cached_paths_equal_full_forward(mpnet_model: str, top_module: str
     targets = ["encoder.layer.3.output.dense"] if top_module else None
     naive = TextEncoder(
         _config(mpnet_model),
-        lora=LoraSettings(target_modules=targets),
+        lora={"target_modules": targets},
         top_layers=1,
         cache_hidden_states=False,
     ).prepare(TEXTS)
@@ -525,7 +525,7 @@ def test_lora_fallback_without_linear_layers_names_the_problem(
     model = _build("gpt2", tmp_path / "gpt2")
     monkeypatch.delitem(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING, "gpt2")
     with pytest.raises(ModelLoadError, match=r"no torch Linear layer.*target_modules"):
-        TextEncoder(_config(model, pooling="last"), lora=LoraSettings())
+        TextEncoder(_config(model, pooling="last"), lora={})
 
 
 def test_encoder_decoder_uses_its_encoder(t5_model: str) -> None:
@@ -548,7 +548,7 @@ def test_encoder_decoder_top_block_falls_back_to_full_forward(
     expected = reference_features(t5_model, TEXTS, "mean")
     torch.manual_seed(0)
     with caplog.at_level("WARNING", logger="llmbo.encoders"):
-        encoder = TextEncoder(_config(t5_model), lora=LoraSettings()).prepare(TEXTS)
+        encoder = TextEncoder(_config(t5_model), lora={}).prepare(TEXTS)
     assert "do not reproduce" in caplog.text
     assert encoder._full_forward and encoder._cache is None
     torch.testing.assert_close(encoder(_all(len(TEXTS))), expected, atol=1e-5, rtol=1e-4)
@@ -564,13 +564,13 @@ def test_encoder_decoder_top_block_falls_back_to_full_forward(
     )
     # Soft tokens enter at the top block, which does not work for this model.
     with pytest.raises(ModelLoadError, match="soft_tokens=0"):
-        TextEncoder(_config(t5_model), lora=LoraSettings(), soft_tokens=2).prepare(TEXTS)
+        TextEncoder(_config(t5_model), lora={}, soft_tokens=2).prepare(TEXTS)
 
 
 def test_encoder_decoder_mismatch_is_found_under_bfloat16(t5_model: str) -> None:
     """The check runs in float32: bfloat16's rounding must not hide T5's mismatch."""
     config = EncoderConfig(model=t5_model, device="cpu", dtype="bfloat16")
-    encoder = TextEncoder(config, lora=LoraSettings()).prepare(TEXTS)
+    encoder = TextEncoder(config, lora={}).prepare(TEXTS)
     assert encoder._full_forward
 
 
@@ -583,7 +583,7 @@ def test_models_that_split_cleanly_keep_the_cached_top_block(
     pooling = "last" if kind in ("gpt2", "llama") else "mean"
     config = EncoderConfig(model=model, device="cpu", dtype=dtype, pooling=pooling)  # type: ignore[arg-type]
     torch.manual_seed(0)
-    encoder = TextEncoder(config, lora=LoraSettings(dropout=0.5)).prepare(TEXTS)
+    encoder = TextEncoder(config, lora={"lora_dropout": 0.5}).prepare(TEXTS)
     assert not encoder._full_forward and encoder._cache is not None
     # Trained adapters and LoRA dropout (the encoder stays in training mode) raise no false
     # alarm when the pool is prepared again, and scoring is deterministic.
@@ -599,7 +599,7 @@ def test_top_module_path_with_fresh_lora_equals_full_forward(tiny_model: str, po
     expected = reference_features(tiny_model, TEXTS, pooling)
     torch.manual_seed(0)
     encoder = TextEncoder(
-        _config(tiny_model, pooling=pooling), lora=LoraSettings(), top_module="output"
+        _config(tiny_model, pooling=pooling), lora={}, top_module="output"
     ).prepare(TEXTS)
     assert encoder.n_top == 1 and encoder._cache is None and encoder._module_inputs
     torch.testing.assert_close(encoder(_all(len(TEXTS))), expected, atol=1e-5, rtol=1e-5)
@@ -614,10 +614,10 @@ def test_top_module_path_equals_full_model_with_the_same_trained_adapter(
 ) -> None:
     """Cached inputs + cached frozen outputs == a plain LoRA model run from the embeddings."""
     config = _config(tiny_model, pooling=pooling, segment_separator=" ")
-    fast = TextEncoder(config, lora=LoraSettings(), top_module="output").prepare(TEXTS)
+    fast = TextEncoder(config, lora={}, top_module="output").prepare(TEXTS)
     naive = TextEncoder(
         config,
-        lora=LoraSettings(target_modules=["encoder.layer.3.output.dense"]),
+        lora={"target_modules": ["encoder.layer.3.output.dense"]},
         top_layers=1,
         cache_hidden_states=False,
     ).prepare(TEXTS)
@@ -637,7 +637,7 @@ def test_top_module_path_equals_full_model_with_the_same_trained_adapter(
 
 def test_top_module_trains_only_its_linear_layer(tiny_model: str) -> None:
     torch.manual_seed(0)
-    encoder = TextEncoder(_config(tiny_model), lora=LoraSettings(), top_module="output")
+    encoder = TextEncoder(_config(tiny_model), lora={}, top_module="output")
     encoder.prepare(TEXTS)
     names = sorted(n for n, p in encoder.named_parameters() if p.requires_grad)
     assert len(names) == 2 and all("layer.3.output.dense.lora_" in n for n in names), names
@@ -650,7 +650,7 @@ def test_top_module_trains_only_its_linear_layer(tiny_model: str) -> None:
 def test_top_module_frozen_output_is_not_recomputed(
     tiny_model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    encoder = TextEncoder(_config(tiny_model), lora=LoraSettings(), top_module="output")
+    encoder = TextEncoder(_config(tiny_model), lora={}, top_module="output")
     encoder.prepare(TEXTS)
     assert list(encoder._module_bases) == ["dense"]
     (base,) = encoder._adapted_base_layers().values()
@@ -670,12 +670,12 @@ def test_top_module_frozen_output_is_not_recomputed(
 
 def test_top_module_errors_name_the_problem(tiny_model: str) -> None:
     with pytest.raises(InputError, match=r"not a submodule.*intermediate"):
-        TextEncoder(_config(tiny_model), lora=LoraSettings(), top_module="nope")
+        TextEncoder(_config(tiny_model), lora={}, top_module="nope")
     with pytest.raises(InputError, match="soft_tokens and top_module"):
-        TextEncoder(_config(tiny_model), lora=LoraSettings(), soft_tokens=2, top_module="output")
+        TextEncoder(_config(tiny_model), lora={}, soft_tokens=2, top_module="output")
     with pytest.raises(InputError, match="leave top_layers unset or 1"):
-        TextEncoder(_config(tiny_model), lora=LoraSettings(), top_layers=3, top_module="output")
+        TextEncoder(_config(tiny_model), lora={}, top_layers=3, top_module="output")
     # The feed-forward input projection is not where the model's output comes from.
-    wrong = TextEncoder(_config(tiny_model), lora=LoraSettings(), top_module="intermediate")
+    wrong = TextEncoder(_config(tiny_model), lora={}, top_module="intermediate")
     with pytest.raises(ModelLoadError, match="does not produce this model's output"):
         wrong.prepare(TEXTS)

@@ -24,7 +24,7 @@ from llmbo.errors import DuplicateCandidatesError
 from llmbo.optimizer import Optimizer
 from llmbo.space import CandidateSpace
 from llmbo.storage import TrialState
-from llmbo.surrogates import SurrogateSpec
+from llmbo.surrogates import SurrogateConfig, surrogate_config
 from llmbo.surrogates.deep_kernel import DeepKernelConfig, DeepKernelGP
 from llmbo.surrogates.feature_gp import FeatureGP
 
@@ -41,8 +41,10 @@ def word_space() -> CandidateSpace:
     return CandidateSpace(frame, "{w} {a}")
 
 
-def spec(name: str, model: str) -> SurrogateSpec:
-    return SurrogateSpec(
+def spec(name: str, model: str) -> SurrogateConfig:
+    if name in ("onehot", "components", "drfp", "morgan"):
+        return surrogate_config(name=name)
+    return surrogate_config(
         name=name,
         encoder=EncoderConfig(model=model, device="cpu"),
         deep_kernel=DeepKernelConfig(steps=5),

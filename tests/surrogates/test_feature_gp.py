@@ -11,7 +11,10 @@ import torch
 from llmbo.encoders.base import Featurizer
 from llmbo.encoders.transformer import EncoderConfig, TextEncoder
 from llmbo.space import CandidateSpace
-from llmbo.surrogates import SurrogateSpec, make_surrogate
+from llmbo.surrogates import (
+    make_surrogate,
+    surrogate_config,
+)
 from llmbo.surrogates.feature_gp import FeatureGP
 from llmbo.surrogates.kernels import tanimoto_similarity
 
@@ -137,7 +140,7 @@ def test_static_surrogate_uses_frozen_embeddings(tiny_model: str) -> None:
     frame = synthetic_pool().sample(n=40, random_state=1).reset_index(drop=True)
     space = CandidateSpace(frame, "{color} {animal} in the {place}")
     config = EncoderConfig(model=tiny_model, device="cpu")
-    surrogate = make_surrogate(SurrogateSpec(name="static", encoder=config))
+    surrogate = make_surrogate(surrogate_config(name="static", encoder=config))
     assert isinstance(surrogate, FeatureGP) and surrogate.kernel == "matern"
     surrogate.prepare(space)
     expected = TextEncoder(config).prepare(space.texts).embed().to(torch.float64)
@@ -164,7 +167,7 @@ def test_components_kernel_learns_which_component_matters() -> None:
     y_all = effect.repeat_interleave(5)  # y depends on the ligand only
     space = CandidateSpace(frame, "{ligand} with {base}")
     surrogate = make_surrogate(
-        SurrogateSpec(name="components", featurizer={"columns": ["ligand", "base"]})
+        surrogate_config(name="components", featurizer={"columns": ["ligand", "base"]})
     )
     assert isinstance(surrogate, FeatureGP) and surrogate.kernel == "components"
     assert isinstance(surrogate.featurizer, ComponentsFeaturizer)
@@ -206,9 +209,11 @@ def test_noise_prior_holds_the_noise_down_on_data_without_signal() -> None:
 
 
 def test_noise_prior_is_a_spec_setting(tiny_model: str) -> None:
-    spec = SurrogateSpec(name="static", encoder=EncoderConfig(model=tiny_model), noise_prior=True)
+    spec = surrogate_config(
+        name="static", encoder=EncoderConfig(model=tiny_model), noise_prior=True
+    )
     surrogate = make_surrogate(spec)
     assert isinstance(surrogate, FeatureGP) and surrogate.noise_prior
-    assert not make_surrogate(SurrogateSpec(name="drfp")).noise_prior  # type: ignore[attr-defined]
+    assert not make_surrogate(surrogate_config(name="drfp")).noise_prior  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="noise_prior must be true or false"):
-        SurrogateSpec(name="static", noise_prior="yes")  # type: ignore[arg-type]
+        surrogate_config(name="static", noise_prior="yes")  # type: ignore[arg-type]

@@ -1,20 +1,20 @@
 """Benchmark methods: named recipes that turn a reaction pool into a surrogate spec.
 
 A method is registered once in :data:`METHODS` and called as
-``method(pool, model, device, template, options) -> SurrogateSpec``. The base methods are
+``method(pool, model, device, template, options) -> SurrogateConfig``. The base methods are
 the baselines of issue 3 and the three LLM surrogates; a *variant* is a base method plus
 fixed spec overrides, added in one line::
 
     register_variant("lora-cls", "lora", {"encoder.pooling": "cls"}, "LoRA, CLS pooling")
 
-Overrides (and the run-time ``options``) are dotted paths into :class:`SurrogateSpec`:
-``"deep_kernel.steps"``, ``"encoder.pooling"``, ``"lora.r"``, ``"top_layers"``,
+Overrides (and the run-time ``options``) are dotted paths into the surrogate's config
+(:meth:`~llmbo.surrogates.config.SurrogateConfig.updated`):
+``"deep_kernel.steps"``, ``"encoder.pooling"``, ``"lora.r"`` (a ``peft.LoraConfig`` argument), ``"top_layers"``,
 ``"soft_tokens"``, ``"kernel"``, ``"featurizer.n_bits"``...
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,19 +27,18 @@ from llmbo.registry import Registry
 if TYPE_CHECKING:
     from llmbo.acquisition import AcquisitionConfig
     from llmbo.datasets import ReactionPool
-    from llmbo.surrogates.factory import SurrogateSpec
+    from llmbo.surrogates.config import SurrogateConfig
 
 __all__ = [
     "DEFAULT_METHODS",
     "METHODS",
     "BenchmarkMethod",
-    "apply_overrides",
     "method_label",
     "register_variant",
 ]
 
-#: ``build(pool, model, device, template) -> SurrogateSpec`` (before overrides).
-SpecBuilder = Callable[["ReactionPool", str, "str | None", str], "SurrogateSpec"]
+#: ``build(pool, model, device, template) -> SurrogateConfig`` (before overrides).
+SpecBuilder = Callable[["ReactionPool", str, "str | None", str], "SurrogateConfig"]
 
 
 @dataclass(frozen=True)
@@ -75,51 +74,23 @@ class BenchmarkMethod:
         device: str | None = None,
         template: str = "procedure",
         options: Mapping[str, Any] | None = None,
-    ) -> SurrogateSpec:
+    ) -> SurrogateConfig:
         """The surrogate spec of this method on ``pool`` (``options`` override last)."""
         spec = self.build(pool, model, device, template)
-        spec = apply_overrides(spec, self.overrides)
-        return apply_overrides(spec, spec_options(options))
+        return spec.updated(self.overrides).updated(spec_options(options))
 
     def acquisition_for(self, options: Mapping[str, Any] | None = None) -> AcquisitionConfig:
         """The acquisition of a run with ``options`` (their acquisition entries win)."""
-        from llmbo.acquisition import AcquisitionConfig
+        from llmbo.acquisition import AcquisitionConfig, acquisition_from_settings
 
-        fields: dict[str, Any] = {
-            key.removeprefix(_ACQUISITION_PREFIX): value
-            for key, value in (options or {}).items()
-            if key.startswith(_ACQUISITION_PREFIX)
-        }
-        settable = {f.name for f in dataclasses.fields(AcquisitionConfig)} - {"name"}
-        unknown = sorted(set(fields) - settable)
-        if unknown:
-            raise InputError(
-                f"Unknown acquisition setting(s) {unknown}; acquisition.<field> takes one of "
-                f"{sorted(settable)} (the function itself is set by acquisition=NAME)."
-            )
-        name = (options or {}).get(ACQUISITION_OPTION, self.acquisition)
-        AcquisitionConfig(name=name)  # an unknown name is reported before any setting
-        if "beta" in fields and name != "ucb":
-            raise InputError(
-                f"acquisition.beta is UCB's exploration weight; this run uses {name!r}. "
-                "Add acquisition=ucb or drop acquisition.beta."
-            )
-        return AcquisitionConfig(name=name, **fields)  # checks the name and values
-
-
-#: The option key that sets a run's acquisition (and, as ``acquisition.<field>``, its
-#: other settings) instead of a surrogate setting.
-ACQUISITION_OPTION = "acquisition"
-_ACQUISITION_PREFIX = ACQUISITION_OPTION + "."
-
-
-def _is_acquisition_option(key: str) -> bool:
-    return key == ACQUISITION_OPTION or key.startswith(_ACQUISITION_PREFIX)
+        return acquisition_from_settings(AcquisitionConfig(name=self.acquisition), options)  # type: ignore[arg-type]
 
 
 def spec_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The surrogate-spec overrides among a run's options (everything but the acquisition)."""
-    return {k: v for k, v in (options or {}).items() if not _is_acquisition_option(k)}
+    """The surrogate settings among a run's options (everything but the acquisition)."""
+    from llmbo.acquisition import is_acquisition_setting
+
+    return {k: v for k, v in (options or {}).items() if not is_acquisition_setting(k)}
 
 
 #: Benchmark methods by name.
@@ -144,44 +115,6 @@ def _add(method: BenchmarkMethod) -> None:
     _ORDER.append(method.name)
 
 
-# ------------------------------------------------------------------ overrides
-def _set_path(obj: Any, path: list[str], value: Any, full: str) -> Any:
-    """Return a copy of ``obj`` (dataclass or dict) with ``path`` set to ``value``."""
-    head, rest = path[0], path[1:]
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        names = {f.name for f in dataclasses.fields(obj)}
-        if head not in names:
-            raise InputError(
-                f"Unknown setting {full!r}: {type(obj).__name__} has no field {head!r}; "
-                f"known: {sorted(names)}."
-            )
-        current = getattr(obj, head)
-        new = _set_path(current, rest, value, full) if rest else value
-        try:
-            return dataclasses.replace(obj, **{head: new})
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"Bad value {value!r} for {full!r}: {exc}") from exc
-    if isinstance(obj, dict):
-        out = dict(obj)
-        out[head] = _set_path(out.get(head, {}), rest, value, full) if rest else value
-        return out
-    raise InputError(f"Cannot set {full!r}: {path[0]!r} is inside a {type(obj).__name__}.")
-
-
-def apply_overrides(spec: SurrogateSpec, overrides: Mapping[str, Any]) -> SurrogateSpec:
-    """A copy of ``spec`` with dotted-path overrides applied (``{"deep_kernel.lr": 1e-3}``).
-
-    Dataclass fields are checked by name (a typo raises :class:`InputError`); entries of
-    dict fields such as ``featurizer`` are free.
-    """
-    for key, value in overrides.items():
-        parts = [p for p in str(key).split(".") if p]
-        if not parts:
-            raise InputError(f"Empty setting name in {dict(overrides)!r}.")
-        spec = _set_path(spec, parts, value, str(key))
-    return spec
-
-
 def method_label(name: str, options: Mapping[str, Any] | None = None) -> str:
     """How a run is named in the results: ``"lora"`` or ``"lora{deep_kernel.steps=50}"``."""
     if not options:
@@ -193,34 +126,34 @@ def method_label(name: str, options: Mapping[str, Any] | None = None) -> str:
 
 
 # -------------------------------------------------------------------- builders
-def _spec(**kwargs: Any) -> SurrogateSpec:
-    from llmbo.surrogates.factory import SurrogateSpec
+def _spec(name: str, **kwargs: Any) -> SurrogateConfig:
+    from llmbo.surrogates.config import surrogate_config
 
-    return SurrogateSpec(**kwargs)
+    return surrogate_config(name, **kwargs)
 
 
-def _random(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
+def _random(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateConfig:
     return _spec(name="random")
 
 
-def _onehot(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
+def _onehot(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateConfig:
     featurizer = pool_featurizer_options(pool, "onehot")
     return _spec(name="onehot", featurizer=featurizer, kernel="matern-ard")
 
 
 def _components_gp(
     pool: ReactionPool, model: str, device: str | None, template: str
-) -> SurrogateSpec:
+) -> SurrogateConfig:
     featurizer = pool_featurizer_options(pool, "components")
     return _spec(name="components", featurizer=featurizer, kernel="components")
 
 
-def _drfp(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
+def _drfp(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateConfig:
     featurizer = pool_featurizer_options(pool, "drfp")
     return _spec(name="drfp", featurizer=featurizer, kernel="tanimoto")
 
 
-def _morgan(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
+def _morgan(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateConfig:
     featurizer = pool_featurizer_options(pool, "morgan")
     return _spec(name="morgan", featurizer=featurizer, kernel="tanimoto")
 
@@ -243,7 +176,7 @@ _LORA_PLACEMENT = {"top_module": "auto"}
 
 
 def _llm(surrogate: str) -> SpecBuilder:
-    def build(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
+    def build(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateConfig:
         from llmbo.encoders.transformer import EncoderConfig
 
         return _spec(name=surrogate, encoder=EncoderConfig(model=model, device=device))
@@ -352,7 +285,7 @@ def _llm_segments(surrogate: str, side: str | None = None) -> SpecBuilder:
     Tanimoto kernel plus one categorical kernel per component).
     """
 
-    def build(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateSpec:
+    def build(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateConfig:
         from llmbo.encoders.transformer import EncoderConfig
 
         separator = TEMPLATE_SEPARATORS.get(template)

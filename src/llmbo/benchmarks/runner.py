@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from llmbo.datasets import ReactionPool
     from llmbo.space import CandidateSpace
     from llmbo.surrogates.base import Surrogate
-    from llmbo.surrogates.factory import SurrogateSpec
+    from llmbo.surrogates.config import SurrogateConfig
 
 logger = logging.getLogger("llmbo.benchmarks")
 
@@ -275,25 +275,15 @@ def build_surrogate(
     from llmbo.surrogates.factory import make_surrogate
 
     pool_obj = _pool(pool) if isinstance(pool, str) else pool
-    made: SurrogateSpec | Surrogate = METHODS.get(method)(
+    made: SurrogateConfig | Surrogate = METHODS.get(method)(
         pool_obj, model, device, template, options
     )
     return made if isinstance(made, Surrogate) else make_surrogate(made)
 
 
 def _reset(surrogate: Surrogate) -> None:
-    """Forget what a shared surrogate learned in an earlier seed (warm starts)."""
-    reset = getattr(surrogate, "reset", None)
-    if callable(reset):
-        reset()
-        return
-    # DeepKernelGP keeps the last fit's head and GP state for warm starts; a new seed must
-    # not inherit them. (Only prepare() clears them, and prepare is skipped for a space
-    # already prepared.)
-    if hasattr(surrogate, "_head"):
-        surrogate._head = None  # type: ignore[attr-defined]
-    if hasattr(surrogate, "_gp_state"):
-        surrogate._gp_state = None  # type: ignore[attr-defined]
+    """Forget what a shared surrogate learned in an earlier seed."""
+    surrogate.reset()
 
 
 def _device_of(surrogate: Surrogate) -> str:

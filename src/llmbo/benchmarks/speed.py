@@ -29,7 +29,7 @@ import torch
 from llmbo.acquisition import select_candidates
 from llmbo.benchmarks.runner import cpu_description
 from llmbo.space import CandidateSpace
-from llmbo.surrogates import Surrogate, SurrogateSpec, make_surrogate
+from llmbo.surrogates import Surrogate, SurrogateConfig, make_surrogate
 from llmbo.surrogates.deep_kernel import DeepKernelConfig
 
 COLUMNS = [
@@ -259,7 +259,7 @@ def _spec(
     steps: int,
     cached: bool = True,
     gp_device: str = "auto",
-) -> SurrogateSpec:
+) -> SurrogateConfig:
     """The spec ``llmbo bench`` uses for ``method`` (``cached=False``: naive reference;
     ``gp_device``: where a deep kernel's GP algebra runs)."""
     from llmbo.benchmarks.methods import METHODS
@@ -273,7 +273,7 @@ def _spec(
 def _is_deep_kernel(method: str, pool: Any, build: dict[str, Any]) -> bool:
     """Whether ``method`` builds a deep-kernel GP (the only kind with a ``gp_device``)."""
     spec = _spec(method, pool, **build)
-    return spec.name in ("projection", "lora") or bool(spec.soft_tokens)
+    return spec.name in ("projection", "lora") or bool(getattr(spec, "soft_tokens", 0))
 
 
 def _append(path: Path, rows: Sequence[dict[str, Any]]) -> None:

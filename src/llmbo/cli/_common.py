@@ -13,7 +13,7 @@ import re
 import stat
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from llmbo.optimizer import Optimizer
     from llmbo.space import CandidateSpace
     from llmbo.storage import BaseStorage, StudyRecord
-    from llmbo.surrogates.factory import SurrogateSpec
+    from llmbo.surrogates.config import SurrogateConfig
 
 ACQUISITIONS = ("logei", "ucb", "ts")
 
@@ -234,12 +234,11 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
     )
     group.add_argument(
         "--side-fit",
-        choices=("joint", "staged", "fixed", "residual"),
+        choices=("joint", "fixed"),
         default=None,
         help="with --side-features: joint (default) trains the side kernel with the network; "
-        "staged first fits a GP on the side features alone and starts from it; fixed also "
-        "keeps that GP's kernel as fitted, so the LLM kernel learns what it leaves "
-        "unexplained; residual also keeps that GP's mean and noise",
+        "fixed first fits a GP on the side features alone, starts from it and keeps its "
+        "kernel as fitted, so the LLM kernel learns what it leaves unexplained",
     )
     group.add_argument(
         "--noise-prior",
@@ -272,6 +271,17 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
     )
     group.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)"
+    )
+    group.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="any other setting of the surrogate's config, as in `llmbo bench --set`: e.g. "
+        "deep_kernel.lr=1e-3, lora.r=8, encoder.max_length=128, featurizer.n_bits=1024, or "
+        "the acquisition (acquisition=ucb, acquisition.beta=0.5); repeatable; only when a "
+        "study is created",
     )
 
 
@@ -352,72 +362,108 @@ def build_space(args: argparse.Namespace, *, need_target: bool) -> SpaceChoice:
 def acquisition_config(args: argparse.Namespace) -> AcquisitionConfig:
     """The acquisition settings the model options give (the library's defaults where not
     given)."""
-    from llmbo.acquisition import AcquisitionConfig
+    from llmbo.acquisition import AcquisitionConfig, acquisition_from_settings
 
     given = {"name": args.acquisition, "outcome_power": getattr(args, "outcome_power", None)}
-    return AcquisitionConfig(**{k: v for k, v in given.items() if v is not None})
+    base = AcquisitionConfig(**{k: v for k, v in given.items() if v is not None})
+    return acquisition_from_settings(base, set_settings(args))
 
 
-def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -> SurrogateSpec:
-    """A :class:`SurrogateSpec` from the model options (library defaults where not given)."""
-    from llmbo.encoders.transformer import EncoderConfig
-    from llmbo.surrogates.base import SURROGATES
-    from llmbo.surrogates.factory import SurrogateSpec
+#: Model options of ``run`` and ``suggest`` and the surrogate setting each one sets, with
+#: how its text becomes the value. The surrogate's config checks the value and whether that
+#: surrogate takes the setting (:meth:`~llmbo.surrogates.config.SurrogateConfig.updated`);
+#: ``--set KEY=VALUE`` reaches every other setting the same way. One table for creating a
+#: study and for checking a reopened one.
+OPTION_SETTINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "steps": ("deep_kernel.steps", int),
+    "soft_tokens": ("soft_tokens", int),
+    "top_module": ("top_module", lambda v: None if str(v).lower() == "none" else v),
+    "noise_prior": ("noise_prior", bool),
+    "side_features": ("side_features", str),
+    "side_fit": ("deep_kernel.side_fit", str),
+}
+#: Transformer options: they apply to the surrogates that read the texts with a model and
+#: are ignored by the others (``device`` and ``trust_remote_code`` say where and how to run).
+ENCODER_OPTION_SETTINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "model": ("encoder.model", str),
+    "pooling": ("encoder.pooling", str),
+    "segment_separator": ("encoder.segment_separator", lambda v: decode_separator(v)),
+}
 
-    name = args.surrogate or "lora"
-    SURROGATES.get(name)  # unknown name -> InputError listing the choices
-    spec = SurrogateSpec(name=name)
-    pooling = getattr(args, "pooling", None) or ("segments" if pool is not None else "mean")
-    separator = getattr(args, "segment_separator", None)
-    if separator is None:
-        from llmbo.datasets import TEMPLATE_SEPARATORS
 
-        template = getattr(args, "template", None) or DEFAULT_BENCHMARK_TEMPLATE
-        separator = TEMPLATE_SEPARATORS.get(template, "\n") if pool is not None else "\n"
-    spec = replace(
-        spec,
-        encoder=EncoderConfig(
-            model=args.model or "minilm",
-            device=args.device,
-            pooling=pooling,  # type: ignore[arg-type]
-            segment_separator=decode_separator(separator),
-            trust_remote_code=bool(getattr(args, "trust_remote_code", False)),
-        ),
-    )
-    if args.steps is not None:
-        spec = replace(spec, deep_kernel=replace(spec.deep_kernel, steps=int(args.steps)))
-    if args.soft_tokens is not None:
-        spec = replace(spec, soft_tokens=int(args.soft_tokens))
-    if getattr(args, "top_module", None):
-        if name.lower() != "lora":
-            raise InputError("--top-module applies to the lora surrogate only.")
-        value = None if args.top_module.lower() == "none" else args.top_module
-        spec = replace(spec, top_module=value)
-    if getattr(args, "noise_prior", False):
-        if name.lower() == "random":
-            raise InputError("--noise-prior applies to GP surrogates, not to random search.")
-        spec = replace(spec, noise_prior=True)
+def _option(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _given_settings(
+    args: argparse.Namespace, table: dict[str, tuple[str, Callable[[Any], Any]]]
+) -> list[tuple[str, str, Any]]:
+    """``(option, setting, value)`` for every option of ``table`` given on the command line
+    (a flag counts when on)."""
+    out = []
+    for dest, (key, convert) in table.items():
+        value = getattr(args, dest, None)
+        if value is None or value is False:
+            continue
+        out.append((_option(dest), key, convert(value)))
+    return out
+
+
+def set_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--set KEY=VALUE`` settings of a command."""
+    from llmbo.surrogates.config import parse_setting
+
+    return dict(parse_setting(item) for item in getattr(args, "settings", None) or [])
+
+
+def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -> SurrogateConfig:
+    """The surrogate's config from the model options and ``--set`` (its defaults where not
+    given)."""
+    from llmbo.surrogates.config import surrogate_config
+    from llmbo.surrogates.factory import uses_encoder
+
+    name = (args.surrogate or "lora").lower()
+    config = surrogate_config(name)  # unknown name -> InputError listing the choices
+    if getattr(args, "segment_separator", None) is not None:
+        decode_separator(args.segment_separator)  # a bad escape fails for any surrogate
+    given = _given_settings(args, OPTION_SETTINGS)
+    if uses_encoder(config):
+        separator = getattr(args, "segment_separator", None)
+        if separator is None:
+            from llmbo.datasets import TEMPLATE_SEPARATORS
+
+            template = getattr(args, "template", None) or DEFAULT_BENCHMARK_TEMPLATE
+            separator = TEMPLATE_SEPARATORS.get(template, "\n") if pool is not None else "\n"
+        defaults = [
+            ("--pooling", "encoder.pooling", "segments" if pool is not None else "mean"),
+            ("--segment-separator", "encoder.segment_separator", decode_separator(separator)),
+        ]
+        runtime = [
+            ("--device", "encoder.device", getattr(args, "device", None)),
+            ("--trust-remote-code", "encoder.trust_remote_code", bool(getattr(args, "trust_remote_code", False))),
+        ]  # fmt: skip
+        given = defaults + _given_settings(args, ENCODER_OPTION_SETTINGS) + runtime + given
     side = getattr(args, "side_features", None)
-    side_fit = getattr(args, "side_fit", None)
-    if side_fit and not side:
-        raise InputError("--side-fit needs --side-features (the kernel it fits first).")
-    if side_fit:
-        spec = replace(spec, deep_kernel=replace(spec.deep_kernel, side_fit=side_fit))
     if side:
-        if name.lower() not in ("projection", "lora"):
-            raise InputError(
-                f"--side-features adds a kernel to a deep kernel: it applies to the projection "
-                f"and lora surrogates, not {name!r}."
-            )
-        options = (
-            _featurizer_options(side, args.fingerprint_columns, pool, option="--side-features")
-            or {}
-        )
-        return replace(spec, side_features=side, side_featurizer=options)
-    featurizer = _featurizer_options(name.lower(), args.fingerprint_columns, pool)
-    if featurizer:
-        spec = replace(spec, featurizer=featurizer)
-    return spec
+        side_options = _featurizer_options(side, args.fingerprint_columns, pool, "--side-features")
+        given.append(("--side-features", "side_featurizer", side_options or {}))
+    else:
+        featurizer = _featurizer_options(name, args.fingerprint_columns, pool)
+        if featurizer:
+            given.append(("--fingerprint-columns", "featurizer", featurizer))
+    try:
+        config = config.updated({key: value for _, key, value in given})
+    except InputError as exc:
+        for option, key, value in given:  # name the option that the config refused
+            try:
+                config.updated({key: value})
+            except InputError as one:
+                raise InputError(f"{option}: {one}") from exc
+        raise
+    from llmbo.acquisition import is_acquisition_setting
+
+    settings = {k: v for k, v in set_settings(args).items() if not is_acquisition_setting(k)}
+    return config.updated(settings)
 
 
 def _featurizer_options(
@@ -809,61 +855,58 @@ def print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
 
 # ----------------------------------------------------------------------------- reopening
 def _stored_proposer(study: StudyRecord) -> dict[str, Any]:
-    from llmbo.study import stored_proposer_config
+    """The stored proposer settings with every default filled in."""
+    from llmbo.study.settings import normalised_proposer_config, stored_proposer_config
 
-    return stored_proposer_config(study.config)
-
-
-def _stored_surrogate(study: StudyRecord) -> dict[str, Any]:
-    proposer = _stored_proposer(study)
-    return proposer.get("surrogate", {"name": proposer.get("name")})
+    return normalised_proposer_config(stored_proposer_config(study.config))
 
 
-def _stored_encoder(study: StudyRecord) -> dict[str, Any]:
-    return _stored_surrogate(study).get("encoder", {})
+#: A setting the study's proposer does not have (e.g. ``top_module`` of a ``projection``
+#: study, or the acquisition of random search).
+NOT_A_SETTING = object()
 
 
-def _top_module(value: str | None) -> str | None:
-    return None if value is None or value.lower() == "none" else value
+def _stored_setting(study: StudyRecord, key: str) -> Any:
+    from llmbo.study.settings import flatten_settings
+
+    return flatten_settings(_stored_proposer(study)).get(key, NOT_A_SETTING)
+
+
+def _reopen_setting(key: str, convert: Callable[[Any], Any]) -> tuple[Callable, Callable]:
+    return (lambda st: _stored_setting(st, f"surrogate.{key}"), convert)
 
 
 #: Options that set what a study computes. They are fixed when the study is created: on
 #: reopening, a given option must equal the stored setting (read here in the option's own
-#: terms) or the call is refused. One rule for ``suggest`` and ``run``.
+#: terms) or the call is refused. One rule for ``suggest`` and ``run``; the surrogate
+#: options come from :data:`OPTION_SETTINGS`.
 REOPEN_SETTINGS: dict[str, tuple[Callable[[StudyRecord], Any], Callable[[Any], Any]]] = {
     "seed": (lambda st: st.seed, int),
     "minimize": (lambda st: st.direction == "minimize", bool),
-    "acquisition": (
-        lambda st: _stored_proposer(st).get("acquisition", {}).get("name", "logei"),
-        str,
-    ),
-    "outcome_power": (
-        lambda st: float(_stored_proposer(st).get("acquisition", {}).get("outcome_power", 1.0)),
-        float,
-    ),
-    "surrogate": (lambda st: _stored_surrogate(st).get("name"), str),
-    "model": (lambda st: _stored_encoder(st).get("model"), str),
-    "pooling": (lambda st: _stored_encoder(st).get("pooling", "mean"), str),
-    "segment_separator": (
-        lambda st: _stored_encoder(st).get("segment_separator", "\n"),
-        decode_separator,
-    ),
-    "steps": (lambda st: _stored_surrogate(st).get("deep_kernel", {}).get("steps"), int),
-    "soft_tokens": (lambda st: _stored_surrogate(st).get("soft_tokens", 0), int),
-    "top_module": (lambda st: _stored_surrogate(st).get("top_module"), _top_module),
-    "side_features": (lambda st: _stored_surrogate(st).get("side_features"), str),
-    "side_fit": (
-        lambda st: _stored_surrogate(st).get("deep_kernel", {}).get("side_fit", "joint"),
-        str,
-    ),
-    "noise_prior": (lambda st: _stored_surrogate(st).get("noise_prior", False), bool),
+    "acquisition": (lambda st: _stored_setting(st, "acquisition.name"), str),
+    "outcome_power": (lambda st: _stored_setting(st, "acquisition.outcome_power"), float),
+    "surrogate": (lambda st: _stored_setting(st, "surrogate.name"), str),
+    **{
+        dest: _reopen_setting(key, convert)
+        for dest, (key, convert) in {**ENCODER_OPTION_SETTINGS, **OPTION_SETTINGS}.items()
+    },
     "id_column": (lambda st: st.space.get("id_column"), str),
+}
+#: What an option means when left at its default, for studies that lack its setting
+#: (``run`` passes these defaults whether or not they were typed).
+_OPTION_DEFAULTS: dict[str, Any] = {
+    "acquisition": "logei",
+    "outcome_power": 1.0,
+    "model": "minilm",
+    "pooling": "mean",
+    "segment_separator": "\n",
+    "noise_prior": False,
 }
 #: Options that describe the candidates: on reopening, the space they give is compared with
 #: the stored one by content.
 SPACE_OPTIONS = frozenset({"benchmark", "table", "template"})
 #: Options that only apply when a study is created and are refused on reopening.
-CREATION_ONLY_OPTIONS = frozenset({"fingerprint_columns"})
+CREATION_ONLY_OPTIONS = frozenset({"fingerprint_columns", "settings"})
 #: Options about this call (where to run, what to write, how long), not about the study.
 RUNTIME_OPTIONS = frozenset(
     {
@@ -897,7 +940,7 @@ def check_reopen_options(args: argparse.Namespace, study: StudyRecord) -> None:
     where = f"Study {study.name!r} in {display_location(args.study)}"
     for dest in sorted(CREATION_ONLY_OPTIONS):
         if getattr(args, dest, None) is not None:
-            option = "--" + dest.replace("_", "-")
+            option = "--set" if dest == "settings" else _option(dest)
             raise InputError(
                 f"{option} only applies when a study is created; drop it to continue "
                 f"{study.name!r}."
@@ -908,6 +951,18 @@ def check_reopen_options(args: argparse.Namespace, study: StudyRecord) -> None:
             continue
         option = "--" + dest.replace("_", "-")
         had = stored_of(study)
+        if had is NOT_A_SETTING:
+            if dest == "surrogate":
+                had = _stored_proposer(study)["name"]  # random search
+            elif as_given(given) == _OPTION_DEFAULTS.get(dest, NOT_A_SETTING):
+                continue  # the default of a setting the study does not have
+            else:
+                what = _stored_setting(study, "surrogate.name")
+                what = "random search" if what is NOT_A_SETTING else f"the {what} surrogate"
+                raise InputError(
+                    f"{where} was created with {what}, which has no setting {option} could "
+                    "set; drop the option to continue it."
+                )
         if as_given(given) != had:
             plain = isinstance(had, str) and had.isprintable() and had == had.strip() and had
             shown = "on" if had is True else "off" if had is False else had if plain else repr(had)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import re
 import sys
 from pathlib import Path
@@ -131,32 +130,17 @@ def _names(text: str, all_names: tuple[str, ...] | list[str], registry: Any) -> 
     return list(dict.fromkeys(names))
 
 
-def parse_value(text: str) -> Any:
-    """A ``--set`` value: a Python literal, true/false, none/null, or else the text itself."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        low = text.lower()
-        if low in ("true", "false"):
-            return low == "true"
-        if low in ("none", "null"):
-            return None
-        return text
-
-
 def parse_settings(items: list[str], methods: list[str]) -> dict[str, dict[str, Any]]:
     """``["deep_kernel.steps=5", "drfp:featurizer.n_bits=1024"]`` -> per-method overrides."""
     from llmbo.benchmarks.methods import METHODS
+    from llmbo.surrogates.config import parse_setting
 
     out: dict[str, dict[str, Any]] = {}
     for item in items:
-        if "=" not in item:
-            raise InputError(f"--set needs KEY=VALUE, got {item!r}.")
-        key, raw = item.split("=", 1)
-        target, _, path = key.strip().rpartition(":")
+        key, value = parse_setting(item)
+        target, _, path = key.rpartition(":")
         if not path:
             raise InputError(f"--set {item!r} names no setting.")
-        value = parse_value(raw.strip())
         if target:
             METHODS.get(target)
             chosen = [target.lower()]

@@ -18,8 +18,8 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +31,7 @@ from llmbo.errors import InputError, ModelLoadError
 
 logger = logging.getLogger("llmbo.encoders")
 
-__all__ = ["EncoderConfig", "LoraSettings", "TextEncoder", "load_pretrained", "resolve_model_path"]
+__all__ = ["EncoderConfig", "TextEncoder", "load_pretrained", "resolve_model_path"]
 
 DEFAULT_MODEL_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
 
@@ -80,26 +80,6 @@ class EncoderConfig:
             )
         if self.max_length < 1 or self.batch_size < 1:
             raise InputError("max_length and batch_size must be positive integers.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class LoraSettings:
-    """LoRA adapters on the top block (GOLLuM defaults: r=4, alpha=16, rsLoRA).
-
-    ``target_modules=None`` uses PEFT's default attention projections for the model type
-    (e.g. ``query``/``value`` for BERT); for model types without such a list (e.g. MPNet),
-    or whose PEFT default is a regular expression, it adapts every linear layer of the top
-    block.
-    """
-
-    r: int = 4
-    alpha: float = 16.0
-    dropout: float = 0.0
-    use_rslora: bool = True
-    target_modules: list[str] | None = field(default=None)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -348,7 +328,8 @@ class TextEncoder(nn.Module):
         config: Loading and running options.
         top_layers: Number of top layers run per training step (``None``: 25 % of the
             layers, at least one). Only relevant with LoRA or soft tokens.
-        lora: Adapter settings, or ``None`` for no adapters.
+        lora: ``peft.LoraConfig`` keyword arguments of the adapters (over GOLLuM's defaults,
+            see :func:`llmbo.surrogates.config.lora_settings`), or ``None`` for no adapters.
         soft_tokens: Number of learnable vectors appended to every sequence where it enters
             the top block (0 for none).
         cache_hidden_states: Cache the hidden states entering the top block (fast path).
@@ -371,7 +352,7 @@ class TextEncoder(nn.Module):
         config: EncoderConfig | None = None,
         *,
         top_layers: int | None = None,
-        lora: LoraSettings | None = None,
+        lora: Mapping[str, Any] | None = None,
         soft_tokens: int = 0,
         cache_hidden_states: bool = True,
         top_module: str | None = None,
@@ -424,9 +405,9 @@ class TextEncoder(nn.Module):
         net.eval()
         for p in net.parameters():
             p.requires_grad_(False)
-        self.lora_settings = lora
-        if lora is not None:
-            net = self._inject_lora(net, lora)
+        self.lora_settings = dict(lora) if lora is not None else None
+        if self.lora_settings is not None:
+            net = self._inject_lora(net, self.lora_settings)
         self.net = net.to(self.device)
         self.hidden_size = int(
             hf_config.hidden_size if hasattr(hf_config, "hidden_size") else hf_config.d_model
@@ -462,11 +443,14 @@ class TextEncoder(nn.Module):
             self.chunk_size = 256  # a step is cheap per token; fewer, larger chunks
 
     # ----------------------------------------------------------------- set-up
-    def _inject_lora(self, net: nn.Module, lora: LoraSettings) -> nn.Module:
+    def _inject_lora(self, net: nn.Module, lora: dict[str, Any]) -> nn.Module:
         peft = require("peft", "LoRA adapters")
         from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
-        targets: list[str] | str | None = lora.target_modules
+        from llmbo.surrogates.config import lora_settings
+
+        lora = lora_settings(lora)
+        targets: list[str] | str | None = lora.pop("target_modules", None)
         placement: dict[str, Any] = {
             "layers_to_transform": list(range(self.split, self.n_layers)),
             "layers_pattern": self.stack_name.split(".")[-1],
@@ -493,18 +477,11 @@ class TextEncoder(nn.Module):
                 if not targets:
                     raise ModelLoadError(
                         f"The top {self.n_top} layer(s) of this model hold no torch Linear "
-                        "layer to adapt; set LoraSettings.target_modules to names of its "
+                        "layer to adapt; set the LoRA setting target_modules to names of its "
                         "layers that PEFT can adapt."
                     )
                 placement = {}
-        peft_config = peft.LoraConfig(
-            r=lora.r,
-            lora_alpha=lora.alpha,
-            lora_dropout=lora.dropout,
-            use_rslora=lora.use_rslora,
-            target_modules=targets,
-            **placement,
-        )
+        peft_config = peft.LoraConfig(**lora, target_modules=targets, **placement)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # transformers deprecation inside PEFT
             wrapped = peft.get_peft_model(net, peft_config)
@@ -512,7 +489,7 @@ class TextEncoder(nn.Module):
         if n_adapted == 0:
             raise ModelLoadError(
                 f"LoRA found no target modules {targets!r} in the top {self.n_top} layers; "
-                "set LoraSettings.target_modules to names of linear layers of this model."
+                "set the LoRA setting target_modules to names of linear layers of this model."
             )
         return wrapped.base_model.model
 

@@ -21,7 +21,8 @@ from llmbo.errors import InputError, LlmboError, StudyError
 from llmbo.proposers.base import PROPOSERS, Observations, Proposal, Proposer
 from llmbo.space import CandidateSpace
 from llmbo.surrogates.base import FittedSurrogate, Surrogate
-from llmbo.surrogates.factory import SurrogateSpec, make_surrogate
+from llmbo.surrogates.config import SurrogateConfig, surrogate_config_from_dict
+from llmbo.surrogates.factory import make_surrogate
 from llmbo.surrogates.numerics import NUMERICAL_ERRORS
 
 logger = logging.getLogger("llmbo.proposers.bayesian")
@@ -37,7 +38,7 @@ class BayesianProposer(Proposer):
     """Fit ``surrogate`` by its own training rule, then maximise ``acquisition``.
 
     Args:
-        surrogate: A :class:`SurrogateSpec` (built lazily: loading a transformer takes
+        surrogate: A :class:`~llmbo.surrogates.config.SurrogateConfig` (built lazily: loading a transformer takes
             seconds) or a prepared :class:`Surrogate` instance (not rebuildable from a
             stored study: pass it again).
         acquisition: Acquisition settings.
@@ -50,7 +51,7 @@ class BayesianProposer(Proposer):
 
     def __init__(
         self,
-        surrogate: SurrogateSpec | Surrogate,
+        surrogate: SurrogateConfig | Surrogate,
         acquisition: AcquisitionConfig | None = None,
         *,
         min_observations: int = 2,
@@ -60,7 +61,7 @@ class BayesianProposer(Proposer):
             raise InputError(f"min_observations must be an integer >= 1, got {min_observations!r}.")
         if min_observations < 1:
             raise InputError(f"min_observations must be an integer >= 1, got {min_observations!r}.")
-        self.spec = surrogate if isinstance(surrogate, SurrogateSpec) else None
+        self.spec = surrogate if isinstance(surrogate, SurrogateConfig) else None
         self._surrogate = surrogate if isinstance(surrogate, Surrogate) else None
         self.acquisition = acquisition or AcquisitionConfig()
         self.min_observations = int(min_observations)
@@ -208,7 +209,7 @@ def _from_config(config: dict[str, Any]) -> BayesianProposer:
     if extra:
         raise StudyError(f"Unknown Bayesian proposer setting(s) {extra}.")
     try:
-        spec = SurrogateSpec.from_dict(surrogate)
+        spec = surrogate_config_from_dict(surrogate)
         acquisition = AcquisitionConfig(**config.get("acquisition", {}))
     except (LlmboError, TypeError) as exc:
         raise StudyError(

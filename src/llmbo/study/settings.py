@@ -70,13 +70,22 @@ def stored_proposer_config(config: dict[str, Any]) -> dict[str, Any]:
 
     Studies written before proposers existed (llmbo 0.1.0) store ``surrogate``,
     ``acquisition`` and ``min_observations`` at the top level: a ``random`` surrogate
-    becomes the random proposer, anything else the Bayesian one.
+    becomes the random proposer, anything else the Bayesian one, its ``SurrogateSpec``
+    converted to the config of its surrogate
+    (:func:`~llmbo.surrogates.config.from_legacy_spec`).
     """
     if "proposer" in config:
         return dict(config["proposer"])
     surrogate = dict(config.get("surrogate", {}))
     if surrogate.get("name") == "random":
         return {"name": "random"}
+    if "instance" not in surrogate:
+        from llmbo.surrogates.config import from_legacy_spec
+
+        try:
+            surrogate = from_legacy_spec(surrogate)
+        except LlmboError as exc:
+            raise StudyError(f"Stored surrogate settings this llmbo cannot read: {exc}") from exc
     return {
         "name": "bayesian",
         "surrogate": surrogate,
