@@ -112,6 +112,112 @@ def _read_source(src: Path) -> pd.DataFrame:
     return frame
 
 
+def _check_sources(sources: Sequence[Path], destination: Path) -> None:
+    """Refuse the destination itself as a source, and a source without ``reactions.csv``."""
+    resolved = destination.resolve()
+    for src in sources:
+        if src.resolve() == resolved:
+            raise InputError(f"{src} is the destination itself; give other result directories.")
+        if not (src / RESULTS_FILE).is_file():
+            raise InputError(
+                f"No {RESULTS_FILE} in {src}: give directories written by "
+                "'llmbo bench --results-dir'."
+            )
+
+
+class _Merge:
+    """The runs a merge adds, source by source, and their curve rows."""
+
+    def __init__(self, results: pd.DataFrame, key: list[str]) -> None:
+        self.key = key
+        self.kept_rows = results.to_dict("records") if not results.empty else []
+        self.index = {k: i for i, k in enumerate(row_keys(results, key))}
+        self.summary = MergeSummary()
+        self.new_results: list[pd.DataFrame] = []
+        self.new_curves: list[pd.DataFrame] = []
+        self.curve_keys_added: set[tuple[str, ...]] = set()
+        self.shared_curve_keys = 0
+
+    def add_source(self, name: str, frame: pd.DataFrame) -> None:
+        """Add the runs of one source not yet kept, with their curves."""
+        summary = self.summary
+        summary.added[name] = summary.already_present[name] = summary.differing[name] = 0
+        if frame.empty:
+            return
+        added = self._new_runs(name, frame)
+        summary.added[name] = len(added)
+        if added.empty:
+            return
+        self.new_results.append(added)
+        self._add_curves(name, added)
+
+    def _new_runs(self, name: str, frame: pd.DataFrame) -> pd.DataFrame:
+        """The last occurrence of each run of ``frame`` whose key is not kept yet."""
+        summary = self.summary
+        last = frame.drop_duplicates(subset=self.key, keep="last")
+        summary.already_present[name] += len(frame) - len(last)
+        take = []
+        for run, row in zip(row_keys(last, self.key), last.to_dict("records"), strict=True):
+            if run in self.index:
+                summary.already_present[name] += 1
+                summary.differing[name] += _differs(self.kept_rows[self.index[run]], row)
+                take.append(False)
+                continue
+            self.index[run] = len(self.kept_rows)
+            self.kept_rows.append(row)
+            take.append(True)
+        return last.loc[take]
+
+    def _add_curves(self, name: str, added: pd.DataFrame) -> None:
+        """The curve rows of the ``added`` runs of source ``name``."""
+        src_curves = read_csv_rows(Path(name) / CURVES_FILE)
+        curve_key = [c for c in CURVE_RUN_KEY if c in src_curves.columns and c in added.columns]
+        for run in row_keys(added, curve_key):
+            self.shared_curve_keys += run in self.curve_keys_added
+            self.curve_keys_added.add(run)
+        wanted = set(row_keys(added, curve_key))
+        if not src_curves.empty and curve_key:
+            mask = [k in wanted for k in row_keys(src_curves, curve_key)]
+            # A run redone after a crash left its first curve behind: keep the last, as the
+            # report does.
+            point = [*curve_key, "iteration"] if "iteration" in src_curves.columns else curve_key
+            chosen = src_curves.loc[mask].drop_duplicates(subset=point, keep="last")
+            self.new_curves.append(chosen)
+            self.summary.curves_added += len(chosen)
+            wanted -= set(row_keys(chosen, curve_key))
+        self.summary.runs_without_curve += len(wanted)
+
+
+def _write_merged(
+    merge: _Merge,
+    results: pd.DataFrame,
+    curves: pd.DataFrame,
+    destination: Path,
+    stamps: tuple[tuple[int, int] | None, tuple[int, int] | None],
+) -> None:
+    """Replace the destination's files by the merged ones, curves first."""
+    dest_results = destination / RESULTS_FILE
+    dest_curves = destination / CURVES_FILE
+    destination.mkdir(parents=True, exist_ok=True)
+    if (file_stamp(dest_results), file_stamp(dest_curves)) != stamps:
+        raise InputError(
+            f"{destination} changed during the merge (is 'llmbo bench' writing to it?); "
+            "nothing was replaced. Merge again once no process writes to the destination."
+        )
+    first = list(results.columns) if len(results.columns) else list(RESULT_COLUMNS)
+    order = _column_order(first, merge.new_results, RESULT_COLUMNS)
+    merged = pd.concat([results, *merge.new_results], ignore_index=True).reindex(columns=order)
+    if merge.new_curves:
+        first = list(curves.columns) if len(curves.columns) else list(CURVE_COLUMNS)
+        curve_order = _column_order(first, merge.new_curves, CURVE_COLUMNS)
+        merged_curves = pd.concat([curves, *merge.new_curves], ignore_index=True)
+        # Curves first: a results row promises a complete curve (as when ``llmbo bench`` appends).
+        _write_unless_changed(
+            merged_curves.reindex(columns=curve_order).fillna(""), dest_curves, stamps[1]
+        )
+    _write_unless_changed(merged.fillna(""), dest_results, stamps[0])
+
+
 def merge_results(sources: Sequence[str | Path], destination: str | Path) -> MergeSummary:
     """Add the runs of ``sources`` (results directories) to ``destination``.
 
@@ -132,15 +238,7 @@ def merge_results(sources: Sequence[str | Path], destination: str | Path) -> Mer
     destination = Path(destination)
     dest_results = destination / RESULTS_FILE
     dest_curves = destination / CURVES_FILE
-    resolved = destination.resolve()
-    for src in map(Path, sources):
-        if src.resolve() == resolved:
-            raise InputError(f"{src} is the destination itself; give other result directories.")
-        if not (src / RESULTS_FILE).is_file():
-            raise InputError(
-                f"No {RESULTS_FILE} in {src}: give directories written by "
-                "'llmbo bench --results-dir'."
-            )
+    _check_sources(list(map(Path, sources)), destination)
 
     stamps = (file_stamp(dest_results), file_stamp(dest_curves))
     results = read_csv_rows(dest_results)
@@ -153,77 +251,20 @@ def merge_results(sources: Sequence[str | Path], destination: str | Path) -> Mer
         for c in RUN_KEY
         if all(c in f.columns for f in (results, *frames.values()) if len(f.columns))
     ]
-    kept_rows = results.to_dict("records") if not results.empty else []
-    index = {k: i for i, k in enumerate(row_keys(results, key))}
-    summary = MergeSummary()
-    new_results: list[pd.DataFrame] = []
-    new_curves: list[pd.DataFrame] = []
-    curve_keys_added: set[tuple[str, ...]] = set()
-    shared_curve_keys = 0
+    merge = _Merge(results, key)
     for name, frame in frames.items():
-        summary.added[name] = summary.already_present[name] = summary.differing[name] = 0
-        if frame.empty:
-            continue
-        last = frame.drop_duplicates(subset=key, keep="last")
-        summary.already_present[name] += len(frame) - len(last)
-        take = []
-        for run, row in zip(row_keys(last, key), last.to_dict("records"), strict=True):
-            if run in index:
-                summary.already_present[name] += 1
-                summary.differing[name] += _differs(kept_rows[index[run]], row)
-                take.append(False)
-                continue
-            index[run] = len(kept_rows)
-            kept_rows.append(row)
-            take.append(True)
-        added = last.loc[take]
-        summary.added[name] = len(added)
-        if added.empty:
-            continue
-        new_results.append(added)
-        src_curves = read_csv_rows(Path(name) / CURVES_FILE)
-        curve_key = [c for c in CURVE_RUN_KEY if c in src_curves.columns and c in added.columns]
-        for run in row_keys(added, curve_key):
-            shared_curve_keys += run in curve_keys_added
-            curve_keys_added.add(run)
-        wanted = set(row_keys(added, curve_key))
-        if not src_curves.empty and curve_key:
-            mask = [k in wanted for k in row_keys(src_curves, curve_key)]
-            # A run redone after a crash left its first curve behind: keep the last, as the
-            # report does.
-            point = [*curve_key, "iteration"] if "iteration" in src_curves.columns else curve_key
-            chosen = src_curves.loc[mask].drop_duplicates(subset=point, keep="last")
-            new_curves.append(chosen)
-            summary.curves_added += len(chosen)
-            wanted -= set(row_keys(chosen, curve_key))
-        summary.runs_without_curve += len(wanted)
+        merge.add_source(name, frame)
+    summary = merge.summary
 
-    if shared_curve_keys:
+    if merge.shared_curve_keys:
         logger.warning(
             "%d added run(s) share their curve key with another added run (they differ only in "
             "columns the curves file does not record); the plot shows one of each.",
-            shared_curve_keys,
+            merge.shared_curve_keys,
         )
-    if not new_results:
+    if not merge.new_results:
         return summary
-    destination.mkdir(parents=True, exist_ok=True)
-    if (file_stamp(dest_results), file_stamp(dest_curves)) != stamps:
-        raise InputError(
-            f"{destination} changed during the merge (is 'llmbo bench' writing to it?); "
-            "nothing was replaced. Merge again once no process writes to the destination."
-        )
-    first = list(results.columns) if len(results.columns) else list(RESULT_COLUMNS)
-    order = _column_order(first, new_results, RESULT_COLUMNS)
-    merged = pd.concat([results, *new_results], ignore_index=True).reindex(columns=order)
-    if new_curves:
-        first = list(curves.columns) if len(curves.columns) else list(CURVE_COLUMNS)
-        curve_order = _column_order(first, new_curves, CURVE_COLUMNS)
-        merged_curves = pd.concat([curves, *new_curves], ignore_index=True)
-        # Curves first: a results row promises a complete curve (as when ``llmbo bench`` appends).
-        _write_unless_changed(
-            merged_curves.reindex(columns=curve_order).fillna(""), dest_curves, stamps[1]
-        )
-    _write_unless_changed(merged.fillna(""), dest_results, stamps[0])
+    _write_merged(merge, results, curves, destination, stamps)
     if summary.runs_without_curve:
         logger.warning(
             "%d added run(s) have no curve in their source; the convergence plot omits them.",

@@ -17,6 +17,23 @@ module and saying how to build the object under test:
 
   and ``pytest`` runs every contract test against ``MyStorage``. llmbo's own SQLite and
   PostgreSQL backends are tested this way (``tests/test_storage.py``).
+* :mod:`llmbo.testing.surrogates` — :class:`~llmbo.testing.surrogates.SurrogateContract`,
+  the rules of :class:`llmbo.surrogates.base.Surrogate`, run for every surrogate in the
+  registry (``SURROGATES``) on a small pool with a tiny random BERT: training improves its
+  objective, posterior shapes and dtypes, float32 and float64 inputs, config round-trip,
+  same seed → same result, acquisition and fallback. A project that registers a surrogate
+  writes::
+
+      from llmbo.testing.surrogates import SurrogateContract
+
+      class TestMySurrogate(SurrogateContract):
+          def build_config(self, case, model):
+              if case == "mine":
+                  return MyConfig(...)
+              return super().build_config(case, model)
+
+  and a registered surrogate without a config there fails the suite instead of skipping it.
+  llmbo's own surrogates are tested this way (``tests/surrogates/test_contract.py``).
 
 These modules import ``pytest`` (and ``hypothesis`` where a suite uses it), which are
 development dependencies (``pip install llmbo[dev]``), not runtime ones: ``import llmbo``
