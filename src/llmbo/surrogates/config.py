@@ -32,6 +32,7 @@ __all__ = [
     "RandomConfig",
     "StaticConfig",
     "SurrogateConfig",
+    "TokenSurrogateConfig",
     "from_legacy_spec",
     "lora_settings",
     "parse_setting",
@@ -168,7 +169,7 @@ class RandomConfig(SurrogateConfig):
 @dataclass
 class FeatureGPConfig(SurrogateConfig):
     """A GP on fixed features of a registered featurizer (``drfp``, ``morgan``, ``onehot``,
-    ``components``).
+    ``components``, ``numeric``: standard BO on a parameter grid's numeric columns).
 
     Attributes:
         featurizer: Keyword arguments of the featurizer (column names, sizes).
@@ -178,7 +179,7 @@ class FeatureGPConfig(SurrogateConfig):
             :func:`~llmbo.surrogates.likelihood.gaussian_likelihood`).
     """
 
-    NAMES: ClassVar[tuple[str, ...]] = ("drfp", "morgan", "onehot", "components")
+    NAMES: ClassVar[tuple[str, ...]] = ("drfp", "morgan", "onehot", "components", "numeric")
     name: str = "onehot"
     featurizer: dict[str, Any] = field(default_factory=dict)
     kernel: str | None = None
@@ -278,6 +279,36 @@ class LoraSurrogateConfig(DeepKernelSurrogateConfig):
         self.lora = lora_settings(self.lora)
 
 
+@dataclass
+class TokenSurrogateConfig(SurrogateConfig):
+    """Frozen statement states + a learnable token + projection + GP (``token``), the
+    surrogate of the LoRA hyperparameter search (:mod:`llmbo.surrogates.token`).
+
+    Attributes:
+        encoder: Transformer loading/running options (``pooling`` is always
+            ``"segments"``: one state per line of the prompt).
+        deep_kernel: Training settings of the token, projection head and GP.
+        token: Train the token (``False``: the "no token" ablation).
+        cache_dir: Where statement states of a pool are kept between studies (a runtime
+            setting: it may differ when a study is reopened).
+        noise_prior: BoTorch's default LogNormal(-4, 1) prior on the noise variance.
+    """
+
+    NAMES: ClassVar[tuple[str, ...]] = ("token",)
+    name: str = "token"
+    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(pooling="segments"))
+    deep_kernel: DeepKernelConfig = field(default_factory=DeepKernelConfig)
+    token: bool = True
+    cache_dir: str | None = None
+    noise_prior: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_bool(self, "token", "noise_prior")
+        if self.encoder.pooling != "segments":
+            self.encoder = dataclasses.replace(self.encoder, pooling="segments")
+
+
 #: Config class of every registered surrogate name.
 SURROGATE_CONFIGS: Registry[type[SurrogateConfig]] = Registry("surrogate")
 for _cls in (
@@ -286,6 +317,7 @@ for _cls in (
     StaticConfig,
     DeepKernelSurrogateConfig,
     LoraSurrogateConfig,
+    TokenSurrogateConfig,
 ):
     for _name in _cls.NAMES:
         SURROGATE_CONFIGS.register(_name)(_cls)

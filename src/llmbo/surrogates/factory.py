@@ -13,6 +13,7 @@ from llmbo.surrogates.config import (
     LoraSurrogateConfig,
     StaticConfig,
     SurrogateConfig,
+    TokenSurrogateConfig,
     surrogate_config,
 )
 from llmbo.surrogates.deep_kernel import DeepKernelGP
@@ -72,7 +73,7 @@ def _static(config: StaticConfig) -> Surrogate:
 
 
 def _featurizer(name: str, options: dict[str, Any], what: str) -> Any:
-    from llmbo.encoders import fingerprints  # noqa: F401  (registers featurizers)
+    from llmbo.encoders import fingerprints, numeric  # noqa: F401  (registers featurizers)
     from llmbo.encoders.base import FEATURIZERS
 
     try:
@@ -97,7 +98,7 @@ SURROGATES.register("lora")(_deep_kernel)
 
 #: Default kernel of each fixed-feature surrogate.
 FEATURE_GP_KERNELS = {"drfp": "tanimoto", "morgan": "tanimoto", "onehot": "matern",
-                      "components": "components"}  # fmt: skip
+                      "components": "components", "numeric": "matern-ard"}  # fmt: skip
 
 
 def _feature_gp(config: FeatureGPConfig) -> Surrogate:
@@ -111,3 +112,12 @@ def _feature_gp(config: FeatureGPConfig) -> Surrogate:
 
 for _name in FEATURE_GP_KERNELS:
     SURROGATES.register(_name)(_feature_gp)
+
+
+@SURROGATES.register("token")
+def _token(config: TokenSurrogateConfig) -> Surrogate:
+    from llmbo.encoders.prompt_token import PromptTokenEncoder
+    from llmbo.surrogates.token import TokenDeepKernelGP
+
+    encoder = PromptTokenEncoder(config.encoder, token=config.token, cache_dir=config.cache_dir)
+    return TokenDeepKernelGP(encoder, config.deep_kernel, noise_prior=config.noise_prior)

@@ -14,8 +14,8 @@ random-weight BERT written to a temporary folder (no download)::
 A surrogate registered by another project gets the same tests by saying how to configure it
 for the contract's pool (:meth:`~SurrogateContract.make_space`: texts
 ``"{color} {animal} in the {place}"``, categorical columns ``color``, ``animal``,
-``place``, SMILES columns ``ligand``, ``base``, ``solvent`` and a reaction SMILES column
-``rxn``); every other case is delegated to ``super()``::
+``place``, SMILES columns ``ligand``, ``base``, ``solvent``, a reaction SMILES column
+``rxn`` and numeric columns ``temperature`` and ``hours``); every other case is delegated to ``super()``::
 
     class TestMySurrogate(SurrogateContract):
         @classmethod
@@ -105,7 +105,12 @@ __all__ = [
 ]
 
 #: Variants of the built-in surrogates the suite runs besides the bare registry names.
-BUILTIN_VARIANTS = ("static:soft_tokens", "projection:side_features", "lora:top_module")
+BUILTIN_VARIANTS = (
+    "static:soft_tokens",
+    "projection:side_features",
+    "lora:top_module",
+    "token:no_token",
+)
 
 #: The contract pool: per component, its word in the texts and its SMILES.
 LIGANDS = {
@@ -248,6 +253,9 @@ class SurrogateFixtures:
             ),
             "onehot": ("onehot", {"featurizer": columns}),
             "components": ("components", {"featurizer": columns}),
+            "numeric": ("numeric", {"featurizer": {"columns": ["temperature", "hours"]}}),
+            "token": ("token", {"encoder": encoder, "deep_kernel": deep}),
+            "token:no_token": ("token", {"encoder": encoder, "deep_kernel": deep, "token": False}),
         }
         if case not in known:
             pytest.fail(
@@ -303,10 +311,12 @@ class SurrogateFixtures:
                 "base": base,
                 "solvent": solvent,
                 "rxn": f"Brc1ccccc1.{ligand}.{base}>{solvent}>c1ccc(-c2ccccc2)cc1",
+                "temperature": 20.0 + 15.0 * i + 5.0 * k,
+                "hours": 0.5 * 4.0**j,
             }
-            for color, ligand in LIGANDS.items()
-            for animal, base in BASES.items()
-            for place, solvent in SOLVENTS.items()
+            for i, (color, ligand) in enumerate(LIGANDS.items())
+            for j, (animal, base) in enumerate(BASES.items())
+            for k, (place, solvent) in enumerate(SOLVENTS.items())
         ]
         return CandidateSpace(pd.DataFrame(rows), TEMPLATE)
 
