@@ -197,7 +197,7 @@ def test_outcome_power_option_reaches_the_study(table: Path, tmp_path: Path, cap
 def test_lora_placement_option_values() -> None:
     import argparse
 
-    from llmbo.cli._common import surrogate_spec
+    from llmbo.cli.common import surrogate_spec
 
     def spec(*extra: str) -> object:
         args = argparse.Namespace(

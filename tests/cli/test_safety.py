@@ -428,7 +428,7 @@ def test_every_option_has_a_reopening_rule() -> None:
     """A new option must say whether it is a study setting (checked on reopening), part of
     the candidates, creation-only or about this call only."""
     from llmbo.cli import build_parser
-    from llmbo.cli._common import (
+    from llmbo.cli.common import (
         CREATION_ONLY_OPTIONS,
         REOPEN_SETTINGS,
         RUNTIME_OPTIONS,
@@ -458,7 +458,7 @@ def test_segment_separator_is_taken_as_typed(tmp_path: Path) -> None:
         (text,) = con.execute("SELECT config_json FROM llmbo_studies").fetchone()
     assert json.loads(text)["proposer"]["surrogate"]["encoder"]["segment_separator"] == " → "
 
-    from llmbo.cli._common import decode_separator
+    from llmbo.cli.common import decode_separator
 
     assert decode_separator(" → ") == " → "
     assert decode_separator("\\n") == "\n"

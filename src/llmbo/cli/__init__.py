@@ -19,7 +19,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with its error messages made safe to print (they echo what was typed)."""
 
     def error(self, message: str) -> NoReturn:
-        from llmbo.cli._common import safe_text
+        from llmbo.cli.common import safe_text
 
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {safe_text(message)}\n")
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             and getattr(args, action.dest, None) == []
         ):
             parser.error(f"argument {action.option_strings[0]}: expected one value, got '--'")
-    from llmbo.cli._common import SafeWriter
+    from llmbo.cli.common import SafeWriter
 
     stdout = sys.stdout
     sys.stdout = SafeWriter(stdout)  # type: ignore[assignment]
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from llmbo.cli._common import SafeFormatter
+    from llmbo.cli.common import SafeFormatter
 
     handler = logging.StreamHandler()
     handler.setFormatter(SafeFormatter("%(levelname)s %(name)s: %(message)s"))
@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except LlmboError as exc:
-        from llmbo.cli._common import safe_text
+        from llmbo.cli.common import safe_text
         from llmbo.errors import InputError
 
         print(f"llmbo {args.command}: error: {safe_text(exc)}", file=sys.stderr)

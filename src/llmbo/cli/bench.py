@@ -8,24 +8,36 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from llmbo.cli.common import add_command
 from llmbo.errors import InputError
 
 REPORT_MD = "reactions.md"
 REPORT_PNG = "reactions_convergence.png"
 
+_BENCH_DESCRIPTION = (
+    "Run the reaction benchmark protocol (10 below-median starts, N sequential "
+    "iterations) for every benchmark x method x seed not yet in "
+    "RESULTS_DIR/reactions.csv, then write reactions.md and "
+    "reactions_convergence.png there and print the table."
+)
+_MERGE_DESCRIPTION = (
+    "Merge reactions.csv and reactions_curves.csv of SOURCE directories (e.g. "
+    "written by parallel 'llmbo bench --results-dir' processes) into RESULTS_DIR. Runs "
+    "already in RESULTS_DIR are kept as measured; each file is replaced atomically. No "
+    "'llmbo bench' may write to RESULTS_DIR meanwhile. Then rewrite the report."
+)
+
 
 def register(subparsers: Any) -> None:
     """Add ``bench``, ``bench-report`` and ``bench-merge`` to the ``llmbo`` parser."""
-    p = subparsers.add_parser(
-        "bench",
-        help="run the reaction benchmarks (resumable) and report top-5 %% coverage",
-        description=(
-            "Run the reaction benchmark protocol (10 below-median starts, N sequential "
-            "iterations) for every benchmark x method x seed not yet in "
-            "RESULTS_DIR/reactions.csv, then write reactions.md and "
-            "reactions_convergence.png there and print the table."
-        ),
-    )
+    _register_bench(subparsers)
+    _register_report(subparsers)
+    _register_merge(subparsers)
+
+
+def _register_bench(subparsers: Any) -> None:
+    summary = "run the reaction benchmarks (resumable) and report top-5 %% coverage"
+    p = add_command(subparsers, "bench", summary, _BENCH_DESCRIPTION)
     p.add_argument(
         "--benchmarks",
         default=None,
@@ -79,23 +91,22 @@ def register(subparsers: Any) -> None:
     p.add_argument("--list-methods", action="store_true", help="list the methods and exit")
     p.set_defaults(func=_bench)
 
-    r = subparsers.add_parser(
+
+def _register_report(subparsers: Any) -> None:
+    r = add_command(
+        subparsers,
         "bench-report",
-        help="regenerate reactions.md and the convergence plot from the CSVs",
-        description="Rebuild RESULTS_DIR/reactions.md and reactions_convergence.png from "
+        "regenerate reactions.md and the convergence plot from the CSVs",
+        "Rebuild RESULTS_DIR/reactions.md and reactions_convergence.png from "
         "reactions.csv and reactions_curves.csv, and print the table.",
     )
     r.add_argument("--results-dir", default="benchmarks/results", type=Path)
     r.set_defaults(func=_report)
 
-    m = subparsers.add_parser(
-        "bench-merge",
-        help="add the runs of other results directories to RESULTS_DIR",
-        description="Merge reactions.csv and reactions_curves.csv of SOURCE directories (e.g. "
-        "written by parallel 'llmbo bench --results-dir' processes) into RESULTS_DIR. Runs "
-        "already in RESULTS_DIR are kept as measured; each file is replaced atomically. No "
-        "'llmbo bench' may write to RESULTS_DIR meanwhile. Then rewrite the report.",
-    )
+
+def _register_merge(subparsers: Any) -> None:
+    summary = "add the runs of other results directories to RESULTS_DIR"
+    m = add_command(subparsers, "bench-merge", summary, _MERGE_DESCRIPTION)
     m.add_argument("sources", nargs="+", type=Path, metavar="SOURCE")
     m.add_argument("--results-dir", default="benchmarks/results", type=Path)
     m.add_argument("--no-report", action="store_true", help="do not write reactions.md / .png")

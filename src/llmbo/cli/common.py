@@ -122,6 +122,26 @@ def decode_separator(text: str) -> str:
 
 
 # ------------------------------------------------------------------------ option groups
+def add_command(
+    subparsers: Any,
+    name: str,
+    summary: str,
+    description: str | None = None,
+    examples: str | None = None,
+) -> argparse.ArgumentParser:
+    """Add the subcommand ``name``, with ``summary`` in ``llmbo --help``. With ``examples``
+    (shown after the options) the description and examples keep their line breaks."""
+    if examples is None:
+        return subparsers.add_parser(name, help=summary, description=description)
+    return subparsers.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def add_space_options(parser: argparse.ArgumentParser, *, target: bool) -> None:
     """``--benchmark NAME`` or ``--table FILE --template T [--id-column C]`` (+ ``--target``)."""
     group = parser.add_argument_group("candidates")
@@ -160,6 +180,24 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         return value if defaults else None
 
     group = parser.add_argument_group("model")
+    _add_objective_options(group, d)
+    _add_surrogate_options(group, d)
+    _add_encoder_options(group)
+    group.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="any other setting of the surrogate's config, as in `llmbo bench --set`: e.g. "
+        "deep_kernel.lr=1e-3, lora.r=8, encoder.max_length=128, featurizer.n_bits=1024, or "
+        "the acquisition (acquisition=ucb, acquisition.beta=0.5); repeatable; only when a "
+        "study is created",
+    )
+
+
+def _add_objective_options(group: Any, d: Callable[[Any], Any]) -> None:
+    """``--surrogate``, ``--model``, the acquisition, the seed and the direction."""
     group.add_argument(
         "--surrogate",
         default=d("lora"),
@@ -194,6 +232,11 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         default=d(False),
         help="minimise the target (default: maximise)",
     )
+
+
+def _add_surrogate_options(group: Any, d: Callable[[Any], Any]) -> None:
+    """Deep-kernel and fixed-feature options: soft tokens, the adapted module, training
+    steps, fingerprint columns, side features and the noise prior."""
     group.add_argument(
         "--soft-tokens",
         type=non_negative_int,
@@ -248,6 +291,10 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
         "start the noise at its mode, 0.0067 (default: no prior, only a floor of 1e-4); see "
         "research/LOG.md, eleventh round",
     )
+
+
+def _add_encoder_options(group: Any) -> None:
+    """How the transformer reads the texts: pooling, segments, remote code, device."""
     group.add_argument(
         "--pooling",
         choices=("mean", "cls", "last", "segments"),
@@ -271,17 +318,6 @@ def add_model_options(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
     )
     group.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)"
-    )
-    group.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=None,
-        metavar="KEY=VALUE",
-        help="any other setting of the surrogate's config, as in `llmbo bench --set`: e.g. "
-        "deep_kernel.lr=1e-3, lora.r=8, encoder.max_length=128, featurizer.n_bits=1024, or "
-        "the acquisition (acquisition=ucb, acquisition.beta=0.5); repeatable; only when a "
-        "study is created",
     )
 
 

@@ -8,38 +8,39 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from llmbo._files import write_csv_atomic
-from llmbo.cli import _common as common
+from llmbo.cli import common
 from llmbo.errors import InputError
+
+if TYPE_CHECKING:
+    from llmbo.optimizer import Optimizer
 
 DEFAULT_ITERATIONS = 20
 DEFAULT_N_INITIAL = 10
 
+_DESCRIPTION = (
+    "Run Bayesian optimisation on a pool whose values are already known: each "
+    "suggestion is 'measured' by looking up its target value. With --benchmark the "
+    f"campaign starts from {DEFAULT_N_INITIAL} random below-median candidates (the "
+    "benchmark protocol); with --table from --n-initial random rows."
+)
+_EXAMPLES = (
+    "examples:\n"
+    "  llmbo run --benchmark bh1 --iterations 5\n"
+    "  llmbo run --table runs.csv --template '{catalyst} in {solvent} at {temp} C' "
+    "--target yield --surrogate projection --output history.csv"
+)
+
 
 def register(subparsers: Any) -> None:
     """Add ``llmbo run`` to the ``llmbo`` parser."""
-    p = subparsers.add_parser(
-        "run",
-        help="simulated campaign on a table with a known target (benchmark use)",
-        description=(
-            "Run Bayesian optimisation on a pool whose values are already known: each "
-            "suggestion is 'measured' by looking up its target value. With --benchmark the "
-            f"campaign starts from {DEFAULT_N_INITIAL} random below-median candidates (the "
-            "benchmark protocol); with --table from --n-initial random rows."
-        ),
-        epilog=(
-            "examples:\n"
-            "  llmbo run --benchmark bh1 --iterations 5\n"
-            "  llmbo run --table runs.csv --template '{catalyst} in {solvent} at {temp} C' "
-            "--target yield --surrogate projection --output history.csv"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    summary = "simulated campaign on a table with a known target (benchmark use)"
+    p = common.add_command(subparsers, "run", summary, _DESCRIPTION, _EXAMPLES)
     common.add_space_options(p, target=True)
     campaign = p.add_argument_group("campaign")
     campaign.add_argument(
@@ -92,7 +93,7 @@ def _initial_rows(
 
 def run_command(args: argparse.Namespace) -> int:
     from llmbo import metrics
-    from llmbo.optimizer import Optimizer, TableObjective
+    from llmbo.optimizer import TableObjective
 
     started = time.perf_counter()
     # Everything that can be checked is checked before a study is created or a model loaded.
@@ -101,22 +102,8 @@ def run_command(args: argparse.Namespace) -> int:
     assert choice.target is not None
     objective = TableObjective(space, choice.target)
     pool_values = pd.to_numeric(space.frame[choice.target]).to_numpy(dtype=np.float64)
-    n, n_init, budget = len(space), args.n_initial, args.iterations * args.batch_size
-    if n_init > n:
-        raise InputError(
-            f"--n-initial {n_init} is larger than the pool ({n} candidates); lower it."
-        )
-    if args.batch_size > n - n_init:
-        raise InputError(
-            f"--batch-size {args.batch_size} is larger than the pool left after the initial design "
-            f"({n - n_init} of {n} candidates); lower --batch-size or --n-initial."
-        )
-    if n_init + budget > n:
-        raise InputError(
-            f"{n_init} initial + {args.iterations} iterations x {args.batch_size} = "
-            f"{n_init + budget} evaluations, but the pool has only {n} candidates; "
-            "lower --iterations."
-        )
+    n_init, budget = args.n_initial, args.iterations * args.batch_size
+    _check_budget(args, len(space))
     protected = [("--study", args.study or ""), ("--table", args.table or "")]
     output = (
         common.check_output_path(args.output, "--output", protected=protected)
@@ -124,33 +111,7 @@ def run_command(args: argparse.Namespace) -> int:
         else None
     )
     progress = not args.no_progress
-
-    opt = None
-    try:
-        if args.study:
-            # The same rule as `llmbo suggest`: an existing study keeps its settings (options
-            # that contradict them are refused); a new one is created once all checks pass.
-            common.check_study_location(args.study)
-            store = (
-                None
-                if common.is_new_file(args.study)
-                else common.open_storage(args.study, must_exist=False)
-            )
-            opt = common.open_or_create(args, store, choice, progress=progress, n=n_init)
-        else:
-            opt = Optimizer(
-                space,
-                common.surrogate_spec(args, choice.pool),
-                acquisition=common.acquisition_config(args),
-                maximize=not args.minimize,
-                seed=args.seed if args.seed is not None else 0,
-                progress=progress,
-            )
-        # Load the model now: a bad model path fails here, before anything is measured.
-        opt.surrogate.prepare(space, progress=progress)
-    except BaseException:
-        common.discard_if_unused(opt)
-        raise
+    opt = _prepared_optimizer(args, choice, progress=progress)
     load_seconds = time.perf_counter() - started
 
     # The study's own seed and direction (a reopened study keeps those it was created with).
@@ -173,6 +134,62 @@ def run_command(args: argparse.Namespace) -> int:
     if args.study:
         print(f"study {args.study_name!r} kept in {common.display_location(args.study)}")
     return 0
+
+
+def _check_budget(args: argparse.Namespace, n: int) -> None:
+    """Refuse an initial design, batch or campaign larger than the pool of ``n``."""
+    n_init, budget = args.n_initial, args.iterations * args.batch_size
+    if n_init > n:
+        raise InputError(
+            f"--n-initial {n_init} is larger than the pool ({n} candidates); lower it."
+        )
+    if args.batch_size > n - n_init:
+        raise InputError(
+            f"--batch-size {args.batch_size} is larger than the pool left after the initial design "
+            f"({n - n_init} of {n} candidates); lower --batch-size or --n-initial."
+        )
+    if n_init + budget > n:
+        raise InputError(
+            f"{n_init} initial + {args.iterations} iterations x {args.batch_size} = "
+            f"{n_init + budget} evaluations, but the pool has only {n} candidates; "
+            "lower --iterations."
+        )
+
+
+def _prepared_optimizer(
+    args: argparse.Namespace, choice: common.SpaceChoice, *, progress: bool
+) -> Optimizer:
+    """The campaign's optimizer (on ``--study`` when given) with its model loaded; a study
+    this call created is removed again if anything fails before it is used."""
+    from llmbo.optimizer import Optimizer
+
+    opt = None
+    try:
+        if args.study:
+            # The same rule as `llmbo suggest`: an existing study keeps its settings (options
+            # that contradict them are refused); a new one is created once all checks pass.
+            common.check_study_location(args.study)
+            store = (
+                None
+                if common.is_new_file(args.study)
+                else common.open_storage(args.study, must_exist=False)
+            )
+            opt = common.open_or_create(args, store, choice, progress=progress, n=args.n_initial)
+        else:
+            opt = Optimizer(
+                choice.space,
+                common.surrogate_spec(args, choice.pool),
+                acquisition=common.acquisition_config(args),
+                maximize=not args.minimize,
+                seed=args.seed if args.seed is not None else 0,
+                progress=progress,
+            )
+        # Load the model now: a bad model path fails here, before anything is measured.
+        opt.surrogate.prepare(choice.space, progress=progress)
+    except BaseException:
+        common.discard_if_unused(opt)
+        raise
+    return opt
 
 
 def _summary(

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmbo._files import write_csv_atomic
-from llmbo.cli._common import (
+from llmbo.cli.common import (
     SPACE_OPTIONS,
+    add_command,
     add_model_options,
     add_space_options,
     add_study_options,
@@ -44,31 +45,36 @@ from llmbo.cli._common import (
 from llmbo.errors import InputError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from llmbo.optimizer import Optimizer
 
 MAX_LISTED = 10
 
+_SUGGEST_DESCRIPTION = (
+    "Suggest the next candidates of a campaign kept in a study file. The first call "
+    "creates the study from --benchmark or --table/--template and the model options; "
+    "later calls reopen it (its settings are fixed at creation)."
+)
+_SUGGEST_EXAMPLES = (
+    "example:\n"
+    "  llmbo suggest --study camp.db --table grid.csv \\\n"
+    "      --template '{ligand} with {base}' -n 4 --out next.csv\n"
+    "  (measure them, add a 'value' column)\n"
+    "  llmbo observe --study camp.db --results next.csv\n"
+    "  llmbo suggest --study camp.db -n 4 --out next.csv"
+)
+_OBSERVE_DESCRIPTION = (
+    "Record measurements: read candidate ids and values from a CSV and store them in "
+    "the study. The whole file is checked first (missing columns, unknown or repeated "
+    "ids, values that are empty, NaN, infinite or not numbers, values that contradict "
+    "earlier ones); if anything is wrong, nothing is recorded."
+)
 
-def register(subparsers: Any) -> None:
-    """Add ``suggest``, ``observe`` and ``status`` to the ``llmbo`` parser."""
-    s = subparsers.add_parser(
-        "suggest",
-        help="suggest the next candidates to measure (creates the study on first use)",
-        description=(
-            "Suggest the next candidates of a campaign kept in a study file. The first call "
-            "creates the study from --benchmark or --table/--template and the model options; "
-            "later calls reopen it (its settings are fixed at creation)."
-        ),
-        epilog=(
-            "example:\n"
-            "  llmbo suggest --study camp.db --table grid.csv \\\n"
-            "      --template '{ligand} with {base}' -n 4 --out next.csv\n"
-            "  (measure them, add a 'value' column)\n"
-            "  llmbo observe --study camp.db --results next.csv\n"
-            "  llmbo suggest --study camp.db -n 4 --out next.csv"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def _register_suggest(subparsers: Any) -> None:
+    summary = "suggest the next candidates to measure (creates the study on first use)"
+    s = add_command(subparsers, "suggest", summary, _SUGGEST_DESCRIPTION, _SUGGEST_EXAMPLES)
     add_study_options(s, required=True)
     s.add_argument(
         "-n", "--n-suggestions", dest="n", type=positive_int, default=1, help="how many (default 1)"
@@ -93,16 +99,10 @@ def register(subparsers: Any) -> None:
         "again).",
     )
 
-    o = subparsers.add_parser(
-        "observe",
-        help="record measured values from a CSV (all rows checked before any is stored)",
-        description=(
-            "Record measurements: read candidate ids and values from a CSV and store them in "
-            "the study. The whole file is checked first (missing columns, unknown or repeated "
-            "ids, values that are empty, NaN, infinite or not numbers, values that contradict "
-            "earlier ones); if anything is wrong, nothing is recorded."
-        ),
-    )
+
+def _register_observe(subparsers: Any) -> None:
+    summary = "record measured values from a CSV (all rows checked before any is stored)"
+    o = add_command(subparsers, "observe", summary, _OBSERVE_DESCRIPTION)
     add_study_options(o, required=True)
     o.add_argument(
         "--results", metavar="CSV", required=True, help="CSV with one row per measured candidate"
@@ -117,14 +117,21 @@ def register(subparsers: Any) -> None:
         "which, and observing the same file again is safe.",
     )
 
-    t = subparsers.add_parser(
-        "status", help="counts per trial state and the best candidates so far"
-    )
+
+def _register_status(subparsers: Any) -> None:
+    t = add_command(subparsers, "status", "counts per trial state and the best candidates so far")
     add_study_options(t, required=True)
     t.add_argument(
         "--top", type=positive_int, default=5, help="how many best rows to show (default 5)"
     )
     t.set_defaults(func=status_command, interrupted="nothing was changed (status only reads).")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``suggest``, ``observe`` and ``status`` to the ``llmbo`` parser."""
+    _register_suggest(subparsers)
+    _register_observe(subparsers)
+    _register_status(subparsers)
 
 
 # ------------------------------------------------------------------------------ suggest
@@ -208,6 +215,22 @@ def _read_results(
     path: str, id_col: str, value_col: str, opt: Optimizer
 ) -> tuple[list[str], list[float]]:
     """Read and check the whole results file; one :class:`InputError` lists every problem."""
+    frame = _results_frame(path, id_col, value_col)
+    ids = [s.strip() for s in frame[id_col].astype(str)]
+    raw = [s.strip() for s in frame[value_col].astype(str)]
+    values, problems = _check_results(ids, raw, opt)
+    if problems:
+        raise InputError(
+            f"Results file {path!r} was not recorded (nothing was stored): "
+            + " | ".join(problems)
+            + ". Fix the file and run observe again."
+        )
+    return ids, values
+
+
+def _results_frame(path: str, id_col: str, value_col: str) -> pd.DataFrame:
+    """The results file as text cells, with its id and value columns; :class:`InputError`
+    if it is missing, unreadable, lacks those columns or has no rows."""
     import pandas as pd
 
     p = Path(path)
@@ -236,7 +259,13 @@ def _read_results(
         )
     if len(frame) == 0:
         raise InputError(f"Results file {path!r} has a header but no rows; nothing was recorded.")
+    return frame
 
+
+def _check_results(ids: list[str], raw: list[str], opt: Optimizer) -> tuple[list[float], list[str]]:
+    """The values of a results file's rows and what is wrong with the file (nothing when it
+    can be recorded): empty, unknown or repeated ids, values that are not finite numbers,
+    values that contradict earlier measurements."""
     problems: list[str] = []
 
     def problem(kind: str, lines: list[str]) -> None:
@@ -244,8 +273,6 @@ def _read_results(
             more = f" (and {len(lines) - MAX_LISTED} more)" if len(lines) > MAX_LISTED else ""
             problems.append(f"{kind}: {'; '.join(lines[:MAX_LISTED])}{more}")
 
-    ids = [s.strip() for s in frame[id_col].astype(str)]
-    raw = [s.strip() for s in frame[value_col].astype(str)]
     values: list[float] = []
     empty_ids, unknown, bad_values, not_finite = [], [], [], []
     for k, (cid, text) in enumerate(zip(ids, raw, strict=True)):
@@ -291,13 +318,7 @@ def _read_results(
             if cid in done and done[cid] != v
         ]
         problem("candidates already measured with a different value", conflicts)
-    if problems:
-        raise InputError(
-            f"Results file {path!r} was not recorded (nothing was stored): "
-            + " | ".join(problems)
-            + ". Fix the file and run observe again."
-        )
-    return ids, values
+    return values, problems
 
 
 def observe_command(args: argparse.Namespace) -> int:
