@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from llmbo.benchmarks.speed import COLUMNS, _spec, main, synthetic_space
+from llmbo.benchmarks.speed import COLUMNS, main, method_config, synthetic_space
 from llmbo.datasets import load_pool
 
 
@@ -46,8 +46,10 @@ def test_speed_script_writes_side_by_side_rows(tiny_model: str, tmp_path: Path) 
     assert added.surrogate.tolist() == ["static", "projection", "projection{gp_device=cpu}"]
     pool = load_pool("bh1")
     build = {"model": tiny_model, "device": "cpu", "template": "names", "steps": 2}
-    assert _spec("projection", pool, **build, gp_device="cpu").deep_kernel.gp_device == "cpu"
-    assert _spec("projection", pool, **build).deep_kernel.gp_device == "auto"
+    assert (
+        method_config("projection", pool, **build, gp_device="cpu").deep_kernel.gp_device == "cpu"
+    )
+    assert method_config("projection", pool, **build).deep_kernel.gp_device == "auto"
 
 
 def test_synthetic_pool_has_distinct_texts_and_requested_size() -> None:

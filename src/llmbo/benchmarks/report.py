@@ -332,23 +332,10 @@ def convergence_figure(
             fig.delaxes(ax)
             continue
         bench = benches[k]
-        part = frame[frame["benchmark"] == bench]
         for lab in labels:
-            runs = part[part["label"] == lab]
-            if runs.empty:
-                continue
-            table = runs.pivot_table(index="seed", columns="iteration", values="best_so_far")
-            table = table.dropna(axis=0, how="any")
-            if table.empty:
-                continue
-            x = table.columns.to_numpy(dtype=float)
-            values = table.to_numpy(dtype=float)
-            mean = values.mean(axis=0)
-            (line,) = ax.plot(x, mean, color=colors[lab], ls=styles[lab], label=lab, lw=1.6)
-            handles.setdefault(lab, line)
-            if len(values) > 1:
-                _, sem = mean_and_sem(values, axis=0)
-                ax.fill_between(x, mean - sem, mean + sem, color=colors[lab], alpha=0.2, lw=0)
+            line = _draw_curve(ax, frame, bench, lab, color=colors[lab], style=styles[lab])
+            if line is not None:
+                handles.setdefault(lab, line)
         ax.set_title(bench)
         ax.set_xlabel("iteration")
         ax.set_ylabel("best yield so far")
@@ -364,3 +351,25 @@ def convergence_figure(
         frameon=False,
     )
     return fig
+
+
+def _draw_curve(
+    ax: Any, frame: pd.DataFrame, bench: str, label: str, *, color: str, style: str
+) -> Any:
+    """Draw the mean curve (± s.e. band over seeds) of ``label`` on ``bench``; the line, or
+    ``None`` when it has no complete curve there."""
+    runs = frame[(frame["benchmark"] == bench) & (frame["label"] == label)]
+    if runs.empty:
+        return None
+    table = runs.pivot_table(index="seed", columns="iteration", values="best_so_far")
+    table = table.dropna(axis=0, how="any")
+    if table.empty:
+        return None
+    x = table.columns.to_numpy(dtype=float)
+    values = table.to_numpy(dtype=float)
+    mean = values.mean(axis=0)
+    (line,) = ax.plot(x, mean, color=color, ls=style, label=label, lw=1.6)
+    if len(values) > 1:
+        _, sem = mean_and_sem(values, axis=0)
+        ax.fill_between(x, mean - sem, mean + sem, color=color, alpha=0.2, lw=0)
+    return line

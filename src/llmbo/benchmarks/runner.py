@@ -21,7 +21,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,7 +37,9 @@ from llmbo.errors import InputError
 from llmbo.metrics import best_so_far, iteration_of_max, top_fraction_coverage
 
 if TYPE_CHECKING:
+    from llmbo.acquisition import AcquisitionConfig
     from llmbo.datasets import ReactionPool
+    from llmbo.optimizer import Optimizer
     from llmbo.space import CandidateSpace
     from llmbo.surrogates.base import Surrogate
     from llmbo.surrogates.config import SurrogateConfig
@@ -327,8 +329,6 @@ def run_one(
     Returns:
         The run's CSV row, best-so-far curve and evaluated candidates.
     """
-    from llmbo.optimizer import Optimizer, TableObjective
-
     protocol = protocol or ProtocolConfig()
     spec_method = METHODS.get(method)
     pool = _pool(pool_name)
@@ -340,31 +340,8 @@ def run_one(
             pool, method, template=template, model=model, device=device, options=options
         )
     _reset(surrogate)
-    sign = 1.0 if protocol.maximize else -1.0
-
-    optimizer = Optimizer(
-        space,
-        surrogate,
-        acquisition=spec_method.acquisition_for(options),
-        maximize=protocol.maximize,
-        seed=int(seed),
-        progress=False,
-    )
-    starts = initial_design(values, protocol.n_initial, int(seed), maximize=protocol.maximize)
-    optimizer.tell([space.ids[i] for i in starts], values[starts].tolist())
-    fallbacks = 0
-
-    def count_fallbacks(opt: Optimizer, ids: list[str], vals: list[float]) -> None:
-        nonlocal fallbacks
-        if opt.last_fit.get("fallback") is not None:
-            fallbacks += 1
-
-    optimizer.run(
-        TableObjective(space, pool.target),
-        protocol.iterations,
-        batch_size=protocol.batch_size,
-        callback=count_fallbacks,
-    )
+    acquisition = spec_method.acquisition_for(options)
+    optimizer, fallbacks = _campaign(space, pool, surrogate, acquisition, int(seed), protocol)
     seconds = time.perf_counter() - start
 
     history = optimizer.history
@@ -373,22 +350,14 @@ def run_one(
     evaluated = done["value"].to_numpy(dtype=np.float64)
     if len(ids) != protocol.budget:
         raise RuntimeError(f"Run evaluated {len(ids)} candidates, expected {protocol.budget}.")
-    running = best_so_far(sign * evaluated) * sign
-    curve = running[protocol.n_initial - 1 :: protocol.batch_size]
-    pool_best = float(np.max(sign * values) * sign)
-    hit = iteration_of_max(
-        sign * evaluated, sign * pool_best, protocol.n_initial, batch_size=protocol.batch_size
-    )
+    curve, scores = _scores(evaluated, values, protocol)
     used_device = _device_of(surrogate)
     row: dict[str, Any] = {
         "benchmark": pool_name,
         "method": method_label(method, options),
         "seed": int(seed),
         "iterations": protocol.iterations,
-        "top5_coverage": top_fraction_coverage(sign * evaluated, sign * values, 0.05),
-        "best_found": float(curve[-1]),
-        "pool_max": pool_best,
-        "iteration_of_max": "" if hit is None else int(hit),
+        **scores,
         "n_evaluated": len(ids),
         "n_initial": protocol.n_initial,
         "batch_size": protocol.batch_size,
@@ -403,6 +372,66 @@ def run_one(
         "hardware": _hardware(used_device),
     }
     return RunResult(row=row, curve=curve, evaluated_ids=ids, evaluated_values=evaluated)
+
+
+def _campaign(
+    space: CandidateSpace,
+    pool: ReactionPool,
+    surrogate: Surrogate,
+    acquisition: AcquisitionConfig,
+    seed: int,
+    protocol: ProtocolConfig,
+) -> tuple[Optimizer, int]:
+    """Tell the protocol's starts and run its iterations: the optimizer and how many fits
+    fell back to the surrogate's fallback model."""
+    from llmbo.optimizer import Optimizer, TableObjective
+
+    values = pool.values
+    optimizer = Optimizer(
+        space,
+        surrogate,
+        acquisition=acquisition,
+        maximize=protocol.maximize,
+        seed=seed,
+        progress=False,
+    )
+    starts = initial_design(values, protocol.n_initial, seed, maximize=protocol.maximize)
+    optimizer.tell([space.ids[i] for i in starts], values[starts].tolist())
+    fallbacks = 0
+
+    def count_fallbacks(opt: Optimizer, ids: list[str], vals: list[float]) -> None:
+        nonlocal fallbacks
+        if opt.last_fit.get("fallback") is not None:
+            fallbacks += 1
+
+    optimizer.run(
+        TableObjective(space, pool.target),
+        protocol.iterations,
+        batch_size=protocol.batch_size,
+        callback=count_fallbacks,
+    )
+    return optimizer, fallbacks
+
+
+def _scores(
+    evaluated: np.ndarray, values: np.ndarray, protocol: ProtocolConfig
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The best-so-far curve (after the starts and after each iteration) and the run's
+    scores against the pool: top-5 % coverage, best found, pool best, iteration of max."""
+    sign = 1.0 if protocol.maximize else -1.0
+    running = best_so_far(sign * evaluated) * sign
+    curve = running[protocol.n_initial - 1 :: protocol.batch_size]
+    pool_best = float(np.max(sign * values) * sign)
+    hit = iteration_of_max(
+        sign * evaluated, sign * pool_best, protocol.n_initial, batch_size=protocol.batch_size
+    )
+    scores = {
+        "top5_coverage": top_fraction_coverage(sign * evaluated, sign * values, 0.05),
+        "best_found": float(curve[-1]),
+        "pool_max": pool_best,
+        "iteration_of_max": "" if hit is None else int(hit),
+    }
+    return curve, scores
 
 
 # --------------------------------------------------------------------- CSV I/O
@@ -543,25 +572,9 @@ def run_benchmarks(
     present = [c for c in RUN_KEY if c in results.columns]
     done = set(row_keys(existing, present))
 
-    plan: list[tuple[str, str, int]] = []
-    wanted: list[tuple[str, ...]] = []
-    for pool in pools:
-        for method in methods:
-            opts = options.get(method) or {}
-            for seed in seeds:
-                key = {
-                    "benchmark": pool,
-                    "method": method_label(method, opts),
-                    "seed": int(seed),
-                    "iterations": protocol.iterations,
-                    "template": template,
-                    "model": model if METHODS.get(method).uses_model else "",
-                    "n_initial": protocol.n_initial,
-                    "batch_size": protocol.batch_size,
-                }
-                wanted.append(_key(key, present))
-                if wanted[-1] not in done:
-                    plan.append((pool, method, int(seed)))
+    runs = _wanted_runs(pools, methods, seeds, options, present, protocol, template, model)
+    wanted = [key for _, key in runs]
+    plan = [run for run, key in runs if key not in done]
     skipped = len(wanted) - len(plan)
     if skipped:
         logger.info("Skipping %d finished run(s) found in %s.", skipped, results.path)
@@ -572,40 +585,11 @@ def run_benchmarks(
 
         bar = tqdm(total=len(plan), desc="llmbo bench", unit="run")
     try:
-        surrogate: Surrogate | None = None
-        built_for: tuple[str, str] | None = None
-        for pool, method, seed in plan:
-            opts = options.get(method) or {}
-            if built_for != (pool, method):
-                surrogate = None  # free the previous transformer first
-                surrogate = build_surrogate(
-                    pool, method, template=template, model=model, device=device, options=opts
-                )
-                built_for = (pool, method)
-            if bar is not None:
-                bar.set_description(f"{pool} {method} seed {seed}")
-            result = run_one(
-                pool,
-                method,
-                seed,
-                template=template,
-                protocol=protocol,
-                model=model,
-                device=device,
-                surrogate=surrogate,
-                options=opts,
-            )
+        build = {"template": template, "model": model, "device": device}
+        for result in _run_plan(plan, options, protocol, build, bar):
             curves.append(result.curve_rows())  # curve first: a row means a complete run
             results.append([result.row])
-            logger.info(
-                "%s %s seed %d: top-5%% coverage %.3f, best %.2f (%.1f s)",
-                pool,
-                result.row["method"],
-                seed,
-                result.row["top5_coverage"],
-                result.row["best_found"],
-                result.row["seconds"],
-            )
+            _log_run(result.row)
             if on_result is not None:
                 on_result(result)
             if bar is not None:
@@ -621,3 +605,69 @@ def run_benchmarks(
     wanted_keys = set(wanted)
     keep = [k in wanted_keys for k in row_keys(table, present)]
     return table.loc[keep].reset_index(drop=True)
+
+
+def _log_run(row: Mapping[str, Any]) -> None:
+    logger.info(
+        "%s %s seed %d: top-5%% coverage %.3f, best %.2f (%.1f s)",
+        row["benchmark"],
+        row["method"],
+        row["seed"],
+        row["top5_coverage"],
+        row["best_found"],
+        row["seconds"],
+    )
+
+
+def _wanted_runs(
+    pools: Sequence[str],
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    options: Mapping[str, Mapping[str, Any]],
+    present: Sequence[str],
+    protocol: ProtocolConfig,
+    template: str,
+    model: str,
+) -> list[tuple[tuple[str, str, int], tuple[str, ...]]]:
+    """Every (pool, method, seed) asked for, with its run key in the ``present`` columns."""
+    runs = []
+    for pool in pools:
+        for method in methods:
+            opts = options.get(method) or {}
+            for seed in seeds:
+                key = {
+                    "benchmark": pool,
+                    "method": method_label(method, opts),
+                    "seed": int(seed),
+                    "iterations": protocol.iterations,
+                    "template": template,
+                    "model": model if METHODS.get(method).uses_model else "",
+                    "n_initial": protocol.n_initial,
+                    "batch_size": protocol.batch_size,
+                }
+                runs.append(((pool, method, int(seed)), _key(key, present)))
+    return runs
+
+
+def _run_plan(
+    plan: Sequence[tuple[str, str, int]],
+    options: Mapping[str, Mapping[str, Any]],
+    protocol: ProtocolConfig,
+    build: dict[str, Any],
+    bar: Any,
+) -> Iterator[RunResult]:
+    """Run ``plan`` in order, each run's result as it finishes; a (pool, method)'s
+    surrogate is built once (``build``: template, model, device) for all its seeds."""
+    surrogate: Surrogate | None = None
+    built_for: tuple[str, str] | None = None
+    for pool, method, seed in plan:
+        opts = options.get(method) or {}
+        if built_for != (pool, method):
+            surrogate = None  # free the previous transformer first
+            surrogate = build_surrogate(pool, method, options=opts, **build)
+            built_for = (pool, method)
+        if bar is not None:
+            bar.set_description(f"{pool} {method} seed {seed}")
+        yield run_one(
+            pool, method, seed, protocol=protocol, surrogate=surrogate, options=opts, **build
+        )

@@ -249,7 +249,7 @@ def synthetic_space(size: int, seed: int = 0) -> tuple[CandidateSpace, np.ndarra
     return space, values
 
 
-def _spec(
+def method_config(
     method: str,
     pool: Any,
     *,
@@ -260,8 +260,9 @@ def _spec(
     cached: bool = True,
     gp_device: str = "auto",
 ) -> SurrogateConfig:
-    """The spec ``llmbo bench`` uses for ``method`` (``cached=False``: naive reference;
-    ``gp_device``: where a deep kernel's GP algebra runs)."""
+    """The surrogate config ``llmbo bench`` uses for ``method`` (``cached=False``: its naive
+    reference without the hidden-state cache; ``gp_device``: where a deep kernel's GP
+    algebra runs)."""
     from llmbo.benchmarks.methods import METHODS
 
     options: dict[str, Any] = {"deep_kernel.steps": steps, "cache_hidden_states": cached}
@@ -272,7 +273,7 @@ def _spec(
 
 def _is_deep_kernel(method: str, pool: Any, build: dict[str, Any]) -> bool:
     """Whether ``method`` builds a deep-kernel GP (the only kind with a ``gp_device``)."""
-    spec = _spec(method, pool, **build)
+    spec = method_config(method, pool, **build)
     return spec.name in ("projection", "lora") or bool(getattr(spec, "soft_tokens", 0))
 
 
@@ -290,6 +291,30 @@ def _append(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    common = {
+        "device": device.type if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "model": args.model,
+        "steps": args.steps,
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "torch": torch.__version__,
+        "cpu": cpu_description(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    out = Path(args.output)
+    n_trains = [int(n) for n in args.n_train.split(",") if n]
+    ref_n = {int(n) for n in args.reference_n_train.split(",") if n}
+    if args.surrogates:
+        _time_methods(args, common, out, n_trains, ref_n)
+    _time_pool_sizes(args, common, out)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", default="bh1")
     parser.add_argument("--template", default="procedure")
@@ -323,75 +348,70 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scaling-n-train", default="30")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--output", default="benchmarks/results/speed.csv")
-    args = parser.parse_args(argv)
+    return parser
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    common = {
-        "device": device.type if device.type == "cpu" else torch.cuda.get_device_name(device),
+
+def _time_methods(
+    args: argparse.Namespace,
+    common: dict[str, Any],
+    out: Path,
+    n_trains: list[int],
+    ref_n: set[int],
+) -> None:
+    """Time each benchmark method (per GP placement asked for) on the benchmark pool, one
+    row per training-set size, and the naive reference of each LoRA method at ``ref_n``."""
+    from llmbo.datasets import load_pool
+
+    pool = load_pool(args.benchmark)
+    space = pool.space(args.template)
+    values = np.asarray(pool.values, dtype=np.float64)
+    build = {
         "model": args.model,
+        "device": args.device,
+        "template": args.template,
         "steps": args.steps,
-        "threads": torch.get_num_threads(),
-        "repeats": args.repeats,
-        "torch": torch.__version__,
-        "cpu": cpu_description(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    out = Path(args.output)
-    n_trains = [int(n) for n in args.n_train.split(",") if n]
-    ref_n = {int(n) for n in args.reference_n_train.split(",") if n}
+    gp_devices = [v for v in args.gp_devices.split(",") if v]
+    runs = [
+        (name, gp_device)
+        for name in args.surrogates.split(",")
+        for gp_device in (gp_devices if _is_deep_kernel(name, pool, build) else ["auto"])
+    ]
+    for name, gp_device in runs:
+        spec = method_config(name, pool, **build, gp_device=gp_device)
+        label = name if gp_device == "auto" else f"{name}{{gp_device={gp_device}}}"
+        surrogate = make_surrogate(spec)
+        reference = None
+        if args.reference and spec.name == "lora" and ref_n & set(n_trains):
+            reference = make_surrogate(
+                method_config(name, pool, **build, cached=False, gp_device=gp_device)
+            )
+        for n in n_trains:
+            res = measure(surrogate, space, values, n, repeats=args.repeats)
+            row = {
+                **common,
+                **res,
+                "experiment": args.benchmark,
+                "surrogate": label,
+                "n_train": n,
+                "pool_size": len(space),
+                "template": args.template,
+            }
+            if reference is not None and n in ref_n:
+                ref = measure(reference, space, values, n, repeats=1)
+                row["reference_sec_per_iter"] = ref["sec_per_iter"]
+                row["speedup"] = ref["sec_per_iter"] / res["sec_per_iter"]
+            _append(out, [row])
+            print(_fmt(row), flush=True)
 
-    if args.surrogates:
-        from llmbo.datasets import load_pool
 
-        pool = load_pool(args.benchmark)
-        space = pool.space(args.template)
-        values = np.asarray(pool.values, dtype=np.float64)
-        build = {
-            "model": args.model,
-            "device": args.device,
-            "template": args.template,
-            "steps": args.steps,
-        }
-        gp_devices = [v for v in args.gp_devices.split(",") if v]
-        runs = [
-            (name, gp_device)
-            for name in args.surrogates.split(",")
-            for gp_device in (gp_devices if _is_deep_kernel(name, pool, build) else ["auto"])
-        ]
-        for name, gp_device in runs:
-            spec = _spec(name, pool, **build, gp_device=gp_device)
-            label = name if gp_device == "auto" else f"{name}{{gp_device={gp_device}}}"
-            surrogate = make_surrogate(spec)
-            reference = None
-            if args.reference and spec.name == "lora" and ref_n & set(n_trains):
-                reference = make_surrogate(
-                    _spec(name, pool, **build, cached=False, gp_device=gp_device)
-                )
-            for n in n_trains:
-                res = measure(surrogate, space, values, n, repeats=args.repeats)
-                row = {
-                    **common,
-                    **res,
-                    "experiment": args.benchmark,
-                    "surrogate": label,
-                    "n_train": n,
-                    "pool_size": len(space),
-                    "template": args.template,
-                }
-                if reference is not None and n in ref_n:
-                    ref = measure(reference, space, values, n, repeats=1)
-                    row["reference_sec_per_iter"] = ref["sec_per_iter"]
-                    row["speedup"] = ref["sec_per_iter"] / res["sec_per_iter"]
-                _append(out, [row])
-                print(_fmt(row), flush=True)
-
+def _time_pool_sizes(args: argparse.Namespace, common: dict[str, Any], out: Path) -> None:
+    """Time the scaling methods on synthetic pools of each ``--pool-sizes`` size."""
     for size in [int(s) for s in args.pool_sizes.split(",") if s]:
         space, values = synthetic_space(size)
         for name in args.scaling_surrogates.split(","):
             surrogate = make_surrogate(
-                _spec(
+                method_config(
                     name,
                     None,
                     model=args.model,
@@ -414,7 +434,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _append(out, [row])
                 print(_fmt(row), flush=True)
             del surrogate
-    return 0
 
 
 def _fmt(row: dict[str, Any]) -> str:
