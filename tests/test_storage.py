@@ -48,9 +48,9 @@ class SQLContract(StorageContract):
             " (study_id, number, candidate_id, active_key, state, created_at)"
             " VALUES (:s, :n, 'a', :k, :st, :t)"
         )
-        with pytest.raises(sa.exc.IntegrityError), storage._get_engine().begin() as conn:
+        with pytest.raises(sa.exc.IntegrityError), storage.engine.begin() as conn:
             conn.execute(insert, {"s": sid, "n": 5, "k": "a", "st": "PENDING", "t": now})
-        with storage._get_engine().begin() as conn:  # failed trials (NULL key) may repeat
+        with storage.engine.begin() as conn:  # failed trials (NULL key) may repeat
             conn.execute(insert, {"s": sid, "n": 6, "k": None, "st": "FAILED", "t": now})
             conn.execute(insert, {"s": sid, "n": 7, "k": None, "st": "FAILED", "t": now})
 
@@ -114,7 +114,7 @@ def test_get_storage_paths(tmp_path: Any) -> None:
 
 def test_sqlite_pragmas(tmp_path: Any) -> None:
     storage = SQLStorage(f"sqlite:///{tmp_path / 'p.db'}")
-    with storage._get_engine().connect() as conn:
+    with storage.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

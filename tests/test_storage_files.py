@@ -121,7 +121,7 @@ def test_readonly_reads_and_never_writes(tmp_path: Path) -> None:
         with pytest.raises(StudyError, match="opened read-only"):
             write()
     # Nothing changed on disk, and the connection really cannot write.
-    with store._get_engine().connect() as conn:
+    with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA query_only").scalar() == 1
     assert _snapshot(path) == before
     assert SQLStorage(f"sqlite:///{path}").trials(sid) == trials
@@ -230,7 +230,7 @@ def test_readonly_sees_a_live_writer(tmp_path: Path) -> None:
     sid = _make_study(path)
     writer = SQLStorage(f"sqlite:///{path}")
     reader = get_storage(path, readonly=True)
-    with writer._get_engine().connect():  # keeps the WAL open, as a running worker does
+    with writer.engine.connect():  # keeps the WAL open, as a running worker does
         writer.record(sid, "late", 9.0)
         assert "late" in {t.candidate_id for t in reader.trials(sid)}
         writer.record(sid, "later", 10.0)

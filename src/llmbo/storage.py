@@ -427,6 +427,59 @@ def _check_value(value: Any) -> float:
     return out
 
 
+def _measurement_pairs(
+    items: Sequence[tuple[str, float]],
+) -> tuple[list[tuple[str, float]], dict[str, float]]:
+    """``record_many()``'s items as checked ``(id, value)`` pairs, and each id's value in
+    first-seen order; :class:`InputError` for a malformed item or an id given two values."""
+    if isinstance(items, (str, bytes)):
+        raise InputError(
+            f"items={items!r} is a single string; pass a list of (candidate_id, value) pairs."
+        )
+    pairs: list[tuple[str, float]] = []
+    wanted: dict[str, float] = {}  # first-seen order
+    for item in items:
+        try:
+            cid, raw = item
+        except (TypeError, ValueError):
+            raise InputError(
+                f"record_many() item {item!r} is not a (candidate_id, value) pair; pass a "
+                "list of (id, value) tuples."
+            ) from None
+        cid, value = str(cid), _check_value(raw)
+        if cid in wanted and wanted[cid] != value:
+            raise InputError(
+                f"Candidate {cid!r} appears twice in one record_many() call with "
+                f"different values ({wanted[cid]!r} and {value!r}); nothing was recorded. "
+                "Give one value per candidate."
+            )
+        wanted.setdefault(cid, value)
+        pairs.append((cid, value))
+    return pairs, wanted
+
+
+def _refuse_other_values(
+    study_id: int, active: dict[str, _TrialRow], wanted: dict[str, float]
+) -> None:
+    """:class:`TrialStateError` if a candidate already has another measured value."""
+    conflicts = [
+        (cid, row)
+        for cid, row in active.items()
+        if row.state == TrialState.COMPLETE.value and row.value != wanted[cid]
+    ]
+    if conflicts:
+        shown = "; ".join(
+            f"{cid!r} has value {row.value!r} (trial {row.trial_id}), given {wanted[cid]!r}"
+            for cid, row in conflicts[:5]
+        )
+        more = f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
+        raise TrialStateError(
+            f"{len(conflicts)} candidate(s) of study {study_id} already have another "
+            f"value: {shown}{more}; nothing was recorded. Fail those trials first if "
+            "the old measurements were wrong, or leave them out."
+        )
+
+
 def _check_lease(lease_seconds: float | None, *, allow_none: bool) -> float | None:
     if lease_seconds is None:
         if allow_none:
@@ -730,6 +783,12 @@ class SQLStorage(BaseStorage):
             )
         return None
 
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine of this process (created on first use, a new one in a forked
+        child), for inspecting the database; write studies through this storage's methods."""
+        return self._get_engine()
+
     def _get_engine(self) -> Engine:
         pid = os.getpid()
         if self._engine is not None and self._pid == pid:
@@ -993,6 +1052,20 @@ class SQLStorage(BaseStorage):
             taken.update(s.execute(query.where(_TrialRow.active_key.in_(chunk))).scalars())
         return taken
 
+    def _active_trials(
+        self, s: Session, study_id: int, candidate_ids: Sequence[str]
+    ) -> dict[str, _TrialRow]:
+        """The active trials of ``candidate_ids`` by candidate, locked for update."""
+        active: dict[str, _TrialRow] = {}
+        for i in range(0, len(candidate_ids), _CHUNK):
+            query = sa.select(_TrialRow).where(
+                _TrialRow.study_id == study_id,
+                _TrialRow.active_key.in_(candidate_ids[i : i + _CHUNK]),
+            )
+            for found in s.execute(query.with_for_update()).scalars():
+                active[found.candidate_id] = found
+        return active
+
     @staticmethod
     def _finish(row: _TrialRow, value: float, now: datetime) -> None:
         row.state = TrialState.COMPLETE.value
@@ -1233,58 +1306,13 @@ class SQLStorage(BaseStorage):
 
     def record_many(self, study_id: int, items: Sequence[tuple[str, float]]) -> list[TrialRecord]:
         self._require_writable("record_many()")
-        if isinstance(items, (str, bytes)):
-            raise InputError(
-                f"items={items!r} is a single string; pass a list of (candidate_id, value) pairs."
-            )
-        pairs: list[tuple[str, float]] = []
-        wanted: dict[str, float] = {}  # first-seen order
-        for item in items:
-            try:
-                cid, raw = item
-            except (TypeError, ValueError):
-                raise InputError(
-                    f"record_many() item {item!r} is not a (candidate_id, value) pair; pass a "
-                    "list of (id, value) tuples."
-                ) from None
-            cid, value = str(cid), _check_value(raw)
-            if cid in wanted and wanted[cid] != value:
-                raise InputError(
-                    f"Candidate {cid!r} appears twice in one record_many() call with "
-                    f"different values ({wanted[cid]!r} and {value!r}); nothing was recorded. "
-                    "Give one value per candidate."
-                )
-            wanted.setdefault(cid, value)
-            pairs.append((cid, value))
+        pairs, wanted = _measurement_pairs(items)
         if not pairs:
             return []
         with self._tx() as s:
             self._lock_study(s, study_id)
-            ids = list(wanted)
-            active: dict[str, _TrialRow] = {}
-            for i in range(0, len(ids), _CHUNK):
-                query = sa.select(_TrialRow).where(
-                    _TrialRow.study_id == study_id,
-                    _TrialRow.active_key.in_(ids[i : i + _CHUNK]),
-                )
-                for found in s.execute(query.with_for_update()).scalars():
-                    active[found.candidate_id] = found
-            conflicts = [
-                (cid, row)
-                for cid, row in active.items()
-                if row.state == TrialState.COMPLETE.value and row.value != wanted[cid]
-            ]
-            if conflicts:
-                shown = "; ".join(
-                    f"{cid!r} has value {row.value!r} (trial {row.trial_id}), given {wanted[cid]!r}"
-                    for cid, row in conflicts[:5]
-                )
-                more = f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
-                raise TrialStateError(
-                    f"{len(conflicts)} candidate(s) of study {study_id} already have another "
-                    f"value: {shown}{more}; nothing was recorded. Fail those trials first if "
-                    "the old measurements were wrong, or leave them out."
-                )
+            active = self._active_trials(s, study_id, list(wanted))
+            _refuse_other_values(study_id, active, wanted)
             now = _utcnow()
             number = self._next_number(s, study_id)
             rows: dict[str, _TrialRow] = {}
