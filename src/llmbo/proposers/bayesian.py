@@ -47,7 +47,7 @@ class BayesianProposer(Proposer):
     """
 
     name = "bayesian"
-    runtime_settings = frozenset({"surrogate.encoder.device", "surrogate.cache_dir"})
+    runtime_settings = frozenset({"surrogate.encoder.device"})
 
     def __init__(
         self,

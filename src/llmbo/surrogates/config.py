@@ -285,28 +285,23 @@ class TokenSurrogateConfig(SurrogateConfig):
     surrogate of the LoRA hyperparameter search (:mod:`llmbo.surrogates.token`).
 
     Attributes:
-        encoder: Transformer loading/running options (``pooling`` is always
-            ``"segments"``: one state per line of the prompt).
+        encoder: Transformer loading/running options; statements are the parts of a
+            text between ``encoder.segment_separator`` (default: lines).
         deep_kernel: Training settings of the token, projection head and GP.
         token: Train the token (``False``: the "no token" ablation).
-        cache_dir: Where statement states of a pool are kept between studies (a runtime
-            setting: it may differ when a study is reopened).
         noise_prior: BoTorch's default LogNormal(-4, 1) prior on the noise variance.
     """
 
     NAMES: ClassVar[tuple[str, ...]] = ("token",)
     name: str = "token"
-    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(pooling="segments"))
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
     deep_kernel: DeepKernelConfig = field(default_factory=DeepKernelConfig)
     token: bool = True
-    cache_dir: str | None = None
     noise_prior: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_bool(self, "token", "noise_prior")
-        if self.encoder.pooling != "segments":
-            self.encoder = dataclasses.replace(self.encoder, pooling="segments")
 
 
 #: Config class of every registered surrogate name.

@@ -119,5 +119,5 @@ def _token(config: TokenSurrogateConfig) -> Surrogate:
     from llmbo.encoders.prompt_token import PromptTokenEncoder
     from llmbo.surrogates.token import TokenDeepKernelGP
 
-    encoder = PromptTokenEncoder(config.encoder, token=config.token, cache_dir=config.cache_dir)
+    encoder = PromptTokenEncoder(config.encoder, token=config.token)
     return TokenDeepKernelGP(encoder, config.deep_kernel, noise_prior=config.noise_prior)
