@@ -12,6 +12,9 @@ _EXTRAS = {
     "drfp": "chem",
     "matplotlib": "plot",
     "pyarrow": "parquet",
+    "optuna": "hpo",
+    "ray": "hpo",
+    "datasets": "hpo",
 }
 
 

@@ -3,6 +3,7 @@
 from llmbo.proposers.base import PROPOSERS, Observations, Proposal, Proposer, proposer_from_config
 from llmbo.proposers.bayesian import BayesianProposer
 from llmbo.proposers.random import RandomProposer
+from llmbo.proposers.tpe import TPEProposer
 
 __all__ = [
     "PROPOSERS",
@@ -11,5 +12,6 @@ __all__ = [
     "Proposal",
     "Proposer",
     "RandomProposer",
+    "TPEProposer",
     "proposer_from_config",
 ]
