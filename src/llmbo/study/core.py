@@ -27,40 +27,37 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
-import socket
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from llmbo._validate import check_seed, check_study_name
-from llmbo.errors import (
-    InputError,
-    PoolExhaustedError,
-    StudyError,
-    StudySettingsError,
-    TrialStateError,
-)
+from llmbo.errors import InputError, PoolExhaustedError, StudyError
 from llmbo.proposers.base import Observations, Proposer
 from llmbo.space import CandidateSpace, finite_values
 from llmbo.storage import BaseStorage, CandidateTakenError, TrialRecord, TrialState, get_storage
-from llmbo.study.heartbeat import Heartbeat
-from llmbo.study.settings import (
-    proposer_settings_differences,
-    shared_storage,
-    space_payload,
-    stored_proposer_config,
+from llmbo.study.leases import (
+    complete_trials,
+    fail_trials,
+    keep_alive,
+    lease_timing,
+    new_worker_id,
 )
-from llmbo.study.trials import check_consistent_values, check_failable
+from llmbo.study.results import HISTORY_COLUMNS, best_rows, history_frame
+from llmbo.study.settings import check_reopened, shared_storage, space_payload
+from llmbo.study.trials import (
+    check_consistent_values,
+    check_failable,
+    free_candidates,
+    told_values,
+)
 
 logger = logging.getLogger("llmbo.study")
 
-__all__ = ["Objective", "Study", "derived_seed"]
+__all__ = ["HISTORY_COLUMNS", "Objective", "Study", "derived_seed"]
 
 #: ``objective(rows) -> values``: rows of the space table (with a ``text`` column),
 #: indexed by candidate id; returns one finite number per row.
@@ -69,17 +66,6 @@ Objective = Callable[[pd.DataFrame], Sequence[float]]
 #: Attempts at reserving a proposal before giving up when other workers keep taking them.
 RESERVE_ATTEMPTS = 10
 
-HISTORY_COLUMNS = [
-    "trial",
-    "candidate_id",
-    "text",
-    "state",
-    "value",
-    "created_at",
-    "completed_at",
-    "error",
-]
-
 
 def derived_seed(seed: int, counter: int) -> int:
     """The seed of the proposal made after ``counter`` trials of a study seeded ``seed``."""
@@ -87,11 +73,22 @@ def derived_seed(seed: int, counter: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def _positive_seconds(label: str, seconds: float | None) -> None:
-    if seconds is not None and not (
-        isinstance(seconds, int | float) and math.isfinite(seconds) and seconds > 0
+def _check_maximize(maximize: Any) -> None:
+    if not (
+        isinstance(maximize, bool | np.bool_) or (type(maximize) is int and maximize in (0, 1))
     ):
-        raise InputError(f"{label} must be a positive number of seconds, got {seconds!r}.")
+        raise InputError(
+            f"maximize must be True or False, got {maximize!r}; pass maximize=False to minimise."
+        )
+
+
+def _progress_bar(proposer: Proposer, iterations: int) -> Any:
+    """A progress bar over ``iterations`` rounds (``None`` for a single round)."""
+    if not iterations > 1:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=iterations, desc=f"llmbo {proposer.label}", leave=False)
 
 
 class Study:
@@ -128,24 +125,8 @@ class Study:
     ) -> None:
         if not isinstance(space, CandidateSpace):
             raise InputError(f"space must be a CandidateSpace, got {type(space).__name__}.")
-        if not (
-            isinstance(maximize, bool | np.bool_) or (type(maximize) is int and maximize in (0, 1))
-        ):
-            raise InputError(
-                f"maximize must be True or False, got {maximize!r}; pass maximize=False to "
-                "minimise."
-            )
-        _positive_seconds("lease_seconds", lease_seconds)
-        _positive_seconds("heartbeat_seconds", heartbeat_seconds)
-        self.lease_seconds = float(lease_seconds)
-        self.heartbeat_seconds = float(
-            heartbeat_seconds if heartbeat_seconds is not None else self.lease_seconds / 4
-        )
-        if self.heartbeat_seconds >= self.lease_seconds:
-            raise InputError(
-                f"heartbeat_seconds={self.heartbeat_seconds} must be shorter than "
-                f"lease_seconds={self.lease_seconds}, or leases expire between beats."
-            )
+        _check_maximize(maximize)
+        self.lease_seconds, self.heartbeat_seconds = lease_timing(lease_seconds, heartbeat_seconds)
         self.space = space
         self.proposer = proposer
         self.maximize = bool(maximize)
@@ -186,28 +167,9 @@ class Study:
 
     def _reopen(self, name: str) -> Any:
         record = self.storage.load_study(name)
-        stored = record.space.get("content_hash")
-        if stored and stored != self.space.content_hash():
-            raise StudySettingsError(
-                f"Study {name!r} was created for a different candidate space; use another "
-                "study name or the original table and template."
-            )
-        differences = proposer_settings_differences(
-            stored_proposer_config(record.config), self.proposer, name
+        check_reopened(
+            record, name, self.space, self.proposer, seed=self.seed, direction=self.direction
         )
-        for key, had, asked in (
-            ("seed", record.seed, self.seed),
-            ("direction", record.direction, self.direction),
-        ):
-            if had != asked:
-                differences.append(f"{key}={had!r} (asked: {asked!r})")
-        if differences:
-            raise StudySettingsError(
-                f"Study {name!r} was created with other settings: "
-                + "; ".join(sorted(differences))
-                + ". A study keeps the settings it was created with: reopen it with "
-                "Optimizer.load() (in the CLI, leave the options out), or start a new study."
-            )
         if not getattr(self.storage, "readonly", False):
             self.storage.expire_stale(record.study_id)  # a crashed worker's trials are free
         return record
@@ -218,7 +180,7 @@ class Study:
         """This process's worker id, ``host:pid:random`` (new after a fork)."""
         pid = os.getpid()
         if self._worker is None or self._worker[0] != pid:
-            self._worker = (pid, f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:12]}")
+            self._worker = (pid, new_worker_id(pid))
         return self._worker[1]
 
     def trials(self, states: Sequence[TrialState] | None = None) -> list[TrialRecord]:
@@ -274,13 +236,7 @@ class Study:
 
     def _propose(self, n: int) -> list[str]:
         trials = self.trials()
-        taken = np.zeros(len(self.space), dtype=bool)
-        active = sorted({t.candidate_id for t in trials if t.state.is_active()})
-        if active:
-            taken[self.space.index_of(active)] = True
-        waiting = (TrialState.PENDING, TrialState.RUNNING)
-        pending = [t.candidate_id for t in trials if t.state in waiting]
-        available = np.flatnonzero(~taken)
+        pending, available = free_candidates(self.space, trials)
         if n > len(available):
             raise PoolExhaustedError(
                 f"Asked for {n} candidate(s) but only {len(available)} of {len(self.space)} remain "
@@ -305,16 +261,7 @@ class Study:
         Telling the same value twice is a no-op; a different value for an already
         measured candidate raises :class:`~llmbo.errors.TrialStateError`.
         """
-        if isinstance(ids, str):
-            ids, values = [ids], [values]  # type: ignore[list-item]
-        elif np.isscalar(values):
-            raise InputError("Give one value per candidate id.")
-        ids, values = [str(i) for i in ids], list(values)  # type: ignore[arg-type]
-        if len(ids) != len(values):
-            raise InputError(
-                f"Got {len(ids)} candidate ids but {len(values)} values; give one value per id."
-            )
-        checked = finite_values(values)
+        ids, checked = told_values(ids, values)
         self.space.index_of(ids)  # unknown ids -> UnknownCandidateError before anything is written
         check_consistent_values(ids, checked)
         self.storage.record_many(
@@ -357,17 +304,13 @@ class Study:
             raise InputError(f"iterations must be an integer >= 0, got {iterations!r}.")
         if not isinstance(batch_size, int | np.integer) or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        bar = None
-        if self.progress and iterations > 1:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=iterations, desc=f"llmbo {self.proposer.label}", leave=False)
+        bar = _progress_bar(self.proposer, iterations) if self.progress else None
         try:
             for _ in range(int(iterations)):
                 trials = self._reserve(int(batch_size), running=True)
                 ids = [t.candidate_id for t in trials]
                 values = self._evaluate(objective, trials)
-                self._complete(trials, values)
+                complete_trials(self.storage, trials, values)
                 if callback is not None:
                     callback(self, ids, values)
                 if bar is not None:
@@ -414,7 +357,7 @@ class Study:
         """The objective's values for reserved ``trials``, their leases kept alive; on any
         error (or interruption) the trials are failed and the error propagates."""
         ids = [t.candidate_id for t in trials]
-        with self._keep_alive(trials):
+        with keep_alive(self.storage, trials, self.lease_seconds, self.heartbeat_seconds):
             try:
                 values = finite_values(list(objective(self.space.rows(ids))), "objective value")
                 if len(values) != len(ids):
@@ -422,55 +365,15 @@ class Study:
                         f"The objective returned {len(values)} values for {len(ids)} candidates."
                     )
             except BaseException as exc:
-                self._fail_trials(trials, f"objective raised {type(exc).__name__}: {exc}")
+                fail_trials(self.storage, trials, f"objective raised {type(exc).__name__}: {exc}")
                 raise
         return values.tolist()
-
-    @contextmanager
-    def _keep_alive(self, trials: Sequence[TrialRecord]) -> Iterator[None]:
-        """Extend the leases of ``trials`` from a daemon thread while the block runs."""
-        if not shared_storage(self.storage):  # nobody else can see (or expire) them
-            yield
-            return
-        ids = [t.trial_id for t in trials]
-        with Heartbeat(self.storage, ids, self.lease_seconds, self.heartbeat_seconds):
-            yield
-
-    def _fail_trials(self, trials: Sequence[TrialRecord], error: str) -> None:
-        for t in trials:
-            try:
-                self.storage.fail(t.trial_id, error)
-            except Exception as exc:  # keep the objective's own error the one that propagates
-                logger.warning("Could not mark trial %d failed: %r", t.trial_id, exc)
-
-    def _complete(self, trials: Sequence[TrialRecord], values: Sequence[float]) -> None:
-        for t, value in zip(trials, values, strict=True):
-            try:
-                self.storage.complete(t.trial_id, float(value))
-            except TrialStateError as exc:
-                # The lease expired and another worker took the candidate: its trial wins.
-                logger.warning(
-                    "Result %r of candidate %s not stored: %s", value, t.candidate_id, exc
-                )
 
     # ------------------------------------------------------------------ results
     @property
     def history(self) -> pd.DataFrame:
         """One row per trial: number, candidate id, text, state, value, timestamps, error."""
-        rows = [
-            [
-                t.number,
-                t.candidate_id,
-                self.space.text(t.candidate_id) if t.candidate_id in self.space else None,
-                t.state.value.lower(),
-                t.value,
-                t.created_at,
-                t.completed_at,
-                t.error,
-            ]
-            for t in self.trials()
-        ]
-        return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+        return history_frame(self.trials(), self.space)
 
     @property
     def best_value(self) -> float | None:
@@ -486,9 +389,4 @@ class Study:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
             raise InputError(f"best(k) needs an integer k >= 0, got {k!r}.")
         idx, values = self.observations()
-        if len(values) == 0:
-            return pd.DataFrame()
-        order = np.argsort(-values if self.maximize else values, kind="stable")[:k]
-        rows = self.space.rows([self.space.ids[i] for i in idx[order]])
-        rows.insert(1, self.space.value_column, values[order])
-        return rows
+        return best_rows(self.space, idx, values, k, maximize=self.maximize)

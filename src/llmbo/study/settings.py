@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from llmbo.errors import LlmboError, SpaceError, StudyError
+from llmbo.errors import LlmboError, SpaceError, StudyError, StudySettingsError
 from llmbo.proposers.base import Proposer, proposer_from_config
 from llmbo.space import CandidateSpace
-from llmbo.storage import BaseStorage
+from llmbo.storage import BaseStorage, StudyRecord
 
 logger = logging.getLogger("llmbo.study")
 
 __all__ = [
+    "check_reopened",
     "flatten_settings",
     "normalised_proposer_config",
     "proposer_settings_differences",
@@ -135,3 +136,39 @@ def proposer_settings_differences(
         for key in sorted(set(a) | set(b))
         if key not in runtime and a.get(key) != b.get(key)
     ]
+
+
+def check_reopened(
+    record: StudyRecord,
+    name: str,
+    space: CandidateSpace,
+    proposer: Proposer,
+    *,
+    seed: int,
+    direction: str,
+) -> None:
+    """Refuse to reopen the study ``name`` (stored as ``record``) for another candidate
+    space, or with other proposer settings, seed or direction: :class:`StudySettingsError`
+    naming every difference."""
+    stored = record.space.get("content_hash")
+    if stored and stored != space.content_hash():
+        raise StudySettingsError(
+            f"Study {name!r} was created for a different candidate space; use another "
+            "study name or the original table and template."
+        )
+    differences = proposer_settings_differences(
+        stored_proposer_config(record.config), proposer, name
+    )
+    for key, had, asked in (
+        ("seed", record.seed, seed),
+        ("direction", record.direction, direction),
+    ):
+        if had != asked:
+            differences.append(f"{key}={had!r} (asked: {asked!r})")
+    if differences:
+        raise StudySettingsError(
+            f"Study {name!r} was created with other settings: "
+            + "; ".join(sorted(differences))
+            + ". A study keeps the settings it was created with: reopen it with "
+            "Optimizer.load() (in the CLI, leave the options out), or start a new study."
+        )

@@ -3,13 +3,44 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from llmbo.errors import TrialStateError
+from llmbo.errors import InputError, TrialStateError
+from llmbo.space import CandidateSpace, finite_values
 from llmbo.storage import TrialRecord, TrialState
 
-__all__ = ["check_consistent_values", "check_failable"]
+__all__ = ["check_consistent_values", "check_failable", "free_candidates", "told_values"]
+
+
+def told_values(ids: Any, values: Any) -> tuple[list[str], np.ndarray]:
+    """The ids and checked finite values of a tell (one id and value, or two equally long
+    sequences); :class:`InputError` otherwise."""
+    if isinstance(ids, str):
+        ids, values = [ids], [values]
+    elif np.isscalar(values):
+        raise InputError("Give one value per candidate id.")
+    ids, values = [str(i) for i in ids], list(values)
+    if len(ids) != len(values):
+        raise InputError(
+            f"Got {len(ids)} candidate ids but {len(values)} values; give one value per id."
+        )
+    return ids, finite_values(values)
+
+
+def free_candidates(
+    space: CandidateSpace, trials: Sequence[TrialRecord]
+) -> tuple[list[str], np.ndarray]:
+    """The candidates awaiting a result (``PENDING`` or ``RUNNING`` trials, in trial order)
+    and the pool rows that no active trial holds."""
+    taken = np.zeros(len(space), dtype=bool)
+    active = sorted({t.candidate_id for t in trials if t.state.is_active()})
+    if active:
+        taken[space.index_of(active)] = True
+    waiting = (TrialState.PENDING, TrialState.RUNNING)
+    pending = [t.candidate_id for t in trials if t.state in waiting]
+    return pending, np.flatnonzero(~taken)
 
 
 def check_consistent_values(ids: Sequence[str], values: np.ndarray) -> None:
