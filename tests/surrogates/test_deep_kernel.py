@@ -402,12 +402,12 @@ def test_gp_device_follows_the_setting_and_the_training_set_size(tiny_model: str
         ("encoder", accelerator, accelerator),
     ]:
         surrogate = _surrogate(tiny_model, "projection", gp_device=choice)
-        assert surrogate._gp_device(60) == cpu  # the encoder is on the CPU: nothing moves
+        assert surrogate.gp_device_for(60) == cpu  # the encoder is on the CPU: nothing moves
         # Only the encoder's device is consulted: pretend it is an accelerator.
         surrogate.encoder.device = accelerator
-        assert surrogate._gp_device(60) == small
-        assert surrogate._gp_device(AUTO_CPU_GP_MAX_TRAIN) == small
-        assert surrogate._gp_device(AUTO_CPU_GP_MAX_TRAIN + 1) == large
+        assert surrogate.gp_device_for(60) == small
+        assert surrogate.gp_device_for(AUTO_CPU_GP_MAX_TRAIN) == small
+        assert surrogate.gp_device_for(AUTO_CPU_GP_MAX_TRAIN + 1) == large
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

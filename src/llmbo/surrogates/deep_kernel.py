@@ -306,7 +306,7 @@ class DeepKernelGP(Surrogate):
     def fit(self, train_index: Tensor, train_y: Tensor) -> FittedSurrogate:
         idx, y = as_train_tensors(train_index, train_y)
         device = self.encoder.device
-        y = y.to(self._gp_device(len(idx)))
+        y = y.to(self.gp_device_for(len(idx)))
         last_error: Exception | None = None
         for attempt, jitter in enumerate((1e-6, 1e-5, 1e-4, 1e-3)):
             self.encoder.reset_parameters()
@@ -327,7 +327,7 @@ class DeepKernelGP(Surrogate):
             f"Deep-kernel GP fit failed after jitter retries: {last_error}"
         ) from last_error
 
-    def _gp_device(self, n_train: int) -> torch.device:
+    def gp_device_for(self, n_train: int) -> torch.device:
         """Device of the GP algebra for ``n_train`` training points (``gp_device``)."""
         encoder = self.encoder.device
         choice = self.config_.gp_device
@@ -338,7 +338,7 @@ class DeepKernelGP(Surrogate):
         return encoder
 
     def _fit(self, idx: Tensor, y: Tensor) -> FittedSurrogate:
-        """One training run; ``y`` is already on the GP's device (:meth:`_gp_device`)."""
+        """One training run; ``y`` is already on the GP's device (:meth:`gp_device_for`)."""
         assert self._head is not None
         head = self._head
         with torch.no_grad():
