@@ -1,0 +1,232 @@
+"""``llmbo hpo``: search LoRA hyperparameters with real PEFT trials, resumable.
+
+Every trial is stored in the study file as it ends; run the same command again to resume
+(suggestions an interrupted run left unfinished are offered again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from llmbo.cli import common
+from llmbo.errors import InputError
+
+_DESCRIPTION = (
+    "Search LoRA finetuning hyperparameters (rank, alpha/rank, dropout, batch size, learning "
+    "rate and any peft.LoraConfig field) with language-aided Bayesian optimisation. Each "
+    "trial trains LoRA adapters on a proxy subset of the training split and scores the "
+    "validation split; --final retrains the best configuration on the whole training split "
+    "and scores the test split."
+)
+_EXAMPLES = (
+    "examples:\n"
+    "  llmbo hpo --task esol --trials 30 --study hpo.db\n"
+    "  llmbo hpo --data reviews.csv --text-column review --label-column stars "
+    "--metric accuracy --trials 20 --study reviews.db --workers 2\n"
+    "  llmbo hpo --task esol --grid r=4,8,16 --grid learning_rate=1e-4,1e-3 "
+    "--fixed target_modules=['query','value'] --trials 10 --study small.db"
+)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``llmbo hpo`` to the ``llmbo`` parser."""
+    from llmbo.hpo.search import METHODS
+
+    p = common.add_command(
+        subparsers, "hpo", "search LoRA hyperparameters", _DESCRIPTION, _EXAMPLES
+    )
+    data = p.add_argument_group("task")
+    data.add_argument("--task", choices=["esol"], help="a built-in task (ESOL solubility)")
+    data.add_argument("--data", help="CSV, TSV or Parquet file with a text and a label column")
+    data.add_argument("--text-column", default="text", help="text column of --data")
+    data.add_argument("--label-column", default="label", help="label column of --data")
+    data.add_argument("--kind", choices=["regression", "classification"], help="head type")
+    data.add_argument("--metric", help="rmse, mae, r2 or accuracy (default by --kind)")
+    data.add_argument("--model", default="minilm", help="Hugging Face model id or path")
+    search = p.add_argument_group("search")
+    search.add_argument("--method", choices=METHODS.names(), default="llmbo")
+    search.add_argument("--trials", type=common.non_negative_int, default=30)
+    search.add_argument(
+        "--initial-trials",
+        type=common.positive_int,
+        default=5,
+        help="random trials before the model proposes (default 5)",
+    )
+    search.add_argument(
+        "--proxy-fraction",
+        type=common.positive_float,
+        default=0.1,
+        help="share of the training split each trial trains on (default 0.1)",
+    )
+    search.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2,...",
+        help="values of one hyperparameter (replaces its default list; repeat)",
+    )
+    search.add_argument(
+        "--fixed",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting shared by every trial (repeat)",
+    )
+    search.add_argument(
+        "--prompt", choices=["knowledge", "bare"], default=None, help=argparse.SUPPRESS
+    )
+    training = p.add_argument_group("training")
+    training.add_argument("--epochs", type=common.positive_int, default=10)
+    training.add_argument("--max-length", type=common.positive_int, default=64)
+    training.add_argument(
+        "--time-limit",
+        type=common.positive_float,
+        default=None,
+        help="seconds a trial may train before it fails",
+    )
+    training.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if any)")
+    run = p.add_argument_group("execution")
+    run.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="trials in parallel on Ray (default 1: in this process)",
+    )
+    run.add_argument("--ray-address", default=None, help="an existing Ray cluster (host:port)")
+    run.add_argument("--study", required=True, help="study file (SQLite) or database URL")
+    run.add_argument("--study-name", type=common.study_name_arg, default=None)
+    run.add_argument("--seed", type=common.seed_int, default=0)
+    run.add_argument(
+        "--final",
+        action="store_true",
+        help="retrain the best configuration on the full training split; score test",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(
+        func=hpo_command, interrupted="every finished trial is saved; run again to resume."
+    )
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of workers, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"--workers must be at least 1 (got {value}); 1 runs trials in this process"
+        )
+    return value
+
+
+def _values(item: str, option: str) -> tuple[str, list[Any]]:
+    from llmbo.surrogates.config import parse_value
+
+    if "=" not in item:
+        raise InputError(f"{option} needs NAME=VALUES, got {item!r}.")
+    name, raw = (s.strip() for s in item.split("=", 1))
+    if not name:
+        raise InputError(f"{option} {item!r} names no hyperparameter.")
+    if not raw:
+        raise InputError(f"{option} {name}= has no values; give e.g. {name}=1,2,4.")
+    parsed = parse_value(raw)
+    values = list(parsed) if isinstance(parsed, tuple | list) else [parsed]
+    return name, values
+
+
+def _space(args: argparse.Namespace) -> Any:
+    from llmbo.hpo.space import PAPER_GRID, LoraSearchSpace
+
+    grid = dict(PAPER_GRID)
+    for item in args.grid:
+        name, values = _values(item, "--grid")
+        bad = [v for v in values if isinstance(v, str)]
+        if bad and name in PAPER_GRID:
+            raise InputError(f"--grid {name}: values must be numbers, got {bad}.")
+        grid[name] = values
+    fixed = {}
+    for item in args.fixed:
+        name, values = _values(item, "--fixed")
+        fixed[name] = values[0] if len(values) == 1 else values
+        grid.pop(name, None)
+    return LoraSearchSpace(grid=grid, fixed=fixed)
+
+
+def _task(args: argparse.Namespace) -> Any:
+    from llmbo.hpo.task import LoraTask, esol_task
+
+    if (args.task is None) == (args.data is None):
+        raise InputError(
+            "Give either --task esol or --data FILE (with --text-column/--label-column)."
+        )
+    if args.task == "esol":
+        return esol_task(args.model)
+    return LoraTask.from_file(
+        args.data,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        model=args.model,
+        kind=args.kind,
+        metric=args.metric,
+    )
+
+
+def hpo_command(args: argparse.Namespace) -> int:
+    from llmbo.encoders.transformer import check_model_available
+    from llmbo.hpo.search import LoraSearch
+    from llmbo.hpo.task import TrainingConfig
+
+    common.check_study_location(args.study)
+    task = _task(args)
+    check_model_available(args.model)
+    if args.ray_address is not None:
+        from llmbo.hpo.search import check_ray_address
+
+        check_ray_address(args.ray_address)
+    training = TrainingConfig(
+        epochs=args.epochs,
+        max_length=args.max_length,
+        time_limit=args.time_limit,
+        device=args.device,
+    )
+    search = LoraSearch(
+        task,
+        _space(args),
+        method=args.method,
+        training=training,
+        proxy_fraction=args.proxy_fraction,
+        initial_trials=args.initial_trials,
+        model=args.model,
+        seed=args.seed,
+        storage=args.study,
+        study_name=args.study_name,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    before = search.finished()
+    history = search.run(args.trials, workers=args.workers, ray_address=args.ray_address)
+    failed = int((history["state"] == "failed").sum()) if "state" in history else 0
+    best = search.best()
+    print(
+        f"trials: {search.finished()} ({search.finished() - before} new, {failed} failed) "
+        f"in study {common.display_location(args.study)!r}"
+    )
+    if best is None:
+        print("no trial succeeded yet")
+        return 1 if args.trials else 0
+    value = best.pop("value")
+    best.pop("candidate_id")
+    print(f"best validation {task.metric_name}: {value:.6g}")
+    print("best configuration: " + ", ".join(f"{k}={v}" for k, v in best.items()))
+    if args.final:
+        outcome = search.evaluate_best()
+        if outcome is None or not outcome.ok:
+            print(f"final retraining failed: {outcome.error if outcome else 'no result'}")
+            return 1
+        print(
+            f"test {task.metric_name} after training on the full training split: {outcome.value:.6g}"
+        )
+    return 0
