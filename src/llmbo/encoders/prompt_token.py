@@ -60,6 +60,9 @@ class PromptTokenEncoder(nn.Module):
             between ``segment_separator`` and are pooled as ``pooling`` says (``"segments"``
             reads as ``"mean"``).
         token: Train the token (``False``: features stay the plain concatenation).
+        in_context: Read each whole prompt in one pass and pool its statements from there
+            (each statement's state then depends on the others; one transformer pass per
+            prompt instead of per distinct statement, far slower on large grids).
 
     The module follows the encoder contract of :class:`~llmbo.surrogates.deep_kernel.
     DeepKernelGP`: :meth:`prepare`, ``forward(index)`` (``n`` long -> ``n x S*H``
@@ -67,10 +70,13 @@ class PromptTokenEncoder(nn.Module):
     ``output_size`` and ``device``.
     """
 
-    def __init__(self, config: EncoderConfig, *, token: bool = True) -> None:
+    def __init__(
+        self, config: EncoderConfig, *, token: bool = True, in_context: bool = False
+    ) -> None:
         super().__init__()
         self.config = config
         self.use_token = bool(token)
+        self.in_context = bool(in_context)
         self.statement_states: Tensor | None = None
         self.statement_index: Tensor | None = None
         self.query: nn.Parameter | None = None
@@ -78,6 +84,8 @@ class PromptTokenEncoder(nn.Module):
 
     def prepare(self, texts: Sequence[str], *, progress: bool = False) -> PromptTokenEncoder:
         """Read every distinct statement once with the frozen transformer."""
+        if self.in_context:
+            return self._prepare_in_context(list(texts), progress=progress)
         statements, table = split_statements(list(texts), self.config.segment_separator)
         pooling = "mean" if self.config.pooling == "segments" else self.config.pooling
         encoder = TextEncoder(replace(self.config, pooling=pooling))
@@ -96,6 +104,19 @@ class PromptTokenEncoder(nn.Module):
         return self
 
     # ----------------------------------------------------------------- contract
+    def _prepare_in_context(self, texts: list[str], *, progress: bool) -> PromptTokenEncoder:
+        encoder = TextEncoder(replace(self.config, pooling="segments"))
+        encoder.prepare(texts, progress=progress)
+        flat = encoder.embed(progress=progress).to("cpu", torch.float32)
+        width = max(1, int(encoder.n_segments))
+        del encoder
+        self.statement_states = flat.reshape(len(texts) * width, -1)
+        self.statement_index = torch.arange(len(texts) * width).reshape(len(texts), width)
+        self.query = nn.Parameter(
+            torch.zeros(self.statement_states.shape[-1]), requires_grad=self.use_token
+        )
+        return self
+
     def _require(self) -> tuple[Tensor, Tensor, nn.Parameter]:
         if self.statement_states is None or self.statement_index is None or self.query is None:
             raise InputError("Call prepare(texts) first: the statement states come from the pool.")

@@ -57,9 +57,9 @@ class Method:
     description: str
 
 
-def _token(token: bool) -> Callable[[str, int], Proposer]:
+def _token(token: bool, in_context: bool = False) -> Callable[[str, int], Proposer]:
     def build(model: str, initial: int) -> Proposer:
-        config = surrogate_config("token", token=token)
+        config = surrogate_config("token", token=token, in_context=in_context)
         config = replace(config, encoder=replace(config.encoder, model=model))
         return BayesianProposer(config, min_observations=initial)
 
@@ -77,6 +77,12 @@ for _method in (
     Method("llmbo", "knowledge", _token(True), "token surrogate, knowledge prompts"),
     Method("llmbo-no-token", "knowledge", _token(False), "ablation: no learnable token"),
     Method("llmbo-bare", "bare", _token(True), "ablation: bare 'rank=8, alpha=16, ...' prompts"),
+    Method(
+        "llmbo-in-context",
+        "knowledge",
+        _token(True, in_context=True),
+        "whole prompts read in one pass (slow on large grids)",
+    ),
     Method("standard-bo", "knowledge", _numeric, "GP (Matérn-ARD) on log-scaled numbers"),
     Method("random", "knowledge", lambda m, i: RandomProposer(), "uniform random search"),
     Method("tpe", "knowledge", lambda m, i: TPEProposer(), "Optuna TPE, every column categorical"),

@@ -154,7 +154,7 @@ class LoraSearchSpace:
 
     def candidate_space(self) -> CandidateSpace:
         """Every configuration as a :class:`CandidateSpace` (one row each, with a prompt)."""
-        space = CandidateSpace.from_grid(self.grid, self._render)
+        space = CandidateSpace.from_grid(self.grid, self.render)
         return space
 
     def default_row(self, space: CandidateSpace) -> str | None:
@@ -171,7 +171,8 @@ class LoraSearchSpace:
         return str(space.ids[int(frame.index.get_loc(hits[0]))]) if len(hits) else None
 
     # ------------------------------------------------------------------ prompts
-    def _render(self, row: Mapping[str, Any]) -> str:
+    def render(self, row: Mapping[str, Any]) -> str:
+        """The prompt of one configuration row (the space's text template)."""
         if self.prompt == "bare":
             return ", ".join(f"{k}={_fmt(v)}" for k, v in self.bare_items(row))
         return "\n".join(self.statements(row))

@@ -289,6 +289,8 @@ class TokenSurrogateConfig(SurrogateConfig):
             text between ``encoder.segment_separator`` (default: lines).
         deep_kernel: Training settings of the token, projection head and GP.
         token: Train the token (``False``: the "no token" ablation).
+        in_context: Read whole prompts in one pass (statements pooled in context) instead
+            of each distinct statement once (one pass per prompt: slow on large grids).
         noise_prior: BoTorch's default LogNormal(-4, 1) prior on the noise variance.
     """
 
@@ -297,11 +299,12 @@ class TokenSurrogateConfig(SurrogateConfig):
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     deep_kernel: DeepKernelConfig = field(default_factory=DeepKernelConfig)
     token: bool = True
+    in_context: bool = False
     noise_prior: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_bool(self, "token", "noise_prior")
+        _check_bool(self, "token", "in_context", "noise_prior")
 
 
 #: Config class of every registered surrogate name.

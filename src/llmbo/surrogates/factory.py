@@ -119,5 +119,5 @@ def _token(config: TokenSurrogateConfig) -> Surrogate:
     from llmbo.encoders.prompt_token import PromptTokenEncoder
     from llmbo.surrogates.token import TokenDeepKernelGP
 
-    encoder = PromptTokenEncoder(config.encoder, token=config.token)
+    encoder = PromptTokenEncoder(config.encoder, token=config.token, in_context=config.in_context)
     return TokenDeepKernelGP(encoder, config.deep_kernel, noise_prior=config.noise_prior)

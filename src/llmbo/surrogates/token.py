@@ -36,6 +36,7 @@ class TokenDeepKernelGP(DeepKernelGP):
             "name": self.name,
             "encoder": enc.config.to_dict(),
             "token": enc.use_token,  # type: ignore[attr-defined]
+            "in_context": enc.in_context,  # type: ignore[attr-defined]
             "noise_prior": self.noise_prior,
             "deep_kernel": self.config_.to_dict(),
         }

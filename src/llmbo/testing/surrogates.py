@@ -110,6 +110,7 @@ BUILTIN_VARIANTS = (
     "projection:side_features",
     "lora:top_module",
     "token:no_token",
+    "token:in_context",
 )
 
 #: The contract pool: per component, its word in the texts and its SMILES.
@@ -256,6 +257,10 @@ class SurrogateFixtures:
             "numeric": ("numeric", {"featurizer": {"columns": ["temperature", "hours"]}}),
             "token": ("token", {"encoder": encoder, "deep_kernel": deep}),
             "token:no_token": ("token", {"encoder": encoder, "deep_kernel": deep, "token": False}),
+            "token:in_context": (
+                "token",
+                {"encoder": encoder, "deep_kernel": deep, "in_context": True},
+            ),
         }
         if case not in known:
             pytest.fail(
