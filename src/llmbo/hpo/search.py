@@ -138,6 +138,9 @@ class LoraSearch:
         storage, study_name: Where the study lives (a path or SQLAlchemy URL; default an
             in-memory database). Reopening a study continues it.
         progress: Show a progress bar while running.
+        runner: Runs one trial: ``runner(task, params, training, proxy_fraction=...)`` ->
+            :class:`~llmbo.hpo.trial.TrialOutcome` (default :func:`~llmbo.hpo.trial.run_trial`;
+            e.g. a user's own training loop, or a cache of earlier identical trainings).
     """
 
     def __init__(
@@ -154,6 +157,7 @@ class LoraSearch:
         storage: Any = None,
         study_name: str | None = None,
         progress: bool = False,
+        runner: Callable[..., TrialOutcome] | None = None,
     ) -> None:
         if not isinstance(task, LoraTask):
             raise InputError(f"task must be a LoraTask, got {type(task).__name__}.")
@@ -172,6 +176,7 @@ class LoraSearch:
         self.training = training or TrainingConfig()
         self.proxy_fraction = float(proxy_fraction)
         self.progress = progress
+        self.runner = runner or run_trial
         self.space = self.search_space.candidate_space()
         proposer = self.method.proposer(model, initial_trials)
         self.study = Study(
@@ -233,7 +238,7 @@ class LoraSearch:
                     cid = self.study.ask(1)[0]
                     self.record(
                         cid,
-                        run_trial(
+                        self.runner(
                             self.task,
                             self.params(cid),
                             self.training,
@@ -261,7 +266,7 @@ class LoraSearch:
         if best is None:
             return None
         params = self.params(best["candidate_id"])
-        return run_trial(
+        return self.runner(
             self.task, params, self.training, proxy_fraction=proxy_fraction, evaluate_on="test"
         )
 

@@ -25,13 +25,14 @@ __all__ = ["ray_trial", "run_on_ray", "start_ray"]
 
 
 def ray_trial(
-    task: Any, params: dict, training: Any, proxy_fraction: float, threads: int
+    runner: Any, task: Any, params: dict, training: Any, proxy_fraction: float, threads: int
 ) -> TrialOutcome:
-    """One trial inside a Ray worker, on ``threads`` torch threads."""
+    """One trial inside a Ray worker, on ``threads`` torch threads (``runner``: the
+    search's trial function, :func:`~llmbo.hpo.trial.run_trial` by default)."""
     import torch
 
     torch.set_num_threads(max(1, int(threads)))
-    return run_trial(task, params, training, proxy_fraction=proxy_fraction)
+    return (runner or run_trial)(task, params, training, proxy_fraction=proxy_fraction)
 
 
 def start_ray(workers: int, address: str | None) -> Any:
@@ -70,6 +71,7 @@ def run_on_ray(
     ray = start_ray(workers, address)
     remote = ray.remote(num_cpus=1, max_retries=0)(ray_trial)
     task_ref = ray.put(search.task)
+    runner = None if search.runner is run_trial else search.runner
     threads = 1
     in_flight: dict[Any, str] = {}
     started = 0
@@ -78,7 +80,12 @@ def run_on_ray(
             while len(in_flight) < workers and started < n_trials:
                 cid = search.study.ask(1)[0]
                 ref = remote.remote(
-                    task_ref, search.params(cid), search.training, search.proxy_fraction, threads
+                    runner,
+                    task_ref,
+                    search.params(cid),
+                    search.training,
+                    search.proxy_fraction,
+                    threads,
                 )
                 in_flight[ref] = cid
                 started += 1
