@@ -124,7 +124,7 @@ def test_uncached_path_equals_cached_path_after_training_lora(
     cached = TextEncoder(config, lora={}, top_layers=2).prepare(TEXTS)
     naive = TextEncoder(config, lora={}, top_layers=2, cache_hidden_states=False)
     naive.prepare(TEXTS)
-    assert naive._cache is None
+    assert naive.cached_activations is None
     before = cached(_all(len(TEXTS))).detach()
     _perturb_lora(cached, seed=1)
     _perturb_lora(naive, seed=1)
@@ -307,7 +307,7 @@ def test_cached_activations_are_stored_in_the_compute_dtype(tiny_model: str) -> 
         config = EncoderConfig(model=tiny_model, device="cpu", dtype=dtype)  # type: ignore[arg-type]
         encoder = TextEncoder(config)
         encoder.device = torch.device(device)  # only the device's type is consulted
-        assert encoder._cache_dtype == stored, (device, dtype)
+        assert encoder.cache_dtype == stored, (device, dtype)
 
 
 def test_config_validation(tiny_model: str) -> None:
@@ -490,9 +490,7 @@ def test_mpnet_cached_paths_equal_full_forward(mpnet_model: str, top_module: str
     torch.manual_seed(0)
     fast = TextEncoder(_config(mpnet_model), lora={}, top_module=top_module)
     fast.prepare(TEXTS)
-    assert (fast._module_inputs is not None and len(fast._module_inputs) > 0) == (
-        top_module == "auto"
-    )
+    assert (fast.cached_activations == "top_module") == (top_module == "auto")
     torch.testing.assert_close(fast(_all(len(TEXTS))), expected, atol=1e-5, rtol=1e-4)
     # PEFT has no default targets for MPNet: every linear layer of the top layer is adapted.
     adapted = {n.split(".lora_")[0] for n, _ in fast.named_parameters() if ".lora_A" in n}
@@ -550,7 +548,7 @@ def test_encoder_decoder_top_block_falls_back_to_full_forward(
     with caplog.at_level("WARNING", logger="llmbo.encoders"):
         encoder = TextEncoder(_config(t5_model), lora={}).prepare(TEXTS)
     assert "do not reproduce" in caplog.text
-    assert encoder._full_forward and encoder._cache is None
+    assert encoder.uses_full_forward and encoder.cached_activations is None
     torch.testing.assert_close(encoder(_all(len(TEXTS))), expected, atol=1e-5, rtol=1e-4)
     # Trained adapters (top block only) change the features and receive gradients.
     _perturb_lora(encoder, seed=5)
@@ -571,7 +569,7 @@ def test_encoder_decoder_mismatch_is_found_under_bfloat16(t5_model: str) -> None
     """The check runs in float32: bfloat16's rounding must not hide T5's mismatch."""
     config = EncoderConfig(model=t5_model, device="cpu", dtype="bfloat16")
     encoder = TextEncoder(config, lora={}).prepare(TEXTS)
-    assert encoder._full_forward
+    assert encoder.uses_full_forward
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -584,12 +582,12 @@ def test_models_that_split_cleanly_keep_the_cached_top_block(
     config = EncoderConfig(model=model, device="cpu", dtype=dtype, pooling=pooling)  # type: ignore[arg-type]
     torch.manual_seed(0)
     encoder = TextEncoder(config, lora={"lora_dropout": 0.5}).prepare(TEXTS)
-    assert not encoder._full_forward and encoder._cache is not None
+    assert not encoder.uses_full_forward and encoder.cached_activations == "hidden_states"
     # Trained adapters and LoRA dropout (the encoder stays in training mode) raise no false
     # alarm when the pool is prepared again, and scoring is deterministic.
     _perturb_lora(encoder, seed=6)
     encoder.prepare(TEXTS[::-1])
-    assert not encoder._full_forward
+    assert not encoder.uses_full_forward
     torch.testing.assert_close(encoder.embed(), encoder.embed())
 
 
@@ -601,7 +599,7 @@ def test_top_module_path_with_fresh_lora_equals_full_forward(tiny_model: str, po
     encoder = TextEncoder(
         _config(tiny_model, pooling=pooling), lora={}, top_module="output"
     ).prepare(TEXTS)
-    assert encoder.n_top == 1 and encoder._cache is None and encoder._module_inputs
+    assert encoder.n_top == 1 and encoder.cached_activations == "top_module"
     torch.testing.assert_close(encoder(_all(len(TEXTS))), expected, atol=1e-5, rtol=1e-5)
     index = torch.tensor([5, 0, 3])
     torch.testing.assert_close(encoder(index), expected[index], atol=1e-5, rtol=1e-5)
@@ -652,8 +650,9 @@ def test_top_module_frozen_output_is_not_recomputed(
 ) -> None:
     encoder = TextEncoder(_config(tiny_model), lora={}, top_module="output")
     encoder.prepare(TEXTS)
-    assert list(encoder._module_bases) == ["dense"]
-    (base,) = encoder._adapted_base_layers().values()
+    assert encoder.cached_frozen_outputs == ["dense"]
+    assert encoder.top_module is not None
+    base = encoder.top_module.get_submodule("dense").get_base_layer()
     linear = torch.nn.functional.linear
     shapes: list[tuple[int, ...]] = []
 

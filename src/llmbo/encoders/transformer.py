@@ -17,7 +17,6 @@ import contextlib
 import logging
 import math
 import os
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from llmbo._imports import require
+from llmbo.encoders.lora import inject_lora
+from llmbo.encoders.tokens import TokenizedPool, tokenize_pool
+from llmbo.encoders.top_block import TopBlock, eval_mode, with_soft_tokens
+from llmbo.encoders.top_module import TopModuleCache
 from llmbo.errors import InputError, ModelLoadError
 
 logger = logging.getLogger("llmbo.encoders")
@@ -272,24 +275,6 @@ def find_layer_stack(net: nn.Module, n_layers: int) -> tuple[str, nn.ModuleList]
     return best
 
 
-class _StopForward(Exception):
-    """Raised by a hook to abandon a forward pass once the needed activations are captured."""
-
-
-def _linear_layers(
-    net: nn.Module, prefixes: Sequence[str], suffixes: Sequence[str] | None = None
-) -> list[str]:
-    """Full names of the torch ``Linear`` layers at or under the modules named ``prefixes``
-    (only those ending like one of ``suffixes``, when given)."""
-    return [
-        name
-        for name, module in net.named_modules()
-        if isinstance(module, nn.Linear)
-        and any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
-        and (suffixes is None or any(name.endswith(suffix) for suffix in suffixes))
-    ]
-
-
 def _resolve_submodule(layer: nn.Module, name: str) -> nn.Module:
     try:
         return layer.get_submodule(name)
@@ -301,18 +286,6 @@ def _resolve_submodule(layer: nn.Module, name: str) -> nn.Module:
         ) from None
 
 
-@contextlib.contextmanager
-def _frozen_outputs(layers: dict[str, nn.Module], outputs: dict[str, Tensor]) -> Iterator[None]:
-    """Make each frozen linear layer return its cached output instead of recomputing it."""
-    for name, value in outputs.items():
-        layers[name].forward = lambda *args, _value=value, **kwargs: _value  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        for name in outputs:
-            del layers[name].forward
-
-
 def _num_layers(config: Any) -> int:
     for key in ("num_hidden_layers", "num_layers", "n_layer"):
         value = getattr(config, key, None)
@@ -321,7 +294,170 @@ def _num_layers(config: Any) -> int:
     raise ModelLoadError(f"Cannot tell how many layers {type(config).__name__} has.")
 
 
-class TextEncoder(nn.Module):
+def _top_layout(
+    hf_config: Any,
+    n_layers: int,
+    top_module: str | None,
+    top_layers: int | None,
+    soft_tokens: int,
+) -> tuple[str | None, int]:
+    """The trained submodule (``"auto"`` resolved) and how many top layers run per step."""
+    if top_module == "auto":
+        top_module = auto_top_module(
+            getattr(hf_config, "model_type", None),
+            soft_tokens=soft_tokens,
+            top_layers=top_layers,
+        )
+    if top_module is not None:
+        if soft_tokens:
+            raise InputError(
+                "soft_tokens and top_module cannot be combined: soft tokens enter a whole "
+                "layer, top_module trains only the end of the last one. Drop one of them."
+            )
+        if top_layers not in (None, 1):
+            raise InputError(
+                "top_module works inside the last layer; leave top_layers unset or 1, "
+                f"got {top_layers}."
+            )
+        top_layers = 1
+    if top_layers is None:
+        top_layers = max(1, int(n_layers * 0.25))
+    if not 1 <= top_layers <= n_layers:
+        raise InputError(f"top_layers must be in [1, {n_layers}] for this model, got {top_layers}.")
+    return top_module, top_layers
+
+
+def _report_full_forward(net: nn.Module, n_top: int, n_soft: int) -> None:
+    """Say that every step runs the whole model: the top block alone is not the model."""
+    if n_soft:
+        raise ModelLoadError(
+            f"{type(net).__name__}: the top {n_top} layer(s) run alone do not "
+            "reproduce the model's output (a lower layer passes them more than hidden "
+            "states, e.g. T5's relative position bias), and soft tokens enter there. "
+            "Use soft_tokens=0 with this model."
+        )
+    logger.warning(
+        "%s: the top %d layer(s) run alone do not reproduce the model's output (a lower "
+        "layer passes them more than hidden states, e.g. T5's relative position bias); "
+        "running the whole model at each training step instead (slower).",
+        type(net).__name__,
+        n_top,
+    )
+
+
+class _SplitTransformer(nn.Module):
+    """A pretrained transformer split into frozen lower layers and a trainable top: the top
+    ``n_top`` layers, or one ``top_module`` at the end of the last layer, with LoRA adapters
+    and soft tokens where asked, and the precision it runs in (arguments as
+    :class:`TextEncoder`'s, which adds the pool it reads)."""
+
+    def __init__(
+        self,
+        config: EncoderConfig | None,
+        *,
+        top_layers: int | None,
+        lora: Mapping[str, Any] | None,
+        soft_tokens: int,
+        top_module: str | None,
+        pretrained: tuple[nn.Module, Any, Any] | None,
+    ) -> None:
+        super().__init__()
+        self.config = config or EncoderConfig()
+        if soft_tokens < 0:
+            raise InputError(f"soft_tokens must be >= 0, got {soft_tokens}.")
+        net, tokenizer, hf_config = pretrained or load_pretrained(
+            self.config.model, trust_remote_code=self.config.trust_remote_code
+        )
+        self.tokenizer = tokenizer
+        self.hf_config = hf_config
+        self.device = torch.device(
+            self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        n_layers = _num_layers(hf_config)
+        top_module, top_layers = _top_layout(
+            hf_config, n_layers, top_module, top_layers, soft_tokens
+        )
+        self.n_layers = n_layers
+        self.n_top = top_layers
+        self.split = n_layers - top_layers
+        self.stack_name, stack = find_layer_stack(net, n_layers)
+        self.top_module_name = top_module
+        if top_module is not None:
+            _resolve_submodule(stack[-1], top_module)
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self.lora_settings = dict(lora) if lora is not None else None
+        if self.lora_settings is not None:
+            net = inject_lora(
+                net,
+                self.lora_settings,
+                model_type=getattr(hf_config, "model_type", ""),
+                stack_name=self.stack_name,
+                split=self.split,
+                n_layers=n_layers,
+                top_module=None if top_module is None else (top_module, self._top_module_path()),
+            )
+        self.net = net.to(self.device)
+        self.hidden_size = int(
+            hf_config.hidden_size if hasattr(hf_config, "hidden_size") else hf_config.d_model
+        )
+        self.n_soft = soft_tokens
+        self.soft_tokens = (
+            nn.Parameter(torch.zeros(soft_tokens, self.hidden_size, device=self.device))
+            if soft_tokens
+            else None
+        )
+
+    def _top_module_path(self) -> str:
+        return f"{self.stack_name}.{self.n_layers - 1}.{self.top_module_name}"
+
+    @property
+    def top_module(self) -> nn.Module | None:
+        """The trained submodule of the last layer (``None`` without ``top_module``)."""
+        if self.top_module_name is None:
+            return None
+        return self.net.get_submodule(self._top_module_path())
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.net.get_submodule(self.stack_name)  # type: ignore[return-value]
+
+    @property
+    def trainable(self) -> bool:
+        """Whether the encoder has parameters to train (LoRA or soft tokens)."""
+        return self.lora_settings is not None or self.n_soft > 0
+
+    @property
+    def _compute_dtype(self) -> torch.dtype:
+        """What the transformer computes in (``dtype``; ``"auto"``: bfloat16 on CUDA)."""
+        dtype = self.config.dtype
+        if dtype == "auto":
+            dtype = "bfloat16" if self.device.type == "cuda" else "float32"
+        return getattr(torch, dtype)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self._compute_dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._compute_dtype)
+
+    @property
+    def cache_dtype(self) -> torch.dtype:
+        """Cached activations: float32 on a CPU; on an accelerator the compute dtype
+        (bfloat16 by default, float32 when ``dtype="float32"`` is asked for: the top module
+        then reads them back without autocast, so they must match its weights)."""
+        return torch.float32 if self.device.type == "cpu" else self._compute_dtype
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained with the GP: LoRA matrices and soft tokens."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    @staticmethod
+    def default_top_layers(n_layers: int, fraction: float = 0.25) -> int:
+        return max(1, math.floor(n_layers * fraction))
+
+
+class TextEncoder(_SplitTransformer):
     """A pretrained transformer with a cached frozen lower part and a trainable top block.
 
     Args:
@@ -358,230 +494,77 @@ class TextEncoder(nn.Module):
         top_module: str | None = None,
         _pretrained: tuple[nn.Module, Any, Any] | None = None,
     ) -> None:
-        super().__init__()
-        self.config = config or EncoderConfig()
-        if soft_tokens < 0:
-            raise InputError(f"soft_tokens must be >= 0, got {soft_tokens}.")
-        net, tokenizer, hf_config = _pretrained or load_pretrained(
-            self.config.model, trust_remote_code=self.config.trust_remote_code
-        )
-        self.tokenizer = tokenizer
-        self.hf_config = hf_config
-        self.device = torch.device(
-            self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        )
-        n_layers = _num_layers(hf_config)
-        if top_module == "auto":
-            top_module = auto_top_module(
-                getattr(hf_config, "model_type", None),
-                soft_tokens=soft_tokens,
-                top_layers=top_layers,
-            )
-        if top_module is not None:
-            if soft_tokens:
-                raise InputError(
-                    "soft_tokens and top_module cannot be combined: soft tokens enter a whole "
-                    "layer, top_module trains only the end of the last one. Drop one of them."
-                )
-            if top_layers not in (None, 1):
-                raise InputError(
-                    "top_module works inside the last layer; leave top_layers unset or 1, "
-                    f"got {top_layers}."
-                )
-            top_layers = 1
-        if top_layers is None:
-            top_layers = max(1, int(n_layers * 0.25))
-        if not 1 <= top_layers <= n_layers:
-            raise InputError(
-                f"top_layers must be in [1, {n_layers}] for this model, got {top_layers}."
-            )
-        self.n_layers = n_layers
-        self.n_top = top_layers
-        self.split = n_layers - top_layers
-        self.stack_name, stack = find_layer_stack(net, n_layers)
-        self.top_module_name = top_module
-        if top_module is not None:
-            _resolve_submodule(stack[-1], top_module)
-        net.eval()
-        for p in net.parameters():
-            p.requires_grad_(False)
-        self.lora_settings = dict(lora) if lora is not None else None
-        if self.lora_settings is not None:
-            net = self._inject_lora(net, self.lora_settings)
-        self.net = net.to(self.device)
-        self.hidden_size = int(
-            hf_config.hidden_size if hasattr(hf_config, "hidden_size") else hf_config.d_model
-        )
-        self.n_soft = soft_tokens
-        self.soft_tokens = (
-            nn.Parameter(torch.zeros(soft_tokens, self.hidden_size, device=self.device))
-            if soft_tokens
-            else None
+        super().__init__(
+            config,
+            top_layers=top_layers,
+            lora=lora,
+            soft_tokens=soft_tokens,
+            top_module=top_module,
+            pretrained=_pretrained,
         )
         self.cache_hidden_states = cache_hidden_states
         #: Sequences per top-block call: small on a CPU (less padding per chunk), large on a
-        #: GPU (fewer kernel launches).
+        #: GPU (fewer kernel launches); a top-module step is cheap per token: fewer, larger
+        #: chunks on a CPU.
         self.chunk_size = 16 if self.device.type == "cpu" else 512
-        self._input_ids: Tensor | None = None
-        self._attention: Tensor | None = None
-        self._lengths: Tensor | None = None
-        self._cache: Tensor | None = None
+        if self.top_module_name is not None and self.device.type == "cpu":
+            self.chunk_size = 256
+        self._tokens: TokenizedPool | None = None
+        self._cache: Tensor | None = None  # hidden states entering the top block
         self._pooled_cache: Tensor | None = None
         self._soft_init: tuple[Tensor, Tensor] | None = None
-        self._segments: Tensor | None = None
-        self.n_segments = 0
-        #: Top-module path: cached inputs (positional order) and frozen base outputs.
-        self._module_inputs: list[Tensor] = []
-        self._module_bases: dict[str, Tensor] = {}
-        self._token_offsets = torch.zeros(1, dtype=torch.long)
-        self._gathered: tuple[bytes, list[Tensor], dict[str, Tensor]] | None = None
-        self._base_layers: dict[str, nn.Module] = {}
+        self._top_block = TopBlock(self.net, self.stack_name, self.split)
+        self._module_cache = TopModuleCache()
         #: Run the whole model at every step: set at prepare() when running the top block
         #: alone does not reproduce the model (a lower block hands it more than its input).
         self._full_forward = False
-        if top_module is not None and self.device.type == "cpu":
-            self.chunk_size = 256  # a step is cheap per token; fewer, larger chunks
 
-    # ----------------------------------------------------------------- set-up
-    def _inject_lora(self, net: nn.Module, lora: dict[str, Any]) -> nn.Module:
-        peft = require("peft", "LoRA adapters")
-        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-
-        from llmbo.surrogates.config import lora_settings
-
-        lora = lora_settings(lora)
-        targets: list[str] | str | None = lora.pop("target_modules", None)
-        placement: dict[str, Any] = {
-            "layers_to_transform": list(range(self.split, self.n_layers)),
-            "layers_pattern": self.stack_name.split(".")[-1],
-        }
-        if self.top_module_name is not None:
-            prefix = self._top_module_path()
-            inside = _linear_layers(net, [prefix], targets)
-            if not inside:
-                raise ModelLoadError(
-                    f"top_module {self.top_module_name!r} ({prefix}) holds no linear layer "
-                    f"to adapt{'' if targets is None else f' named like {targets!r}'}."
-                )
-            targets, placement = inside, {}
-        elif targets is None:
-            targets = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(
-                getattr(self.hf_config, "model_type", "")
-            )
-            if targets is None or isinstance(targets, str):
-                # No list of PEFT defaults for this model type (e.g. MPNet), or a regex that
-                # PEFT cannot combine with layers_to_transform: every linear layer of the
-                # top block, named in full.
-                top = [f"{self.stack_name}.{i}" for i in range(self.split, self.n_layers)]
-                targets = _linear_layers(net, top)
-                if not targets:
-                    raise ModelLoadError(
-                        f"The top {self.n_top} layer(s) of this model hold no torch Linear "
-                        "layer to adapt; set the LoRA setting target_modules to names of its "
-                        "layers that PEFT can adapt."
-                    )
-                placement = {}
-        peft_config = peft.LoraConfig(**lora, target_modules=targets, **placement)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # transformers deprecation inside PEFT
-            wrapped = peft.get_peft_model(net, peft_config)
-        n_adapted = sum(1 for m in net.modules() if isinstance(m, peft.tuners.lora.LoraLayer))
-        if n_adapted == 0:
-            raise ModelLoadError(
-                f"LoRA found no target modules {targets!r} in the top {self.n_top} layers; "
-                "set the LoRA setting target_modules to names of linear layers of this model."
-            )
-        return wrapped.base_model.model
-
-    def _top_module_path(self) -> str:
-        return f"{self.stack_name}.{self.n_layers - 1}.{self.top_module_name}"
+    # ------------------------------------------------------------- inspection
+    @property
+    def uses_full_forward(self) -> bool:
+        """Whether every call runs the whole model, as :meth:`prepare` decides when the top
+        block run alone does not reproduce it (e.g. T5's shared position bias)."""
+        return self._full_forward
 
     @property
-    def top_module(self) -> nn.Module | None:
-        """The trained submodule of the last layer (``None`` without ``top_module``)."""
-        if self.top_module_name is None:
-            return None
-        return self.net.get_submodule(self._top_module_path())
+    def cached_activations(self) -> str | None:
+        """What :meth:`prepare` cached for later calls (read-only, for inspection):
+        ``"hidden_states"`` entering the top block, ``"top_module"`` inputs and frozen
+        outputs, ``"pooled"`` features of an encoder without trainable parts, or ``None``
+        (every call recomputes the frozen layers)."""
+        if self._cache is not None:
+            return "hidden_states"
+        if self._module_cache.inputs:
+            return "top_module"
+        return "pooled" if self._pooled_cache is not None else None
 
     @property
-    def layers(self) -> nn.ModuleList:
-        return self.net.get_submodule(self.stack_name)  # type: ignore[return-value]
+    def cached_frozen_outputs(self) -> list[str]:
+        """Names, inside the top module, of the frozen linear layers whose outputs are
+        cached (so never recomputed); empty without a cached top module."""
+        return list(self._module_cache.bases)
 
-    @property
-    def trainable(self) -> bool:
-        """Whether the encoder has parameters to train (LoRA or soft tokens)."""
-        return self.lora_settings is not None or self.n_soft > 0
-
-    @property
-    def _compute_dtype(self) -> torch.dtype:
-        """What the transformer computes in (``dtype``; ``"auto"``: bfloat16 on CUDA)."""
-        dtype = self.config.dtype
-        if dtype == "auto":
-            dtype = "bfloat16" if self.device.type == "cuda" else "float32"
-        return getattr(torch, dtype)
-
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self._compute_dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self._compute_dtype)
-
+    # -------------------------------------------------------------- the pool
     def tokenize(self, texts: Sequence[str]) -> None:
         """Tokenise every candidate once; keeps padded id and mask tensors."""
-        if len(texts) == 0:
-            raise InputError("Cannot encode an empty pool of texts.")
-        tok = self.tokenizer
-        if tok.pad_token_id is None:
-            tok.pad_token = tok.eos_token or tok.unk_token
-        tok.padding_side = "right"
-        max_length = self.config.max_length
-        positions = getattr(self.hf_config, "max_position_embeddings", None)
-        if isinstance(positions, int) and positions > 0:
-            # Leave room for soft tokens and BERT-style position offsets.
-            max_length = min(max_length, positions - self.n_soft - 2)
-        segments = self.config.pooling == "segments"
-        if segments and not getattr(tok, "is_fast", False):
-            raise InputError("pooling='segments' needs a fast (Rust) tokenizer for offsets.")
-        enc = tok(
-            list(texts),
-            truncation=True,
-            max_length=max_length,
-            padding="longest",
-            return_tensors="pt",
-            return_offsets_mapping=segments,
-            return_special_tokens_mask=segments,
+        self._tokens = tokenize_pool(
+            self.tokenizer, texts, self.config, self.hf_config, self.n_soft
         )
-        self._input_ids = enc["input_ids"]
-        self._attention = enc["attention_mask"]
-        self._lengths = self._attention.sum(dim=1)
-        if segments:
-            self._segments = self._segment_ids(texts, enc)
-        n_truncated = int((self._lengths >= max_length).sum())
-        if n_truncated:
-            logger.warning(
-                "%d of %d texts were truncated to %d tokens.", n_truncated, len(texts), max_length
-            )
 
-    def _segment_ids(self, texts: Sequence[str], enc: Any) -> Tensor:
-        """Segment number of every token (``-1`` for special and padding tokens)."""
-        sep = self.config.segment_separator
-        starts = enc["offset_mapping"][..., 0]
-        seg = torch.full_like(starts, -1)
-        for row, text in enumerate(texts):  # once per study, at tokenisation
-            bounds = torch.tensor(
-                [i + len(sep) for i in range(len(text)) if text.startswith(sep, i)],
-                dtype=starts.dtype,
-            )
-            seg[row] = torch.bucketize(starts[row].contiguous(), bounds, right=True)
-        real = (enc["special_tokens_mask"] == 0) & (enc["attention_mask"] == 1)
-        seg = torch.where(real, seg, torch.full_like(seg, -1))
-        self.n_segments = int(seg.max()) + 1
-        return seg
+    def _tokenized(self) -> TokenizedPool:
+        assert self._tokens is not None
+        return self._tokens
+
+    @property
+    def n_segments(self) -> int:
+        """How many segments the pool's texts have (segment pooling; 0 otherwise)."""
+        return 0 if self._tokens is None else self._tokens.n_segments
 
     @property
     def output_size(self) -> int:
         """Width of the pooled features (``hidden_size``, times segments for segment pooling)."""
         if self.config.pooling == "segments":
-            if self._segments is None:
+            if self._tokens is None or self._tokens.segments is None:
                 raise RuntimeError(
                     "Call prepare(texts) first: the segment count comes from the pool."
                 )
@@ -598,23 +581,9 @@ class TextEncoder(nn.Module):
             self.top_module_name is None and not self._top_block_matches_full_forward()
         )
         if self._full_forward:
-            if self.n_soft:
-                raise ModelLoadError(
-                    f"{type(self.net).__name__}: the top {self.n_top} layer(s) run alone do not "
-                    "reproduce the model's output (a lower layer passes them more than hidden "
-                    "states, e.g. T5's relative position bias), and soft tokens enter there. "
-                    "Use soft_tokens=0 with this model."
-                )
-            logger.warning(
-                "%s: the top %d layer(s) run alone do not reproduce the model's output (a lower "
-                "layer passes them more than hidden states, e.g. T5's relative position bias); "
-                "running the whole model at each training step instead (slower).",
-                type(self.net).__name__,
-                self.n_top,
-            )
+            _report_full_forward(self.net, self.n_top, self.n_soft)
         if self.cache_hidden_states and self.top_module_name is not None:
             self._cache_top_module(torch.arange(len(texts)), progress=progress)
-            self._check_top_module()
         elif self.cache_hidden_states and not self._full_forward:
             self._cache = self._lower_hidden_states(torch.arange(len(texts)), progress=progress)
         if self.n_soft:
@@ -623,245 +592,61 @@ class TextEncoder(nn.Module):
         return self
 
     def _batches(self, index: Tensor, progress: bool, desc: str) -> Iterator[Tensor]:
-        """Yield index batches grouped by token length (less padding)."""
-        assert self._lengths is not None
-        order = index[torch.argsort(self._lengths[index], stable=True)]
-        chunks = list(torch.split(order, self.config.batch_size))
-        if progress and len(chunks) > 1:
-            from tqdm.auto import tqdm
-
-            yield from tqdm(chunks, desc=desc, leave=False)
-        else:
-            yield from chunks
+        """Index batches of ``config.batch_size`` grouped by token length (less padding)."""
+        return self._tokenized().batches(index, self.config.batch_size, progress, desc)
 
     def _batch_tokens(self, index: Tensor) -> tuple[Tensor, Tensor]:
-        assert (
-            self._input_ids is not None
-            and self._attention is not None
-            and self._lengths is not None
-        )
-        width = int(self._lengths[index].max())
-        return (
-            self._input_ids[index, :width].to(self.device),
-            self._attention[index, :width].to(self.device),
-        )
+        return self._tokenized().tokens(index, self.device)
 
-    @torch.no_grad()
+    # ----------------------------------------------------------------- caches
     def _lower_hidden_states(self, index: Tensor, progress: bool = False) -> Tensor:
         """Hidden states entering the top block, ``len(index) x width x hidden`` (CPU or device)."""
-        assert self._lengths is not None
-        width = int(self._lengths[index].max())
-        store_dtype = self._cache_dtype
-        out = torch.zeros(
-            len(index), width, self.hidden_size, dtype=store_dtype, device=self.device
+        batches = self._batches(index, progress, "caching hidden states")
+        where = {"device": self.device, "store": self.cache_dtype, "autocast": self._autocast}
+        return self._top_block.lower_states(
+            self._tokenized(), index, batches, hidden_size=self.hidden_size, **where
         )
-        position = {int(i): k for k, i in enumerate(index.tolist())}
-        for batch in self._batches(index, progress, "caching hidden states"):
-            ids, mask = self._batch_tokens(batch)
-            with self._autocast():
-                hidden = self._top_block_input(ids, mask)
-            rows = torch.tensor([position[int(i)] for i in batch], device=self.device)
-            out[rows, : ids.shape[1]] = hidden.to(store_dtype)
-        return out
 
-    @torch.no_grad()
-    def _top_block_input(self, ids: Tensor, mask: Tensor) -> Tensor:
-        """Hidden states entering the top block for one batch (the lower layers only run)."""
-        captured: list[Tensor] = []
-
-        def grab(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            captured.append(args[0] if args else kwargs["hidden_states"])
-            raise _StopForward
-
-        handle = self.layers[self.split].register_forward_pre_hook(grab, with_kwargs=True)
-        try:
-            with contextlib.suppress(_StopForward):
-                self.net(input_ids=ids, attention_mask=mask, use_cache=False)
-        finally:
-            handle.remove()
-        return captured[0]
-
-    @property
-    def _cache_dtype(self) -> torch.dtype:
-        """Cached activations: float32 on a CPU; on an accelerator the compute dtype
-        (bfloat16 by default, float32 when ``dtype="float32"`` is asked for: the top module
-        then reads them back without autocast, so they must match its weights)."""
-        return torch.float32 if self.device.type == "cpu" else self._compute_dtype
-
-    def _adapted_base_layers(self) -> dict[str, nn.Module]:
-        """Frozen base linear layers of the LoRA adapters inside the top module, by name."""
+    def _cache_top_module(self, index: Tensor, progress: bool = False) -> None:
+        """Cache the top module's inputs and frozen outputs, then check the cached path
+        against the full forward (fresh LoRA: B = 0)."""
         module = self.top_module
         assert module is not None
-        from peft.tuners.lora import LoraLayer
+        batches = self._batches(index, progress, "caching top-module inputs")
+        where = {"name": self.top_module_name, "device": self.device, "autocast": self._autocast}
+        self._module_cache.fill(
+            self.net,
+            module,
+            self._tokenized(),
+            batches,
+            index=index,
+            store=self.cache_dtype,
+            **where,
+        )
+        self._module_cache.check(self.net, module, self._tokenized(), **where)
 
-        return {
-            name: layer.get_base_layer()
-            for name, layer in module.named_modules()
-            if isinstance(layer, LoraLayer)
-        }
-
-    @torch.no_grad()
-    def _cache_top_module(self, index: Tensor, progress: bool = False) -> None:
-        """Cache the top module's inputs and the frozen outputs of the layers it adapts.
-
-        Only real tokens are kept, packed row after row (the module works token by token).
-        A frozen layer's output is cached when its input is one of the module's inputs
-        (then it cannot change during training); other frozen layers are recomputed.
-        """
-        module = self.top_module
-        assert module is not None and self._lengths is not None
-        bases = self._adapted_base_layers()
-        store = self._cache_dtype
-        lengths = self._lengths[index]
-        offsets = torch.zeros(int(index.max()) + 2, dtype=torch.long)
-        offsets[index + 1] = lengths
-        offsets = offsets.cumsum(0)
-        seen: dict[str, Any] = {}
-
-        def grab_inputs(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            if kwargs or not all(isinstance(a, Tensor) and a.dim() == 3 for a in args):
-                raise ModelLoadError(
-                    f"top_module {self.top_module_name!r} ({type(_m).__name__}) is called "
-                    "with inputs that are not per-token tensors; it cannot be cached. "
-                    "Use top_module=None (the whole top layer)."
-                )
-            seen["inputs"] = args
-
-        def grab_base(name: str) -> Any:
-            def hook(_m: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
-                if any(args[0] is a for a in seen.get("inputs", ())):
-                    seen[name] = output
-
-            return hook
-
-        def stop(*_: Any) -> None:
-            raise _StopForward
-
-        handles = [module.register_forward_pre_hook(grab_inputs, with_kwargs=True)]
-        handles += [b.register_forward_hook(grab_base(n)) for n, b in bases.items()]
-        handles.append(module.register_forward_hook(stop))
-        inputs: list[Tensor] = []
-        outputs: dict[str, Tensor] = {}
-        total = int(offsets[-1])
-        try:
-            for batch in self._batches(index, progress, "caching top-module inputs"):
-                ids, mask = self._batch_tokens(batch)
-                seen.clear()
-                with self._autocast(), contextlib.suppress(_StopForward):
-                    self.net(input_ids=ids, attention_mask=mask, use_cache=False)
-                if not inputs:  # allocate on the first batch (widths are now known)
-                    inputs = [
-                        torch.empty(total, a.shape[-1], dtype=store, device=self.device)
-                        for a in seen["inputs"]
-                    ]
-                    outputs = {
-                        k: torch.empty(total, v.shape[-1], dtype=store, device=self.device)
-                        for k, v in seen.items()
-                        if k != "inputs"
-                    }
-                real = mask.bool().to(self.device)
-                slots = self._token_slots(batch, offsets).to(self.device)
-                for cache, value in zip(inputs, seen["inputs"], strict=True):
-                    cache[slots] = value[real].to(store)
-                for name, cache in outputs.items():
-                    cache[slots] = seen[name][real].to(store)
-        finally:
-            for handle in handles:
-                handle.remove()
-        self._module_inputs, self._module_bases = inputs, outputs
-        self._base_layers = {name: bases[name] for name in outputs}
-        self._token_offsets = offsets
-        self._gathered = None
-
-    def _token_slots(self, index: Tensor, offsets: Tensor) -> Tensor:
-        """Positions in the packed token cache of rows ``index``' tokens, row after row."""
-        assert self._lengths is not None
-        lengths = self._lengths[index]
-        starts = torch.repeat_interleave(offsets[index], lengths)
-        first = torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
-        return starts + torch.arange(int(lengths.sum())) - first
-
-    @torch.no_grad()
-    def _check_top_module(self, n_rows: int = 4) -> None:
-        """The cached top-module path must reproduce the full forward (fresh LoRA: B = 0)."""
-        assert self._lengths is not None
-        rows = torch.arange(min(n_rows, len(self._lengths)))
-        ids, mask = self._batch_tokens(rows)
-        with self._autocast():
-            full = self.net(input_ids=ids, attention_mask=mask, use_cache=False)
-        keep = mask.bool()
-        expected = full.last_hidden_state.float()[keep]
-        got = self._run_top_module(rows).float()
-        error = float((got - expected).abs().max()) if got.shape == expected.shape else float("inf")
-        scale = float(expected.abs().max()) or 1.0
-        tolerance = 1e-4 if isinstance(self._autocast(), contextlib.nullcontext) else 5e-2
-        if not error <= tolerance * scale:
-            raise ModelLoadError(
-                f"top_module {self.top_module_name!r} does not produce this model's output "
-                f"({type(self.net).__name__}: max difference {error:.3g}); something after it "
-                "changes the hidden states. Use top_module=None (the whole top layer)."
-            )
-
-    @contextlib.contextmanager
-    def _eval_mode(self) -> Iterator[None]:
-        """Dropout off (LoRA's included) for the duration; each module's mode is restored."""
-        modes = [(module, module.training) for module in self.net.modules()]
-        self.net.eval()
-        try:
-            yield
-        finally:
-            for module, training in modes:
-                module.train(training)
-
-    @torch.no_grad()
     def _top_block_matches_full_forward(self, n_rows: int = 4) -> bool:
-        """Whether the top block fed the hidden states entering it reproduces the full
-        forward pass. Checked on the longest texts, in float32 without dropout, with fresh
-        LoRA (B = 0), so both passes are the pretrained model."""
-        assert self._lengths is not None
-        rows = torch.argsort(self._lengths, descending=True, stable=True)[:n_rows]
-        ids, mask = self._batch_tokens(rows)
-        with self._eval_mode():
-            hidden = self._top_block_input(ids, mask)
-            full = self.net(input_ids=ids, attention_mask=mask, use_cache=False)
-            with self._top_block_only(hidden):
-                top = self.net(input_ids=ids, attention_mask=mask, use_cache=False)
-        keep = mask.bool()
-        expected = full.last_hidden_state.float()[keep]
-        error = float((top.last_hidden_state.float()[keep] - expected).abs().max())
-        return error <= 1e-4 * (float(expected.abs().max()) or 1.0)
-
-    def _gather_top_module(self, index: Tensor) -> tuple[list[Tensor], dict[str, Tensor]]:
-        """Cached inputs and frozen outputs of rows ``index`` (the last call's are reused)."""
-        key = index.numpy().tobytes()
-        if self._gathered is not None and self._gathered[0] == key:
-            return self._gathered[1], self._gathered[2]
-        slots = self._token_slots(index, self._token_offsets).to(self.device)
-        # Stored in the compute dtype already (_cache_dtype): no conversion here.
-        inputs = [c[slots] for c in self._module_inputs]
-        frozen = {n: c[slots] for n, c in self._module_bases.items()}
-        self._gathered = (key, inputs, frozen)
-        return inputs, frozen
+        """Whether the top block alone reproduces the full forward, checked on the longest
+        texts (:meth:`TopBlock.reproduces_model`)."""
+        lengths = self._tokenized().lengths
+        rows = torch.argsort(lengths, descending=True, stable=True)[:n_rows]
+        return self._top_block.reproduces_model(*self._batch_tokens(rows))
 
     def _run_top_module(self, index: Tensor) -> Tensor:
         """The top module's output for the real tokens of rows ``index`` (packed)."""
         module = self.top_module
         assert module is not None
-        inputs, frozen = self._gather_top_module(index)
-        with _frozen_outputs(self._base_layers, frozen), self._autocast():
-            out = module(*(x.unsqueeze(0) for x in inputs))
-        out = out[0] if isinstance(out, tuple) else out
-        return out.squeeze(0)
+        return self._module_cache.run(module, index, self._tokenized(), self.device, self._autocast)
 
     @torch.no_grad()
     def _soft_token_statistics(self) -> tuple[Tensor, Tensor]:
         """Mean and std of real-token hidden states entering the top block (soft-token init)."""
-        assert self._attention is not None
-        sample = torch.arange(min(len(self._attention), 256))
+        attention = self._tokenized().attention
+        sample = torch.arange(min(len(attention), 256))
         hidden = (
             self._cache[sample] if self._cache is not None else self._lower_hidden_states(sample)
         )
-        mask = self._attention[sample, : hidden.shape[1]].to(hidden.device).bool()
+        mask = attention[sample, : hidden.shape[1]].to(hidden.device).bool()
         tokens = hidden[mask].float()
         return tokens.mean(0), tokens.std(0)
 
@@ -882,54 +667,8 @@ class TextEncoder(nn.Module):
                 self.soft_tokens.copy_(mean + 0.5 * std * noise)
 
     # ---------------------------------------------------------------- forward
-    @contextlib.contextmanager
-    def _top_block_only(self, hidden: Tensor) -> Iterator[None]:
-        """Temporarily shrink the layer stack to the top block and feed it ``hidden``."""
-        parent_name, _, attr = self.stack_name.rpartition(".")
-        parent = self.net.get_submodule(parent_name) if parent_name else self.net
-        full = getattr(parent, attr)
-
-        def inject(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            if args:
-                return (hidden, *args[1:]), kwargs
-            kwargs["hidden_states"] = hidden
-            return args, kwargs
-
-        handle = full[self.split].register_forward_pre_hook(inject, with_kwargs=True)
-        setattr(parent, attr, nn.ModuleList(list(full)[self.split :]))
-        try:
-            yield
-        finally:
-            setattr(parent, attr, full)
-            handle.remove()
-
     def _pool(self, hidden: Tensor, mask: Tensor, index: Tensor) -> Tensor:
-        if self.config.pooling == "segments":
-            return self._pool_segments(hidden, mask, index)
-        if self.config.pooling == "cls":
-            return hidden[:, 0]
-        if self.config.pooling == "last":
-            last = mask.sum(dim=1) - 1
-            if self.n_soft:
-                last = torch.full_like(last, hidden.shape[1] - 1)
-            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        weights = mask.to(hidden.dtype).unsqueeze(-1)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-
-    def _pool_segments(self, hidden: Tensor, mask: Tensor, index: Tensor) -> Tensor:
-        assert self._segments is not None
-        width = hidden.shape[1] - self.n_soft
-        seg = self._segments[index, :width].to(hidden.device)
-        n_seg = self.n_segments
-        if self.n_soft:  # soft tokens pool into their own extra segment
-            soft = torch.full((len(index), self.n_soft), n_seg, dtype=seg.dtype, device=seg.device)
-            seg = torch.cat([seg, soft], dim=1)
-            n_seg += 1
-        onehot = torch.nn.functional.one_hot(seg.clamp_min(0), n_seg).to(hidden.dtype)
-        onehot = onehot * (seg >= 0).unsqueeze(-1).to(hidden.dtype)  # b x L x S
-        sums = torch.einsum("bls,blh->bsh", onehot, hidden)
-        counts = onehot.sum(1).clamp_min(1.0).unsqueeze(-1)
-        return (sums / counts).reshape(len(index), n_seg * hidden.shape[-1])
+        return self._tokenized().pool(hidden, mask, index, self.config.pooling, self.n_soft)
 
     def forward(self, index: Tensor) -> Tensor:
         """Pooled features ``len(index) x hidden_size`` (float32) for candidate rows ``index``.
@@ -937,16 +676,15 @@ class TextEncoder(nn.Module):
         Rows are grouped by token length into chunks of at most ``chunk_size`` sequences so
         that little compute is spent on padding; the output keeps the order of ``index``.
         """
-        if self._input_ids is None:
+        if self._tokens is None:
             raise RuntimeError("Call prepare(texts) before encoding.")
         index = index.to("cpu", torch.long)
         if not self.trainable:
             assert self._pooled_cache is not None
             return self._pooled_cache[index.to(self._pooled_cache.device)]
-        assert self._lengths is not None
         if len(index) <= self.chunk_size:
             return self._forward_top(index)
-        order = torch.argsort(self._lengths[index], stable=True)
+        order = torch.argsort(self._tokens.lengths[index], stable=True)
         parts = [self._forward_top(index[chunk]) for chunk in torch.split(order, self.chunk_size)]
         out = torch.cat(parts)
         inverse = torch.empty_like(order)
@@ -960,7 +698,7 @@ class TextEncoder(nn.Module):
             with self._autocast():
                 out = self.net(input_ids=ids, attention_mask=mask, use_cache=False)
             return self._pool(out.last_hidden_state.float(), mask, index)
-        if self._module_inputs:
+        if self._module_cache.inputs:
             tokens = self._run_top_module(index).float()
             hidden = tokens.new_zeros(*mask.shape, tokens.shape[-1])
             hidden[mask.bool().to(hidden.device)] = tokens
@@ -970,22 +708,16 @@ class TextEncoder(nn.Module):
         else:
             hidden = self._lower_hidden_states(index)
         hidden = hidden.to(self.device)
-        if self.n_soft:
-            assert self.soft_tokens is not None
-            soft = self.soft_tokens.unsqueeze(0).expand(len(index), -1, -1).to(hidden.dtype)
-            hidden = torch.cat([hidden, soft], dim=1)
-            ones = torch.ones(len(index), self.n_soft, dtype=mask.dtype, device=mask.device)
-            mask = torch.cat([mask, ones], dim=1)
-            pad = torch.full_like(ones, int(self.tokenizer.pad_token_id or 0))
-            ids = torch.cat([ids, pad], dim=1)
-        with self._top_block_only(hidden), self._autocast():
+        if self.soft_tokens is not None:
+            pad_id = int(self.tokenizer.pad_token_id or 0)
+            hidden, mask, ids = with_soft_tokens(hidden, mask, ids, self.soft_tokens, pad_id)
+        with self._top_block.alone(hidden), self._autocast():
             out = self.net(input_ids=ids, attention_mask=mask, use_cache=False)
         return self._pool(out.last_hidden_state.float(), mask, index)
 
     @torch.no_grad()
     def _embed_frozen(self, progress: bool = False) -> Tensor:
-        assert self._lengths is not None
-        n = len(self._lengths)
+        n = len(self)
         out = torch.empty(n, self.output_size, dtype=torch.float32, device=self.device)
         for batch in self._batches(torch.arange(n), progress, "embedding"):
             ids, mask = self._batch_tokens(batch)
@@ -999,26 +731,18 @@ class TextEncoder(nn.Module):
     @torch.no_grad()
     def embed(self, index: Tensor | None = None, *, progress: bool = False) -> Tensor:
         """Pooled features of many candidates in large no-grad batches (default: all)."""
-        assert self._lengths is not None
+        assert self._tokens is not None
         if index is None:
-            index = torch.arange(len(self._lengths))
+            index = torch.arange(len(self))
         if not self.trainable:
             return self.forward(index)
         out = torch.empty(len(index), self.output_size, dtype=torch.float32, device=self.device)
         position = torch.empty(int(index.max()) + 1, dtype=torch.long)
         position[index] = torch.arange(len(index))
-        with self._eval_mode():  # no LoRA dropout when scoring
+        with eval_mode(self.net):  # no LoRA dropout when scoring
             for batch in self._batches(index, progress, "scoring pool"):
                 out[position[batch].to(self.device)] = self.forward(batch)
         return out
 
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """Parameters trained with the GP: LoRA matrices and soft tokens."""
-        return [p for p in self.parameters() if p.requires_grad]
-
     def __len__(self) -> int:
-        return 0 if self._lengths is None else len(self._lengths)
-
-    @staticmethod
-    def default_top_layers(n_layers: int, fraction: float = 0.25) -> int:
-        return max(1, math.floor(n_layers * fraction))
+        return 0 if self._tokens is None else len(self._tokens.lengths)
