@@ -14,6 +14,7 @@ are offered again).
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmbo.errors import InputError
+from llmbo.errors import InputError, StudySettingsError
 from llmbo.hpo.space import LoraSearchSpace
 from llmbo.hpo.task import LoraTask, TrainingConfig
 from llmbo.hpo.trial import TrialOutcome, run_trial
@@ -188,6 +189,39 @@ class LoraSearch:
             study_name=study_name or f"lora-{task.name}-{self.method.name}",
             progress=False,
         )
+        self._check_settings()
+
+    #: Training settings that say where or how long to run, not what to compute.
+    RUNTIME_TRAINING = frozenset({"device", "time_limit", "eval_batch_size"})
+
+    def settings(self) -> dict[str, Any]:
+        """What the study's values depend on besides the grid: task, training, proxy."""
+        training = {
+            k: v for k, v in self.training.to_dict().items() if k not in self.RUNTIME_TRAINING
+        }
+        return {
+            "task": self.task.describe(),
+            "training": training,
+            "proxy_fraction": self.proxy_fraction,
+            "fixed": self.search_space.fixed,
+        }
+
+    def _check_settings(self) -> None:
+        """Store the search settings in a new study; refuse to continue one made with others
+        (its values would not compare)."""
+        storage, study_id = self.study.storage, self.study.record.study_id
+        wanted = json.loads(json.dumps(self.settings(), default=str))
+        stored = storage.get_attrs(study_id).get("lora_search")
+        if stored is None:
+            storage.set_attr(study_id, "lora_search", wanted)
+            return
+        if stored != wanted:
+            diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+            raise StudySettingsError(
+                f"Study {self.study.record.name!r} was made with other {', '.join(diff)} "
+                f"(stored {[stored.get(k) for k in diff]}, given {[wanted.get(k) for k in diff]}); "
+                "its trials would not compare. Use the same settings or another study name."
+            )
 
     # ------------------------------------------------------------------ state
     def finished(self) -> int:
