@@ -54,7 +54,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -648,25 +648,84 @@ def _install_sqlite_hooks(engine: Engine, *, memory: bool, readonly: bool) -> No
 # ---------------------------------------------------------------------------------------
 
 
-class SQLStorage(BaseStorage):
-    """Storage in any database SQLAlchemy reaches (tested on SQLite and PostgreSQL).
+def _check_sqlite_file(
+    path: Path, *, readonly: bool, damaged: Callable[[BaseException], StudyFileError]
+) -> bool:
+    """Refuse a file that is not an llmbo study before SQLite touches it.
 
-    Args:
-        url: A SQLAlchemy URL such as ``"sqlite:///runs.db"`` or
-            ``"postgresql+psycopg://user:pw@host/db"``. ``"sqlite://"`` gives a private
-            in-memory database (one process only).
-        readonly: Open an existing study without ever writing to it (for reports, or a
-            file on read-only media): no tables are created, SQLite files are opened with
-            ``mode=ro`` and every write method raises :class:`~llmbo.errors.StudyError`.
-        engine_kwargs: Extra keyword arguments for :func:`sqlalchemy.create_engine`.
-
-    The engine is created lazily and re-created in a forked child, so a storage object can
-    be shared with worker processes (it also pickles, without its engine). On open, the
-    tables are created if missing (unless ``readonly``) and the schema version is checked.
-    A SQLite file that is not a SQLite database, that holds only another application's
-    tables, or that is damaged raises :class:`~llmbo.errors.StudyFileError` and is left
-    unchanged.
+    Returns whether the file can only be read ``immutable=1`` (even ``mode=ro`` cannot
+    open it: its WAL side files cannot be created).
     """
+    if not path.parent.is_dir():
+        raise StudyFileError(
+            f"Cannot open study file {str(path)!r}: folder {str(path.parent)!r} does not "
+            "exist; create it first or check the path."
+        )
+    if path.is_dir():
+        raise StudyFileError(
+            f"{str(path)!r} is a folder, not a study file; give the study file that llmbo "
+            "suggest created, or a new file name."
+        )
+    if not path.exists():
+        if readonly:
+            raise StudyFileError(
+                f"Study file {str(path)!r} does not exist; check the path (a read-only "
+                "open never creates a study)."
+            )
+        return False
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise StudyFileError(
+            f"Study file {str(path)!r} cannot be read ({exc}); check its permissions."
+        ) from exc
+    if not head and not readonly:
+        return False  # an empty file is a new study file
+    if head and head != _SQLITE_MAGIC:
+        raise StudyFileError(
+            f"{str(path)!r} is not an llmbo study: it is not a SQLite database (give the "
+            "study file that llmbo suggest created, or a new file name)."
+        )
+    tables: list[str] = []
+    only_immutable = False
+    for immutable in (_no_writer_possible(path), True):
+        try:
+            tables = _sqlite_tables(_readonly_uri(path, immutable=immutable))
+            break
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                raise damaged(exc) from exc
+            if immutable or not _is_unwritable(exc):
+                raise StudyFileError(
+                    f"Study file {str(path)!r} cannot be opened ({exc}); check that it "
+                    "is a study file and that no other program holds it locked."
+                ) from exc
+            # The WAL side files cannot be created (read-only medium or folder).
+            logger.info("Reading %s as immutable: opening it read-only failed (%s)", path, exc)
+            wal = Path(f"{path}-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                logger.warning(
+                    "%s has a -wal file of %d bytes with changes not yet copied into the "
+                    "study file, which SQLite cannot read without write access to the "
+                    "folder; what is shown may miss the latest changes. Copy the study "
+                    "and its -wal file to a writable folder to see them.",
+                    path,
+                    wal.stat().st_size,
+                )
+            only_immutable = True
+    if not readonly and tables and not _LLMBO_TABLES.intersection(tables):
+        raise StudyFileError(
+            f"{str(path)!r} holds another application's tables, not an llmbo study "
+            f"({', '.join(tables[:10])}); use a new file."
+        )
+    return only_immutable
+
+
+class _SQLConnection:
+    """The connection side of :class:`SQLStorage`: its URL, the engine (created lazily, and
+    anew in a forked child), the checks of a SQLite file before SQLite touches it, the
+    schema, and transactions whose database errors name the study file."""
 
     def __init__(
         self,
@@ -809,77 +868,6 @@ class SQLStorage(BaseStorage):
                 self._pid = pid
         return self._engine
 
-    def _check_sqlite_file(self, path: Path) -> bool:
-        """Refuse a file that is not an llmbo study before SQLite touches it.
-
-        Returns whether the file can only be read ``immutable=1`` (even ``mode=ro`` cannot
-        open it: its WAL side files cannot be created).
-        """
-        if not path.parent.is_dir():
-            raise StudyFileError(
-                f"Cannot open study file {str(path)!r}: folder {str(path.parent)!r} does not "
-                "exist; create it first or check the path."
-            )
-        if path.is_dir():
-            raise StudyFileError(
-                f"{str(path)!r} is a folder, not a study file; give the study file that llmbo "
-                "suggest created, or a new file name."
-            )
-        if not path.exists():
-            if self._readonly:
-                raise StudyFileError(
-                    f"Study file {str(path)!r} does not exist; check the path (a read-only "
-                    "open never creates a study)."
-                )
-            return False
-        try:
-            with path.open("rb") as fh:
-                head = fh.read(len(_SQLITE_MAGIC))
-        except OSError as exc:
-            raise StudyFileError(
-                f"Study file {str(path)!r} cannot be read ({exc}); check its permissions."
-            ) from exc
-        if not head and not self._readonly:
-            return False  # an empty file is a new study file
-        if head and head != _SQLITE_MAGIC:
-            raise StudyFileError(
-                f"{str(path)!r} is not an llmbo study: it is not a SQLite database (give the "
-                "study file that llmbo suggest created, or a new file name)."
-            )
-        tables: list[str] = []
-        only_immutable = False
-        for immutable in (_no_writer_possible(path), True):
-            try:
-                tables = _sqlite_tables(_readonly_uri(path, immutable=immutable))
-                break
-            except sqlite3.DatabaseError as exc:
-                if _is_damage(exc):
-                    raise self._damaged(exc) from exc
-                if immutable or not _is_unwritable(exc):
-                    raise StudyFileError(
-                        f"Study file {str(path)!r} cannot be opened ({exc}); check that it "
-                        "is a study file and that no other program holds it locked."
-                    ) from exc
-                # The WAL side files cannot be created (read-only medium or folder).
-                logger.info("Reading %s as immutable: opening it read-only failed (%s)", path, exc)
-                wal = Path(f"{path}-wal")
-                if wal.exists() and wal.stat().st_size > 0:
-                    logger.warning(
-                        "%s has a -wal file of %d bytes with changes not yet copied into the "
-                        "study file, which SQLite cannot read without write access to the "
-                        "folder; what is shown may miss the latest changes. Copy the study "
-                        "and its -wal file to a writable folder to see them.",
-                        path,
-                        wal.stat().st_size,
-                    )
-                only_immutable = True
-        if not self._readonly and tables and not _LLMBO_TABLES.intersection(tables):
-            raise StudyFileError(
-                f"{str(path)!r} holds another application's tables, not an llmbo study "
-                f"({', '.join(tables[:10])}); use a new file."
-            )
-        return only_immutable
-
     def _create_engine(self) -> Engine:
         kwargs = dict(self._engine_kwargs)
         url = self._url
@@ -887,7 +875,9 @@ class SQLStorage(BaseStorage):
             memory = self._is_memory()
             path = self._sqlite_path()
             if path is not None:
-                only_immutable = self._check_sqlite_file(path)
+                only_immutable = _check_sqlite_file(
+                    path, readonly=self._readonly, damaged=self._damaged
+                )
                 if self._readonly:
 
                     def connect(path: Path = path) -> sqlite3.Connection:
@@ -999,6 +989,27 @@ class SQLStorage(BaseStorage):
             if error is None:
                 raise
             raise error from exc
+
+
+class SQLStorage(_SQLConnection, BaseStorage):
+    """Storage in any database SQLAlchemy reaches (tested on SQLite and PostgreSQL).
+
+    Args:
+        url: A SQLAlchemy URL such as ``"sqlite:///runs.db"`` or
+            ``"postgresql+psycopg://user:pw@host/db"``. ``"sqlite://"`` gives a private
+            in-memory database (one process only).
+        readonly: Open an existing study without ever writing to it (for reports, or a
+            file on read-only media): no tables are created, SQLite files are opened with
+            ``mode=ro`` and every write method raises :class:`~llmbo.errors.StudyError`.
+        engine_kwargs: Extra keyword arguments for :func:`sqlalchemy.create_engine`.
+
+    The engine is created lazily and re-created in a forked child, so a storage object can
+    be shared with worker processes (it also pickles, without its engine). On open, the
+    tables are created if missing (unless ``readonly``) and the schema version is checked.
+    A SQLite file that is not a SQLite database, that holds only another application's
+    tables, or that is damaged raises :class:`~llmbo.errors.StudyFileError` and is left
+    unchanged.
+    """
 
     # -- lookups inside a transaction ----------------------------------------------------
     def _lock_study(self, s: Session, study_id: int) -> _StudyRow:
