@@ -11,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import llmbo._files as files_module
 import llmbo.benchmarks.merge as merge_module
 from llmbo.benchmarks.merge import merge_results
 from llmbo.benchmarks.runner import (
@@ -196,13 +195,13 @@ def test_an_interrupted_merge_leaves_the_results_as_they_were(
             raise KeyboardInterrupt
         replace(a, b)
 
-    monkeypatch.setattr(files_module.os, "replace", fail_on_results)
+    monkeypatch.setattr(os, "replace", fail_on_results)
     with pytest.raises(KeyboardInterrupt):
         merge_results([src], dest)
     assert (dest / RESULTS_FILE).read_bytes() == before
     assert not list(dest.glob(".*.tmp"))
     # the curves went first; merging again completes the results, one curve per run
-    monkeypatch.setattr(files_module.os, "replace", replace)
+    monkeypatch.setattr(os, "replace", replace)
     merge_results([src], dest)
     assert read_csv_rows(dest / RESULTS_FILE)["seed"].tolist() == ["0", "1"]
     curves = read_csv_rows(dest / CURVES_FILE)
