@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("scale", choices=["proxy", "full"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=None, help="stop after this many new rows")
+    parser.add_argument("--shard", default="0/1", help="K/N: train every N-th configuration from K")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     task = esol_task()
@@ -53,6 +54,8 @@ def main() -> None:
         order = sorted(set(pick.tolist()) | {ids.index(default)})
     else:
         order = list(range(len(ids)))
+    k, n = (int(x) for x in args.shard.split("/"))
+    order = order[k::n]
     done = set()
     if OUT.is_file():
         old = pd.read_csv(OUT)

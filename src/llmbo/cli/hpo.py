@@ -30,80 +30,105 @@ _EXAMPLES = (
 )
 
 
-def register(subparsers: Any) -> None:
-    """Add ``llmbo hpo`` to the ``llmbo`` parser."""
+def _options() -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """The options of ``llmbo hpo`` by group: flag -> ``add_argument`` keywords."""
     from llmbo.hpo.search import METHODS
 
+    return {
+        "task": [
+            ("--task", {"choices": ["esol"], "help": "a built-in task (ESOL solubility)"}),
+            ("--data", {"help": "CSV, TSV or Parquet file with a text and a label column"}),
+            ("--text-column", {"default": "text", "help": "text column of --data"}),
+            ("--label-column", {"default": "label", "help": "label column of --data"}),
+            ("--kind", {"choices": ["regression", "classification"], "help": "head type"}),
+            ("--metric", {"help": "rmse, mae, r2 or accuracy (default by --kind)"}),
+            ("--model", {"default": "minilm", "help": "Hugging Face model id or path"}),
+        ],
+        "search": [
+            ("--method", {"choices": METHODS.names(), "default": "llmbo"}),
+            ("--trials", {"type": common.non_negative_int, "default": 30}),
+            (
+                "--initial-trials",
+                {
+                    "type": common.positive_int,
+                    "default": 5,
+                    "help": "random trials before the model proposes (default 5)",
+                },
+            ),
+            (
+                "--proxy-fraction",
+                {
+                    "type": common.positive_float,
+                    "default": 0.1,
+                    "help": "share of the training split per trial (default 0.1)",
+                },
+            ),
+            (
+                "--grid",
+                {
+                    "action": "append",
+                    "default": [],
+                    "metavar": "NAME=V1,V2,...",
+                    "help": "values of one hyperparameter (replaces its default; repeat)",
+                },
+            ),
+            (
+                "--fixed",
+                {
+                    "action": "append",
+                    "default": [],
+                    "metavar": "NAME=VALUE",
+                    "help": "a setting shared by every trial (repeat)",
+                },
+            ),
+        ],
+        "training": [
+            ("--epochs", {"type": common.positive_int, "default": 10}),
+            ("--max-length", {"type": common.positive_int, "default": 64}),
+            (
+                "--time-limit",
+                {
+                    "type": common.positive_float,
+                    "default": None,
+                    "help": "seconds a trial may train before it fails",
+                },
+            ),
+            ("--device", {"default": None, "help": "cpu, cuda, ... (default: CUDA if any)"}),
+        ],
+        "execution": [
+            (
+                "--workers",
+                {
+                    "type": _workers,
+                    "default": 1,
+                    "help": "trials in parallel on Ray (default 1: in this process)",
+                },
+            ),
+            ("--ray-address", {"default": None, "help": "an existing Ray cluster (host:port)"}),
+            ("--study", {"required": True, "help": "study file (SQLite) or database URL"}),
+            ("--study-name", {"type": common.study_name_arg, "default": None}),
+            ("--seed", {"type": common.seed_int, "default": 0}),
+            (
+                "--final",
+                {
+                    "action": "store_true",
+                    "help": "retrain the best on the full training split; score test",
+                },
+            ),
+            ("--no-progress", {"action": "store_true", "help": "no progress bar"}),
+        ],
+    }
+
+
+def register(subparsers: Any) -> None:
+    """Add ``llmbo hpo`` to the ``llmbo`` parser."""
     p = common.add_command(
         subparsers, "hpo", "search LoRA hyperparameters", _DESCRIPTION, _EXAMPLES
     )
-    data = p.add_argument_group("task")
-    data.add_argument("--task", choices=["esol"], help="a built-in task (ESOL solubility)")
-    data.add_argument("--data", help="CSV, TSV or Parquet file with a text and a label column")
-    data.add_argument("--text-column", default="text", help="text column of --data")
-    data.add_argument("--label-column", default="label", help="label column of --data")
-    data.add_argument("--kind", choices=["regression", "classification"], help="head type")
-    data.add_argument("--metric", help="rmse, mae, r2 or accuracy (default by --kind)")
-    data.add_argument("--model", default="minilm", help="Hugging Face model id or path")
-    search = p.add_argument_group("search")
-    search.add_argument("--method", choices=METHODS.names(), default="llmbo")
-    search.add_argument("--trials", type=common.non_negative_int, default=30)
-    search.add_argument(
-        "--initial-trials",
-        type=common.positive_int,
-        default=5,
-        help="random trials before the model proposes (default 5)",
-    )
-    search.add_argument(
-        "--proxy-fraction",
-        type=common.positive_float,
-        default=0.1,
-        help="share of the training split each trial trains on (default 0.1)",
-    )
-    search.add_argument(
-        "--grid",
-        action="append",
-        default=[],
-        metavar="NAME=V1,V2,...",
-        help="values of one hyperparameter (replaces its default list; repeat)",
-    )
-    search.add_argument(
-        "--fixed",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a setting shared by every trial (repeat)",
-    )
-    search.add_argument(
-        "--prompt", choices=["knowledge", "bare"], default=None, help=argparse.SUPPRESS
-    )
-    training = p.add_argument_group("training")
-    training.add_argument("--epochs", type=common.positive_int, default=10)
-    training.add_argument("--max-length", type=common.positive_int, default=64)
-    training.add_argument(
-        "--time-limit",
-        type=common.positive_float,
-        default=None,
-        help="seconds a trial may train before it fails",
-    )
-    training.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if any)")
-    run = p.add_argument_group("execution")
-    run.add_argument(
-        "--workers",
-        type=_workers,
-        default=1,
-        help="trials in parallel on Ray (default 1: in this process)",
-    )
-    run.add_argument("--ray-address", default=None, help="an existing Ray cluster (host:port)")
-    run.add_argument("--study", required=True, help="study file (SQLite) or database URL")
-    run.add_argument("--study-name", type=common.study_name_arg, default=None)
-    run.add_argument("--seed", type=common.seed_int, default=0)
-    run.add_argument(
-        "--final",
-        action="store_true",
-        help="retrain the best configuration on the full training split; score test",
-    )
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for group, options in _options().items():
+        section = p.add_argument_group(group)
+        for flag, keywords in options:
+            section.add_argument(flag, **keywords)
     p.set_defaults(
         func=hpo_command, interrupted="every finished trial is saved; run again to resume."
     )
@@ -193,19 +218,11 @@ def hpo_command(args: argparse.Namespace) -> int:
         time_limit=args.time_limit,
         device=args.device,
     )
-    search = LoraSearch(
-        task,
-        _space(args),
-        method=args.method,
-        training=training,
-        proxy_fraction=args.proxy_fraction,
-        initial_trials=args.initial_trials,
-        model=args.model,
-        seed=args.seed,
-        storage=args.study,
-        study_name=args.study_name,
-        progress=not args.no_progress and sys.stderr.isatty(),
-    )
+    options = {k: getattr(args, k) for k in ("method", "proxy_fraction", "initial_trials",
+                                             "model", "seed", "study_name")}  # fmt: skip
+    progress = not args.no_progress and sys.stderr.isatty()
+    search = LoraSearch(task, _space(args), training=training, storage=args.study,
+                        progress=progress, **options)  # fmt: skip
     before = search.finished()
     history = search.run(args.trials, workers=args.workers, ray_address=args.ray_address)
     failed = int((history["state"] == "failed").sum()) if "state" in history else 0

@@ -251,17 +251,14 @@ def run_trial(
     task: LoraTask,
     params: Mapping[str, Any],
     training: TrainingConfig | None = None,
-    *,
-    proxy_fraction: float = 0.1,
-    evaluate_on: Literal["validation", "test"] = "validation",
+    **options: Any,
 ) -> TrialOutcome:
-    """:func:`train_and_score` that never raises for a failing trial: the error text is in
-    the outcome (an interrupt still propagates)."""
+    """:func:`train_and_score` (same arguments; ``options``: ``proxy_fraction``,
+    ``evaluate_on``) that never raises for a failing trial: the error text is in the
+    outcome (an interrupt still propagates)."""
     start = time.perf_counter()
     try:
-        value = train_and_score(
-            task, params, training, proxy_fraction=proxy_fraction, evaluate_on=evaluate_on
-        )
+        value = train_and_score(task, params, training, **options)
         return TrialOutcome(value, None, time.perf_counter() - start)
     except TrialError as exc:
         error = f"trial failed: {exc}"
