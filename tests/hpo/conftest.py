@@ -28,7 +28,21 @@ def tiny_frame(n: int = 60, seed: int = 0) -> pd.DataFrame:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     words = [*WORDS]
     # Words of the knowledge prompts, so the token surrogate reads more than [UNK].
-    words += ["lora", "rank", "r", "alpha", "learning", "rate", "batch", "size", "dropout", "low", "high", "moderate", "very"]
+    words += [
+        "lora",
+        "rank",
+        "r",
+        "alpha",
+        "learning",
+        "rate",
+        "batch",
+        "size",
+        "dropout",
+        "low",
+        "high",
+        "moderate",
+        "very",
+    ]
     return build_tiny_bert(Path(tmp_path_factory.mktemp("tiny-bert")), words, hidden=32)
 
 
