@@ -130,21 +130,11 @@ def test_bad_grids_are_refused_with_a_clear_message(kwargs: dict, message: str) 
     assert message in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: LoraSearchSpace validates grid values only; a fixed negative learning "
-    "rate (or batch size 0) is accepted and only fails inside every trial",
-)
 def test_a_fixed_negative_learning_rate_is_refused() -> None:
     with pytest.raises(InputError, match="learning_rate"):
         LoraSearchSpace(grid={"r": [4, 8]}, fixed={"learning_rate": -1e-4})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: numpy integers (e.g. list(np.arange(...)) or a pandas column) are refused "
-    "with 'r values must be positive numbers, got np.int64(2)'",
-)
 def test_numpy_numbers_are_numbers() -> None:
     grid = LoraSearchSpace(grid={"r": list(np.array([2, 4])), "batch_size": [np.int32(8)]})
     assert grid.size == 2

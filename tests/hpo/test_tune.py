@@ -175,11 +175,6 @@ def test_a_searcher_needs_a_metric_and_mode() -> None:
     assert searcher.study.maximize
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: LlmboSearcher.save stores the storage only when it is a str; a study "
-    "given as a pathlib.Path is restored into an empty in-memory study",
-)
 def test_restore_continues_a_study_given_as_a_path(tmp_path: Path) -> None:
     searcher = _searcher(tmp_path / "path.db", metric="loss", mode="min")  # type: ignore[arg-type]
     searcher.suggest("a")

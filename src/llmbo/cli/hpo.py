@@ -159,8 +159,10 @@ def _values(item: str, option: str) -> tuple[str, list[Any]]:
     if not raw:
         raise InputError(f"{option} {name}= has no values; give e.g. {name}=1,2,4.")
     parsed = parse_value(raw)
-    values = list(parsed) if isinstance(parsed, tuple | list) else [parsed]
-    return name, values
+    if isinstance(parsed, tuple | list):
+        return name, list(parsed)
+    # Not one Python literal: comma-separated values, each a literal, true/false or text.
+    return name, [parse_value(part.strip()) for part in raw.split(",")]
 
 
 def _space(args: argparse.Namespace) -> Any:
@@ -225,7 +227,7 @@ def hpo_command(args: argparse.Namespace) -> int:
                         progress=progress, **options)  # fmt: skip
     before = search.finished()
     history = search.run(args.trials, workers=args.workers, ray_address=args.ray_address)
-    failed = int((history["state"] == "failed").sum()) if "state" in history else 0
+    failed = int(history["error"].fillna("").astype(str).str.startswith("trial failed").sum())
     best = search.best()
     print(
         f"trials: {search.finished()} ({search.finished() - before} new, {failed} failed) "

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from llmbo.errors import InputError
@@ -66,6 +68,8 @@ def lora_config_fields() -> frozenset[str]:
 
 
 def _numeric_values(name: str, values: Any) -> list[Any]:
+    if isinstance(values, np.ndarray | pd.Series | pd.Index):
+        values = values.tolist()
     if isinstance(values, str | bytes) or not isinstance(values, Sequence):
         raise InputError(
             f"Hyperparameter {name!r} needs a list of values, got {values!r}; e.g. "
@@ -73,7 +77,7 @@ def _numeric_values(name: str, values: Any) -> list[Any]:
         )
     if len(values) == 0:
         raise InputError(f"Hyperparameter {name!r} has an empty list of values; give at least one.")
-    return list(values)
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
 @dataclass
@@ -101,18 +105,18 @@ class LoraSearchSpace:
         if not isinstance(self.grid, Mapping) or not self.grid:
             raise InputError("The search grid needs at least one hyperparameter with values.")
         self.grid = {str(k): _numeric_values(str(k), v) for k, v in self.grid.items()}
-        self.fixed = dict(self.fixed)
-        known = (lora_config_fields() | TRAINING_FIELDS | {"alpha_ratio"}) - {
-            "lora_alpha",
-            "r_pattern" if False else "",
+        self.fixed = {
+            str(k): v.item() if isinstance(v, np.generic) else v
+            for k, v in dict(self.fixed).items()
         }
+        known = (lora_config_fields() | TRAINING_FIELDS | {"alpha_ratio"}) - {"lora_alpha"}
         for name in [*self.grid, *self.fixed]:
             if name == "lora_alpha":
                 raise InputError(
                     "lora_alpha is derived as r * alpha_ratio; search alpha_ratio instead."
                 )
             if name not in known:
-                close = sorted(k for k in known if k and (k in name or name in k))
+                close = sorted(k for k in known if k in name or name in k)
                 hint = f" Did you mean {close}?" if close else ""
                 raise InputError(
                     f"Unknown hyperparameter {name!r}: give a peft.LoraConfig field or one of "
@@ -122,11 +126,17 @@ class LoraSearchSpace:
         if both:
             raise InputError(f"{both} are both searched (grid) and fixed; choose one.")
         for name in ("r", "alpha_ratio", "batch_size", "learning_rate"):
-            for value in self.grid.get(name, []):
+            for value in self._all_values(name):
                 self._check_positive(name, value)
-        for value in self.grid.get("lora_dropout", []):
+        for value in self._all_values("lora_dropout"):
             if not _is_number(value) or not 0 <= float(value) < 1:
                 raise InputError(f"lora_dropout values must be numbers in [0, 1), got {value!r}.")
+
+    def _all_values(self, name: str) -> list[Any]:
+        """The values ``name`` takes: its grid list, or its fixed value."""
+        if name in self.fixed:
+            return [self.fixed[name]]
+        return list(self.grid.get(name, []))
 
     @staticmethod
     def _check_positive(name: str, value: Any) -> None:
@@ -227,7 +237,7 @@ class LoraSearchSpace:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
 
 
 def _fmt(value: Any) -> str:

@@ -155,7 +155,7 @@ class LlmboSearcher(Searcher):
     def save(self, checkpoint_path: str) -> None:
         state = {
             "live": self.live,
-            "storage": self.storage if isinstance(self.storage, str) else None,
+            "storage": str(self.storage) if isinstance(self.storage, str | Path) else None,
             "study_name": self.study_name,
             "metric": self.metric,
             "mode": self.mode,
