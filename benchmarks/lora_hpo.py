@@ -85,6 +85,11 @@ def main() -> None:
     parser.add_argument("--initial", type=int, default=5)
     parser.add_argument("--methods", nargs="+", default=ALL, choices=ALL)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--correlation-only",
+        action="store_true",
+        help="only (re)compute lora_hpo_proxy.csv from the table",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     table = pd.read_csv(TABLE)
@@ -99,6 +104,8 @@ def main() -> None:
     corr = proxy_correlation(table)
     corr.to_csv(RESULTS / "lora_hpo_proxy.csv", index=False)
     print(corr.to_string(index=False))
+    if args.correlation_only:
+        return
     rows = []
     for method in args.methods:
         start = time.perf_counter()
