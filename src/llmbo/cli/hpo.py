@@ -82,6 +82,13 @@ def _options() -> dict[str, list[tuple[str, dict[str, Any]]]]:
                 },
             ),
         ],
+        **_run_options(),
+    }
+
+
+def _run_options() -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """The training and execution options of ``llmbo hpo``."""
+    return {
         "training": [
             ("--epochs", {"type": common.positive_int, "default": 10}),
             ("--max-length", {"type": common.positive_int, "default": 64}),
