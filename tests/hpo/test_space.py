@@ -71,16 +71,16 @@ def test_every_knowledge_prompt_states_alpha_as_r_times_ratio() -> None:
         assert lines[1].startswith(f"alpha = {expected}, "), (text, dict(row))
 
 
-def test_bare_prompt_is_one_line_of_values() -> None:
+def test_bare_prompt_is_one_line_per_value() -> None:
     space = LoraSearchSpace(prompt="bare").candidate_space()
     assert len(space) == 45_360
     assert len(set(space.texts)) == 45_360
     default = LoraSearchSpace(prompt="bare").default_row(space)
     assert default is not None
     text = space.text(default)
-    assert "\n" not in text
-    assert text == "r=8, alpha=16, lora_dropout=0.05, batch_size=16, learning_rate=0.0001"
-    assert all("\n" not in t for t in space.texts[:1000])
+    assert text == "r=8\nalpha=16\nlora_dropout=0.05\nbatch_size=16\nlearning_rate=0.0001"
+    assert all(len(t.split("\n")) == 5 for t in space.texts[:1000])
+    assert all(" " not in t for t in space.texts[:1000])
 
 
 def test_default_row_is_the_usual_configuration(paper_space: CandidateSpace) -> None:
@@ -159,8 +159,8 @@ def test_other_peft_fields_are_searched_and_shown_in_the_prompt() -> None:
     assert "multiplied by 8" in rs[1]
     assert "multiplied by 2" in plain[1]
     bare = LoraSearchSpace(grid=small.grid, fixed=small.fixed, prompt="bare").candidate_space()
-    assert any("use_rslora=True" in t for t in bare.texts)
-    assert all("\n" not in t for t in bare.texts)
+    assert any(t.endswith("use_rslora=True") for t in bare.texts)
+    assert all(len(t.split("\n")) == 3 for t in bare.texts)  # r, alpha, use_rslora
 
 
 def test_round_trip_through_a_dict() -> None:

@@ -140,18 +140,21 @@ class PromptTokenEncoder(nn.Module):
         table, numbers, _ = self._require()
         return table[numbers[index.to(numbers.device)]]
 
+    def statement_scores(self) -> Tensor:
+        """The token's attention score of every distinct statement (``U``): scaled dot
+        product with the layer-normalised statement state."""
+        table, _, query = self._require()
+        keys = F.layer_norm(table, table.shape[-1:])
+        return keys @ query / math.sqrt(table.shape[-1])
+
     def weights(self, index: Tensor) -> Tensor:
         """Attention of the token over the statements of rows ``index`` (``n x S``)."""
-        query = self._require()[2]
-        rows = self.states(index)
-        keys = F.layer_norm(rows, rows.shape[-1:])
-        return torch.softmax(keys @ query / math.sqrt(rows.shape[-1]), dim=-1)
+        numbers = self._require()[1]
+        return torch.softmax(self.statement_scores()[numbers[index.to(numbers.device)]], dim=-1)
 
     def forward(self, index: Tensor) -> Tensor:
         rows = self.states(index)
-        query = self._require()[2]
-        keys = F.layer_norm(rows, rows.shape[-1:])
-        weights = torch.softmax(keys @ query / math.sqrt(rows.shape[-1]), dim=-1)
+        weights = self.weights(index)
         return (rows * (rows.shape[1] * weights).unsqueeze(-1)).flatten(1)
 
     def embed(self, index: Tensor | None = None, *, progress: bool = False) -> Tensor:

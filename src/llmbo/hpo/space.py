@@ -6,8 +6,8 @@ prompt, one line per statement, so the ``token`` surrogate can weigh statements 
 the ``"knowledge"`` prompt states each hyperparameter's role, where its value sits in the
 searched range, and the interactions that matter (alpha/rank sets the update scale,
 learning rate x scale is the adapter's effective step, batch size trades steps for noise);
-the ``"bare"`` prompt is the ``rank=8, alpha=16, ...`` line alone (the "no prompt
-knowledge" ablation).
+the ``"bare"`` prompt lists the values alone, ``r=8``, ``alpha=16``, ... one per line (the
+"no prompt knowledge" ablation: the same structure, no explanation).
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ class LoraSearchSpace:
     def render(self, row: Mapping[str, Any]) -> str:
         """The prompt of one configuration row (the space's text template)."""
         if self.prompt == "bare":
-            return ", ".join(f"{k}={_fmt(v)}" for k, v in self.bare_items(row))
+            return "\n".join(f"{k}={_fmt(v)}" for k, v in self.bare_items(row))
         return "\n".join(self.statements(row))
 
     def bare_items(self, row: Mapping[str, Any]) -> list[tuple[str, Any]]:
