@@ -62,10 +62,19 @@ def proxy_correlation(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def search(method: str, seed: int, trials: int, values: dict[str, float], initial: int) -> float:
+def config_key(row: dict) -> tuple:
+    return tuple(float(row[k]) for k in SUBGRID)
+
+
+def search(
+    method: str, seed: int, trials: int, by_config: dict[tuple, float], initial: int
+) -> float:
     chosen = METHODS.get(method)
     grid = LoraSearchSpace(grid=SUBGRID, prompt=chosen.prompt)  # type: ignore[arg-type]
     space = grid.candidate_space()
+    # Candidate ids follow the texts, which differ between prompts: match by configuration.
+    rows = space.frame[list(SUBGRID)].to_dict("records")
+    values = {cid: by_config[config_key(r)] for cid, r in zip(space.ids, rows, strict=True)}
     study = Study(space, chosen.proposer("minilm", initial), maximize=False, seed=seed)
     for _ in range(trials):
         cid = study.ask(1)[0]
@@ -98,9 +107,13 @@ def main() -> None:
         raise SystemExit(
             f"{TABLE} holds {len(proxy)} of 81 proxy rows; run lora_hpo_table.py proxy"
         )
-    values = dict(zip(proxy["candidate_id"].astype(str), proxy["value"].astype(float), strict=True))
+    by_config = {
+        config_key(r): float(r["value"]) for r in proxy[[*SUBGRID, "value"]].to_dict("records")
+    }
     grid = LoraSearchSpace(grid=SUBGRID)
-    default = values[grid.default_row(grid.candidate_space())]
+    default_space = grid.candidate_space()
+    default_id = grid.default_row(default_space)
+    default = by_config[config_key(default_space.rows([default_id]).iloc[0].to_dict())]
     corr = proxy_correlation(table)
     corr.to_csv(RESULTS / "lora_hpo_proxy.csv", index=False)
     print(corr.to_string(index=False))
@@ -110,7 +123,7 @@ def main() -> None:
     for method in args.methods:
         start = time.perf_counter()
         for seed in range(args.seeds):
-            best = search(method, seed, args.trials, values, args.initial)
+            best = search(method, seed, args.trials, by_config, args.initial)
             rows.append(
                 {
                     "method": method,
