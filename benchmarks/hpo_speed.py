@@ -75,6 +75,9 @@ def main() -> None:
         date=datetime.date.today().isoformat(),
         command=f"python benchmarks/hpo_speed.py --threads {args.threads} --observations {args.observations}",
     )
+    import os
+
+    base["load_average_1min"] = round(os.getloadavg()[0], 2)
     for name in ("llmbo", "llmbo-no-token", "llmbo-bare", "standard-bo"):
         grid = LoraSearchSpace(prompt=METHODS.get(name).prompt)  # type: ignore[arg-type]
         space = grid.candidate_space()
