@@ -131,13 +131,14 @@ def main() -> None:
     for method in args.methods:
         start = time.perf_counter()
         for seed in range(args.seeds):
-            best = search(method, seed, args.trials, by_config, args.initial)
+            curve = search(method, seed, args.trials, by_config, args.initial)
             rows.append(
                 {
                     "method": method,
                     "seed": seed,
                     "trials": args.trials,
-                    "best_metric": best,
+                    "best_metric": curve[-1],
+                    **{f"best_at_{k}": curve[k - 1] for k in EARLY if k <= len(curve)},
                     "default_metric": default,
                     "higher_is_better": False,
                     "task": "esol-rmse",
@@ -155,8 +156,13 @@ def main() -> None:
         old = old[~((old["table"] == "tabular") & old["method"].isin(args.methods))]
         frame = pd.concat([old, frame], ignore_index=True)
     frame.to_csv(out, index=False)
+    write_summary(frame, proxy, args.trials)
+
+
+def write_summary(frame: pd.DataFrame, proxy: pd.DataFrame, trials: int) -> None:
+    """Write benchmarks/results/lora_hpo.md from the tabular rows of ``frame``."""
     tabular = frame[frame["table"] == "tabular"]
-    summary = summarise(tabular, proxy, "best_metric", args.trials)
+    summary = summarise(tabular, proxy, "best_metric", trials)
     for k in EARLY:
         if f"best_at_{k}" in tabular:
             summary += "\n" + summarise(tabular, proxy, f"best_at_{k}", k)
