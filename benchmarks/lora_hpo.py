@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -31,15 +32,11 @@ from llmbo.hpo import LoraSearchSpace
 from llmbo.hpo.search import METHODS
 from llmbo.study import Study
 
+sys.path.insert(0, str(Path(__file__).parent))
+from lora_hpo_table import OUT as TABLE  # noqa: E402  (the table's own script)
+from lora_hpo_table import SUBGRID  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
-TABLE = RESULTS / "lora_hpo_table.csv"
-SUBGRID = {
-    "r": [2, 8, 32],
-    "alpha_ratio": [0.5, 2, 8],
-    "lora_dropout": [0.05],
-    "batch_size": [4, 16, 64],
-    "learning_rate": [1e-5, 1e-4, 1e-3],
-}
 ALL = ["llmbo", "llmbo-no-token", "llmbo-bare", "llmbo-in-context", "standard-bo", "random", "tpe"]
 
 
