@@ -33,8 +33,8 @@ from llmbo.hpo.search import METHODS
 from llmbo.study import Study
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lora_hpo_table import OUT as TABLE  # noqa: E402  (the table's own script)
-from lora_hpo_table import SUBGRID  # noqa: E402
+from lora_hpo_table import OUT as TABLE
+from lora_hpo_table import SUBGRID
 
 RESULTS = Path(__file__).parent / "results"
 ALL = ["llmbo", "llmbo-no-token", "llmbo-bare", "llmbo-in-context", "standard-bo", "random", "tpe"]
