@@ -60,6 +60,7 @@ class ReusingTrials:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--methods", nargs="+", default=["llmbo", "random", "tpe"])
     parser.add_argument("--threads", type=int, default=1)
@@ -69,7 +70,7 @@ def main() -> None:
     task = esol_task()
     default = reuse(task, {**DEFAULT_CONFIGURATION}, TRAINING, proxy_fraction=0.1).value
     rows = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for method in args.methods:
             search = LoraSearch(
                 task,
