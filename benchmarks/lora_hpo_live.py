@@ -80,6 +80,7 @@ def main() -> None:
                 storage=str(RESULTS / "lora_hpo_live.db"),
                 study_name=f"esol-{method}-seed{seed}",
                 progress=True,
+                runner=reuse,
             )
             search.run(args.trials)
             best = search.best()
