@@ -187,6 +187,20 @@ def _posterior(fitted: FittedSurrogate, X: Tensor) -> tuple[Tensor, Tensor]:
     return post.mean, post.variance
 
 
+def _assert_same_mean(fitted: FittedSurrogate | None, reference: FittedSurrogate | None) -> None:
+    """``fitted`` has exactly the posterior mean of ``reference`` (both ``None``: modelless)."""
+    if reference is None:
+        assert fitted is None
+        return
+    assert fitted is not None
+    torch.testing.assert_close(
+        _posterior(fitted, fitted.features)[0],
+        _posterior(reference, reference.features)[0],
+        rtol=0,
+        atol=0,
+    )
+
+
 @dataclass
 class FitRecord:
     """One seeded fit of a case: its result and every marginal likelihood it evaluated."""
@@ -588,18 +602,7 @@ class UsageContract(SurrogateFixtures):
         assert described["name"] == case_name(surrogate_case)
         again = self.fresh(rebuilt, space)
         assert again.config() == described
-        fitted = self.seeded_fit(again, space, targets)
-        reference = fit_record.fitted
-        if reference is None:
-            assert fitted is None
-            return
-        assert fitted is not None
-        torch.testing.assert_close(
-            _posterior(fitted, fitted.features)[0],
-            _posterior(reference, reference.features)[0],
-            rtol=0,
-            atol=0,
-        )
+        _assert_same_mean(self.seeded_fit(again, space, targets), fit_record.fitted)
 
     def test_fallback(
         self, surrogate: Surrogate, space: CandidateSpace, targets: Tensor, fit_record: FitRecord
@@ -617,18 +620,7 @@ class UsageContract(SurrogateFixtures):
             assert mean.shape == (len(space), 1) and mean.dtype == torch.float64
             assert bool(torch.isfinite(mean).all()) and bool((var > 0).all())
         # Giving a fallback leaves the surrogate as it was: later fits are unchanged.
-        after = self.seeded_fit(surrogate, space, targets)
-        reference = fit_record.fitted
-        if reference is None:
-            assert after is None
-            return
-        assert after is not None
-        torch.testing.assert_close(
-            _posterior(after, after.features)[0],
-            _posterior(reference, reference.features)[0],
-            rtol=0,
-            atol=0,
-        )
+        _assert_same_mean(self.seeded_fit(surrogate, space, targets), fit_record.fitted)
 
 
 class SurrogateContract(ModelContract, UsageContract):
