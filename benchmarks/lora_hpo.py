@@ -53,6 +53,10 @@ def proxy_correlation(table: pd.DataFrame) -> pd.DataFrame:
                 "configurations": len(both),
                 "spearman": rho,
                 "epochs": int(table["epochs"].iloc[0]),
+                "seeds": "training seed 0; full-scale configurations drawn with seed 0",
+                "hardware": str(table["hardware"].iloc[0]),
+                "command": "python benchmarks/lora_hpo_table.py proxy|full; "
+                "python benchmarks/lora_hpo.py --correlation-only",
                 "date": datetime.date.today().isoformat(),
             }
         ]
@@ -163,7 +167,13 @@ def write_summary(frame: pd.DataFrame, proxy: pd.DataFrame, trials: int) -> None
     for k in EARLY:
         if f"best_at_{k}" in tabular:
             summary += "\n" + summarise(tabular, proxy, f"best_at_{k}", k)
-    (RESULTS / "lora_hpo.md").write_text(summary)
+    first = tabular.iloc[0]
+    header = (
+        f"# LoRA search methods on the ESOL table\n\nSeeds {int(tabular['seed'].min())}–{int(tabular['seed'].max())}, "
+        f"{first['hardware']}, {first['date']}; command: `{first['command']}`. Table trained by "
+        "`benchmarks/lora_hpo_table.py` (5 epochs, training seed 0).\n\n"
+    )
+    (RESULTS / "lora_hpo.md").write_text(header + summary)
     print(summary)
 
 
