@@ -22,6 +22,9 @@ class Featurizer(ABC):
 
     #: Whether features are binary/count vectors suited to a Tanimoto kernel.
     binary: bool = False
+    #: Kernel a deep kernel puts on these features when they are its side features
+    #: (``"tanimoto"`` or ``"matern-ard"``).
+    side_kernel: str = "tanimoto"
 
     @abstractmethod
     def featurize(self, space: CandidateSpace) -> torch.Tensor:

@@ -33,7 +33,10 @@ class NumericFeaturizer(Featurizer):
         log: Columns read on a log scale, or ``"auto"`` (see above).
 
     Output: ``N x len(columns)`` float64 tensor in ``[0, 1]`` (constant columns are 0).
+    As side features of a deep kernel they get a Matérn-5/2 ARD kernel.
     """
+
+    side_kernel = "matern-ard"
 
     def __init__(
         self, *, columns: Sequence[str] | None = None, log: Sequence[str] | str = "auto"

@@ -30,7 +30,16 @@ from llmbo.hpo.task import LoraTask, TrainingConfig
 
 logger = logging.getLogger("llmbo.hpo")
 
-__all__ = ["TrialError", "TrialOutcome", "proxy_subset", "run_trial", "train_and_score"]
+__all__ = [
+    "TrialError",
+    "TrialOutcome",
+    "checked_metric",
+    "encode_texts",
+    "label_tensor",
+    "proxy_subset",
+    "run_trial",
+    "train_and_score",
+]
 
 
 class TrialError(LlmboError):
@@ -105,14 +114,16 @@ def _build(
     return _Regressor(peft_model, hidden, outputs).to(device), tokenizer
 
 
-def _encode(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+def encode_texts(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    """Padded, truncated ``input_ids`` and ``attention_mask`` of ``texts``."""
     enc = tokenizer(
         texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
     )
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 
-def _targets(task: LoraTask, frame: pd.DataFrame) -> torch.Tensor:
+def label_tensor(task: LoraTask, frame: pd.DataFrame) -> torch.Tensor:
+    """Labels of ``frame``: float32 values (regression) or class numbers (classification)."""
     labels = frame[task.label_column]
     if task.kind == "regression":
         return torch.tensor(pd.to_numeric(labels).to_numpy(dtype=np.float32))
@@ -184,8 +195,8 @@ def _fit_and_score(
     start: float,
 ) -> float:
     max_length = int(params.get("max_length", training.max_length))
-    enc = _encode(tokenizer, train[task.text_column].astype(str).tolist(), max_length)
-    y = _targets(task, train)
+    enc = encode_texts(tokenizer, train[task.text_column].astype(str).tolist(), max_length)
+    y = label_tensor(task, train)
     mean, std = (
         (float(y.mean()), float(y.std()) or 1.0) if task.kind == "regression" else (0.0, 1.0)
     )
@@ -221,19 +232,20 @@ def _fit_and_score(
                 raise TrialError(
                     f"time limit of {training.time_limit:g} s passed in epoch {epoch + 1}"
                 )
-    held = _encode(tokenizer, held_out[task.text_column].astype(str).tolist(), max_length)
+    held = encode_texts(tokenizer, held_out[task.text_column].astype(str).tolist(), max_length)
     pred = _predict(model, held, device, training.eval_batch_size)
     if task.kind == "regression":
         predictions = pred.squeeze(-1).numpy() * std + mean
     else:
         predictions = np.asarray(task.classes, dtype=object)[pred.argmax(-1).numpy()]
-    labels = _targets(task, held_out).numpy()
+    labels = label_tensor(task, held_out).numpy()
     if task.kind == "classification":
         labels = np.asarray(task.classes, dtype=object)[labels]
-    return _checked_metric(task, predictions, labels)
+    return checked_metric(task, predictions, labels)
 
 
-def _checked_metric(task: LoraTask, predictions: np.ndarray, labels: np.ndarray) -> float:
+def checked_metric(task: LoraTask, predictions: np.ndarray, labels: np.ndarray) -> float:
+    """The task's metric of ``predictions``; :class:`TrialError` unless it is a finite number."""
     if task.kind == "regression" and not np.isfinite(predictions).all():
         raise TrialError("the model predicted non-finite values")
     value = task.metric.fn(predictions, labels)  # type: ignore[union-attr]

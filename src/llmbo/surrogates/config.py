@@ -291,6 +291,10 @@ class TokenSurrogateConfig(SurrogateConfig):
         token: Train the token (``False``: the "no token" ablation).
         in_context: Read whole prompts in one pass (statements pooled in context) instead
             of each distinct statement once (one pass per prompt: slow on large grids).
+        side_features: A registered featurizer whose kernel is added to the learned one,
+            e.g. ``numeric`` (the configuration's numbers, Matérn-ARD): the prompt then
+            models what the numbers leave unexplained.
+        side_featurizer: Keyword arguments of that featurizer.
         noise_prior: BoTorch's default LogNormal(-4, 1) prior on the noise variance.
     """
 
@@ -300,11 +304,18 @@ class TokenSurrogateConfig(SurrogateConfig):
     deep_kernel: DeepKernelConfig = field(default_factory=DeepKernelConfig)
     token: bool = True
     in_context: bool = False
+    side_features: str | None = None
+    side_featurizer: dict[str, Any] = field(default_factory=dict)
     noise_prior: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_bool(self, "token", "in_context", "noise_prior")
+        if self.deep_kernel.side_fit != "joint" and self.side_features is None:
+            raise InputError(
+                f"deep_kernel.side_fit={self.deep_kernel.side_fit!r} fits a side kernel first: "
+                "set side_features too."
+            )
 
 
 #: Config class of every registered surrogate name.

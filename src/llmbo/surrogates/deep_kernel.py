@@ -24,6 +24,7 @@ from botorch.exceptions.errors import ModelFittingError
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
+from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from botorch.settings import validate_input_scaling
 from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
 from gpytorch.means import ConstantMean
@@ -281,14 +282,23 @@ class DeepKernelGP(Surrogate):
         return learned + (side if side is not None else self._side_kernel(d))
 
     def _side_kernel(self, start: int) -> Kernel:
-        """Kernel on the side features (columns ``start``...): Tanimoto, or the component
-        kernel for :class:`~llmbo.encoders.fingerprints.ComponentsFeaturizer` features."""
+        """Kernel on the side features (columns ``start``...): the component kernel for
+        :class:`~llmbo.encoders.fingerprints.ComponentsFeaturizer` features, a scaled
+        Matérn-ARD (BoTorch's dimension-scaled lengthscale prior) for featurizers whose
+        ``side_kernel`` says so (numeric configurations), else Tanimoto."""
         assert self._side is not None
         n = self._side.shape[1]
+        dims = tuple(range(start, start + n))
         components = getattr(self.side_featurizer, "n_components_", None)
         if components is not None:
             return component_kernel(n, int(components), offset=start)
-        return ScaleKernel(TanimotoKernel(active_dims=tuple(range(start, start + n))))
+        if getattr(self.side_featurizer, "side_kernel", "tanimoto") == "matern-ard":
+            return ScaleKernel(
+                get_covar_module_with_dim_scaled_prior(
+                    ard_num_dims=n, use_rbf_kernel=False, active_dims=dims
+                )
+            )
+        return ScaleKernel(TanimotoKernel(active_dims=dims))
 
     def features(self, index: Tensor) -> Tensor:
         """Differentiable GP inputs (``n x d``, float64) for pool rows ``index``."""

@@ -120,4 +120,10 @@ def _token(config: TokenSurrogateConfig) -> Surrogate:
     from llmbo.surrogates.token import TokenDeepKernelGP
 
     encoder = PromptTokenEncoder(config.encoder, token=config.token, in_context=config.in_context)
-    return TokenDeepKernelGP(encoder, config.deep_kernel, noise_prior=config.noise_prior)
+    side = config.side_features
+    return TokenDeepKernelGP(
+        encoder,
+        config.deep_kernel,
+        side_featurizer=_featurizer(side, config.side_featurizer, "side") if side else None,
+        noise_prior=config.noise_prior,
+    )

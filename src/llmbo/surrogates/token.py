@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmbo.encoders.base import Featurizer
 from llmbo.encoders.prompt_token import PromptTokenEncoder
 from llmbo.surrogates.deep_kernel import DeepKernelConfig, DeepKernelGP
 
@@ -26,9 +27,16 @@ class TokenDeepKernelGP(DeepKernelGP):
         config: DeepKernelConfig | None = None,
         *,
         name: str = "token",
+        side_featurizer: Featurizer | None = None,
         noise_prior: bool = False,
     ) -> None:
-        super().__init__(encoder, config, name=name, noise_prior=noise_prior)  # type: ignore[arg-type]
+        super().__init__(
+            encoder,  # type: ignore[arg-type]
+            config,
+            name=name,
+            side_featurizer=side_featurizer,
+            noise_prior=noise_prior,
+        )
 
     def config(self) -> dict[str, Any]:
         enc = self.encoder
@@ -37,6 +45,7 @@ class TokenDeepKernelGP(DeepKernelGP):
             "encoder": enc.config.to_dict(),
             "token": enc.use_token,  # type: ignore[attr-defined]
             "in_context": enc.in_context,  # type: ignore[attr-defined]
+            "side_features": type(self.side_featurizer).__name__ if self.side_featurizer else None,
             "noise_prior": self.noise_prior,
             "deep_kernel": self.config_.to_dict(),
         }

@@ -111,6 +111,7 @@ BUILTIN_VARIANTS = (
     "lora:top_module",
     "token:no_token",
     "token:in_context",
+    "token:numeric_side",
 )
 
 #: The contract pool: per component, its word in the texts and its SMILES.
@@ -274,6 +275,15 @@ class SurrogateFixtures:
             "token:in_context": (
                 "token",
                 {"encoder": encoder, "deep_kernel": deep, "in_context": True},
+            ),
+            "token:numeric_side": (
+                "token",
+                {
+                    "encoder": encoder,
+                    "deep_kernel": dataclasses.replace(deep, side_fit="fixed"),
+                    "side_features": "numeric",
+                    "side_featurizer": {"columns": ["temperature", "hours"]},
+                },
             ),
         }
         if case not in known:
