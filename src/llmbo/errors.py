@@ -61,3 +61,12 @@ class TrialStateError(StudyError):
 
 class FitError(LlmboError, RuntimeError):
     """A surrogate could not be fitted even after the documented fallbacks."""
+
+
+class LLMError(LlmboError):
+    """A language-model backend could not give a usable answer."""
+
+
+class LLMUnavailableError(LLMError, ConnectionError):
+    """The backend is unreachable, timed out, refused the request or replied with something
+    that is not a chat completion (after its retries)."""
