@@ -79,7 +79,7 @@ def _stored(study: Path, name: str = STUDY) -> list[tuple[str, str, float | None
         (["--text-column", "smiles"], "no column 'smiles'"),
         (["--label-column", "logS"], "no column 'logS'"),
         (["--ray-address", "127.0.0.1:1"], "Cannot reach the Ray cluster at '127.0.0.1:1'"),
-        (["--task", "esol"], "Give either --task esol or --data FILE"),
+        (["--task", "esol"], "Give either --task (esol or sentiment-lexicon) or --data FILE"),
         (["--metric", "no-such-metric"], "Unknown metric 'no-such-metric'"),
     ],
 )

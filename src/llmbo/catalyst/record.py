@@ -82,6 +82,20 @@ class CatalystRecord:
             )
         self._count = sum(1 for k in attrs if k.startswith(EVENT))
 
+    @classmethod
+    def open(cls, storage: Any, name: str) -> CatalystRecord:
+        """The stored run ``name``, read-only, for inspection (its own settings)."""
+        store = get_storage(storage, readonly=True)
+        record = store.load_study(name)
+        settings = store.get_attrs(record.study_id).get(PREFIX + "settings")
+        if settings is None:
+            raise StudySettingsError(f"Study {name!r} is not a catalyst run.")
+        return cls(store, name, settings, maximize=record.direction == "maximize")
+
+    def settings(self) -> dict[str, Any]:
+        """The stored settings (task, config, LLM)."""
+        return dict(self.storage.get_attrs(self.study_id)[PREFIX + "settings"])
+
     def add(self, kind: str, **data: Any) -> dict[str, Any]:
         """Store one event (``kind`` plus JSON-serialisable fields) and return it."""
         self._count += 1

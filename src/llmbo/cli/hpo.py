@@ -35,15 +35,7 @@ def _options() -> dict[str, list[tuple[str, dict[str, Any]]]]:
     from llmbo.hpo.search import METHODS
 
     return {
-        "task": [
-            ("--task", {"choices": ["esol"], "help": "a built-in task (ESOL solubility)"}),
-            ("--data", {"help": "CSV, TSV or Parquet file with a text and a label column"}),
-            ("--text-column", {"default": "text", "help": "text column of --data"}),
-            ("--label-column", {"default": "label", "help": "label column of --data"}),
-            ("--kind", {"choices": ["regression", "classification"], "help": "head type"}),
-            ("--metric", {"help": "rmse, mae, r2 or accuracy (default by --kind)"}),
-            ("--model", {"default": "minilm", "help": "Hugging Face model id or path"}),
-        ],
+        "task": task_options(),
         "search": [
             ("--method", {"choices": METHODS.names(), "default": "llmbo"}),
             ("--trials", {"type": common.non_negative_int, "default": 30}),
@@ -84,6 +76,21 @@ def _options() -> dict[str, list[tuple[str, dict[str, Any]]]]:
         ],
         **_run_options(),
     }
+
+
+def task_options() -> list[tuple[str, dict[str, Any]]]:
+    """Options naming a task: a built-in one, or a data file with its columns and model."""
+    from llmbo.hpo.task import TASKS
+
+    return [
+        ("--task", {"choices": TASKS.names(), "help": "a built-in task"}),
+        ("--data", {"help": "CSV, TSV or Parquet file with a text and a label column"}),
+        ("--text-column", {"default": "text", "help": "text column of --data"}),
+        ("--label-column", {"default": "label", "help": "label column of --data"}),
+        ("--kind", {"choices": ["regression", "classification"], "help": "head type"}),
+        ("--metric", {"help": "rmse, mae, r2 or accuracy (default by --kind)"}),
+        ("--model", {"default": "minilm", "help": "Hugging Face model id or path"}),
+    ]
 
 
 def _run_options() -> dict[str, list[tuple[str, dict[str, Any]]]]:
@@ -190,15 +197,17 @@ def _space(args: argparse.Namespace) -> Any:
     return LoraSearchSpace(grid=grid, fixed=fixed)
 
 
-def _task(args: argparse.Namespace) -> Any:
-    from llmbo.hpo.task import LoraTask, esol_task
+def task_from_args(args: argparse.Namespace) -> Any:
+    """The task ``--task`` or ``--data`` names (:func:`task_options`)."""
+    from llmbo.hpo.task import TASKS, LoraTask
 
     if (args.task is None) == (args.data is None):
         raise InputError(
-            "Give either --task esol or --data FILE (with --text-column/--label-column)."
+            f"Give either --task ({' or '.join(TASKS.names())}) or --data FILE "
+            "(with --text-column/--label-column)."
         )
-    if args.task == "esol":
-        return esol_task(args.model)
+    if args.task is not None:
+        return TASKS.get(args.task)(args.model)
     return LoraTask.from_file(
         args.data,
         text_column=args.text_column,
@@ -215,7 +224,7 @@ def hpo_command(args: argparse.Namespace) -> int:
     from llmbo.hpo.task import TrainingConfig
 
     common.check_study_location(args.study)
-    task = _task(args)
+    task = task_from_args(args)
     check_model_available(args.model)
     if args.ray_address is not None:
         from llmbo.hpo.search import check_ray_address

@@ -2,7 +2,7 @@
 
 * :class:`LoraSearchSpace` — the grid (45,360 configurations by default) as a candidate
   space whose prompts explain each hyperparameter and their interactions;
-* :class:`LoraTask` / :func:`esol_task` — model, data splits and metric of a trial;
+* :class:`LoraTask` / :func:`esol_task` / :func:`sentiment_lexicon_task` — model, data splits and metric of a trial;
   :func:`run_trial` — one real PEFT LoRA training run on a proxy subset, failures caught;
 * :class:`LoraSearch` — the search: a durable study, the ``token`` surrogate (or an
   ablation, random, TPE), sequential or on Ray workers, resumable;
@@ -24,6 +24,7 @@ __all__ = [
     "TrialOutcome",
     "esol_task",
     "run_trial",
+    "sentiment_lexicon_task",
     "train_and_score",
 ]
 
@@ -34,6 +35,7 @@ _WHERE = {
     "LoraTask": "task",
     "TrainingConfig": "task",
     "esol_task": "task",
+    "sentiment_lexicon_task": "task",
     "TrialOutcome": "trial",
     "run_trial": "trial",
     "train_and_score": "trial",
@@ -44,7 +46,7 @@ _WHERE = {
 if TYPE_CHECKING:
     from llmbo.hpo.search import METHODS, LoraSearch
     from llmbo.hpo.space import DEFAULT_CONFIGURATION, PAPER_GRID, LoraSearchSpace
-    from llmbo.hpo.task import LoraTask, TrainingConfig, esol_task
+    from llmbo.hpo.task import LoraTask, TrainingConfig, esol_task, sentiment_lexicon_task
     from llmbo.hpo.trial import TrialOutcome, run_trial, train_and_score
 
 

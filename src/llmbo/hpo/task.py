@@ -22,7 +22,16 @@ import pandas as pd
 from llmbo.errors import InputError
 from llmbo.registry import Registry
 
-__all__ = ["METRICS", "LoraTask", "Metric", "TrainingConfig", "esol_task", "split_frame"]
+__all__ = [
+    "METRICS",
+    "TASKS",
+    "LoraTask",
+    "Metric",
+    "TrainingConfig",
+    "esol_task",
+    "sentiment_lexicon_task",
+    "split_frame",
+]
 
 
 @dataclass(frozen=True)
@@ -298,3 +307,46 @@ def esol_task(model: str = "minilm", *, seed: int = 0) -> LoraTask:
     return LoraTask.from_frame(
         frame, model=model, kind="regression", metric="rmse", seed=seed, name="esol"
     )
+
+
+def sentiment_lexicon_task(
+    model: str = "minilm", *, seed: int = 0, rows: int | None = None
+) -> LoraTask:
+    """VADER's sentiment lexicon (Hutto & Gilbert 2014): about 7,500 English words, slang
+    and emoticons with their mean human sentiment rating (-4 to +4, ten raters each), read
+    from the ``vaderSentiment`` package; regression, RMSE, split 80/10/10 by ``seed``.
+    ``rows`` keeps a seeded random subset (faster runs)."""
+    from importlib.resources import files
+
+    try:
+        source = files("vaderSentiment") / "vader_lexicon.txt"
+        lines = source.read_text(encoding="utf-8", errors="replace").splitlines()
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        raise InputError(
+            "The sentiment lexicon task reads its data from the vaderSentiment package: "
+            "pip install vaderSentiment."
+        ) from exc
+    records = []
+    for line in lines:
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[0].strip():
+            records.append((parts[0].strip(), float(parts[1])))
+    frame = pd.DataFrame(records, columns=["text", "label"]).drop_duplicates("text")
+    if rows is not None:
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 10:
+            raise InputError(f"rows must be an integer >= 10, got {rows!r}.")
+        frame = frame.sample(n=min(rows, len(frame)), random_state=seed)
+    return LoraTask.from_frame(
+        frame.reset_index(drop=True),
+        model=model,
+        kind="regression",
+        metric="rmse",
+        seed=seed,
+        name="sentiment-lexicon",
+    )
+
+
+#: Built-in tasks by name: ``factory(model) -> LoraTask`` (``--task`` on the CLI).
+TASKS: Registry[Callable[[str], LoraTask]] = Registry("task")
+TASKS.register("esol")(esol_task)
+TASKS.register("sentiment-lexicon")(sentiment_lexicon_task)
