@@ -324,7 +324,7 @@ def sentiment_lexicon_task(
     except (ModuleNotFoundError, FileNotFoundError) as exc:
         raise InputError(
             "The sentiment lexicon task reads its data from the vaderSentiment package: "
-            "pip install vaderSentiment."
+            "pip install 'llmbo[tasks]' (or vaderSentiment)."
         ) from exc
     records = []
     for line in lines:
