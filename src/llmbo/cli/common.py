@@ -337,6 +337,162 @@ def add_study_options(parser: Any, *, required: bool) -> None:
     )
 
 
+#: ``--warm-start`` choices: random rows (today's initial design) or an LLM's proposals.
+WARM_STARTS = ("random", "llm")
+#: ``--llm-backend`` choices (see :mod:`llmbo.llm`).
+LLM_BACKENDS = ("local", "openai")
+#: Options of the LLM warm start; they apply with ``--warm-start llm`` only.
+LLM_OPTIONS = ("llm_backend", "llm_model", "llm_base_url", "llm_api_key_env")
+
+
+def add_warm_start_options(parser: argparse.ArgumentParser, *, n_initial: bool) -> None:
+    """``--warm-start {random,llm}`` and the LLM's ``--llm-*`` options (``suggest`` also
+    gets ``--n-initial``; ``run`` has its own). Fixed when a study is created."""
+    group = parser.add_argument_group("warm start")
+    group.add_argument(
+        "--warm-start",
+        choices=WARM_STARTS,
+        default=None,
+        help="where the initial design comes from: random (default) rows, or llm: a "
+        "language model reads example candidates and the results so far and names the "
+        "candidates (matched to the table); Bayesian optimisation takes over after it",
+    )
+    if n_initial:
+        group.add_argument(
+            "--n-initial",
+            type=positive_int,
+            default=None,
+            help="with --warm-start llm: how many of the first suggestions (measured or "
+            "pending) the LLM proposes (default: this call's -n, at least 2)",
+        )
+    group.add_argument(
+        "--llm-backend",
+        choices=LLM_BACKENDS,
+        default=None,
+        help="local (default): a causal LM run here, SmolLM2-135M-Instruct unless "
+        "--llm-model says otherwise, its answers ranked among the table's candidates; "
+        "openai: any OpenAI-compatible chat server (OpenAI, vLLM, llama.cpp, Ollama)",
+    )
+    group.add_argument(
+        "--llm-model",
+        metavar="NAME",
+        default=None,
+        help="local: smollm2 (default), a model folder or a .gguf file; openai: the model "
+        "name the server knows (required)",
+    )
+    group.add_argument(
+        "--llm-base-url",
+        metavar="URL",
+        default=None,
+        help="openai only: the endpoint root, e.g. http://127.0.0.1:8080/v1 "
+        "(default https://api.openai.com/v1)",
+    )
+    group.add_argument(
+        "--llm-api-key-env",
+        metavar="VAR",
+        default=None,
+        help="openai only: the environment variable holding the API key (default "
+        "OPENAI_API_KEY; 'none' for a server that needs no key); the key itself is never "
+        "stored",
+    )
+
+
+def _no_key(name: str) -> bool:
+    return name.strip().lower() in ("", "none")
+
+
+def llm_proposer(args: argparse.Namespace) -> Any:
+    """The :class:`~llmbo.proposers.llm.LLMProposer` the ``--llm-*`` options describe, its
+    backend built (so a bad URL or an unset key variable fails before a study exists)."""
+    from llmbo.proposers.llm import LLMProposer
+
+    backend = args.llm_backend or "local"
+    options: dict[str, Any] = {}
+    if args.llm_model is not None:
+        options["model"] = args.llm_model
+    if backend == "openai":
+        if not args.llm_model:
+            raise InputError(
+                "--llm-backend openai needs --llm-model: the name of the model the server "
+                "knows (e.g. gpt-4o-mini)."
+            )
+        if args.llm_base_url is not None:
+            options["base_url"] = args.llm_base_url
+        key_env = args.llm_api_key_env
+        if key_env is not None:
+            options["api_key_env"] = None if _no_key(key_env) else key_env
+        key_env = options.get("api_key_env", "OPENAI_API_KEY")
+        if key_env is not None and not os.environ.get(key_env, "").strip():
+            raise InputError(
+                f"--llm-api-key-env {key_env}: the environment variable {key_env} is not set "
+                f"(or empty). Export the API key in it (export {key_env}=...), name another "
+                "variable, or pass --llm-api-key-env none for a server that needs no key."
+            )
+    else:
+        for dest in ("llm_base_url", "llm_api_key_env"):
+            if getattr(args, dest, None) is not None:
+                raise InputError(f"{_option(dest)} applies to --llm-backend openai only.")
+    try:
+        proposer = LLMProposer(backend, options)
+        proposer.backend  # noqa: B018  (built now: settings that cannot work fail here)
+    except InputError as exc:
+        raise InputError(f"--warm-start llm with --llm-backend {backend}: {exc}") from exc
+    return proposer
+
+
+def warm_start_proposer(
+    args: argparse.Namespace,
+    spec: SurrogateConfig,
+    acquisition: AcquisitionConfig,
+    *,
+    n_initial: int,
+    progress: bool,
+) -> Any:
+    """The proposer of a new study with ``--warm-start llm`` (``None`` without it): the LLM
+    for the first ``n_initial`` trials, then the model the other options describe."""
+    warm = getattr(args, "warm_start", None) == "llm"
+    if not warm:
+        given = [dest for dest in LLM_OPTIONS if getattr(args, dest, None) is not None]
+        if getattr(args, "command", None) == "suggest" and args.n_initial is not None:
+            given.append("n_initial")
+        if given:
+            raise InputError(f"{_option(given[0])} applies with --warm-start llm only.")
+        return None
+    if n_initial < 1:
+        raise InputError(
+            "--warm-start llm with --n-initial 0 asks the LLM for nothing; give --n-initial "
+            "N >= 1, or leave out --warm-start."
+        )
+    from llmbo.proposers import BayesianProposer, RandomProposer, WarmStartProposer
+    from llmbo.surrogates.factory import uses_encoder
+
+    initial = llm_proposer(args)
+    if spec.name.lower() == "random":
+        then: Any = RandomProposer()
+    else:
+        if uses_encoder(spec):
+            from llmbo.encoders.transformer import check_model_available
+
+            check_model_available(spec.encoder.model)  # type: ignore[attr-defined]
+        then = BayesianProposer(spec, acquisition, progress=progress)
+    return WarmStartProposer(initial, then, n_initial=n_initial)
+
+
+def warm_start_note(info: dict[str, Any]) -> str | None:
+    """One line on the LLM's part in a proposal made during a warm start (from the
+    proposal's info; ``None`` when the LLM had no part in it)."""
+    if info.get("phase") not in ("initial", "both"):
+        return None
+    llm = info.get("initial", info)
+    chosen, fill = len(llm.get("matches", [])), int(llm.get("random_fill", 0))
+    rejected = f", {len(llm['rejected'])} reply line(s) rejected" if llm.get("rejected") else ""
+    error = f"; error: {short(llm['error'], 160)}" if llm.get("error") else ""
+    return (
+        f"warm start: {chosen} from the LLM ({llm.get('backend', '?')}){rejected}, {fill} at "
+        f"random{error}"
+    )
+
+
 # ------------------------------------------------------------------------------ spaces
 @dataclass
 class SpaceChoice:
@@ -605,7 +761,7 @@ def load_study(
             f"No study named {args.study_name!r} in {display_location(args.study)} (studies "
             f"there: {listed}). Pick one with --study-name, or create it with `llmbo suggest`."
         )
-    return Optimizer.load(
+    opt = Optimizer.load(
         store,
         args.study_name,
         progress=progress,
@@ -618,6 +774,31 @@ def load_study(
             else trust_remote_code
         ),
     )
+    _adopt_warm_start(opt, device=getattr(args, "device", None), progress=progress)
+    return opt
+
+
+def _adopt_warm_start(opt: Optimizer, *, device: str | None, progress: bool) -> None:
+    """For a study with a warm start, what :meth:`Optimizer.load` does for a Bayesian
+    proposer, done on the one after the warm start: its acquisition shown as the study's,
+    its progress bars and this call's ``--device``."""
+    from dataclasses import replace
+
+    from llmbo.proposers import BayesianProposer, WarmStartProposer
+    from llmbo.surrogates.factory import uses_encoder
+
+    if not isinstance(opt.proposer, WarmStartProposer):
+        return
+    then = opt.proposer.then
+    if not isinstance(then, BayesianProposer):
+        return
+    opt.acquisition = then.acquisition
+    opt.min_observations = then.min_observations
+    then.progress = progress
+    spec = then.spec
+    if device is not None and spec is not None and uses_encoder(spec):
+        encoder = replace(spec.encoder, device=device)  # type: ignore[attr-defined]
+        then.spec = replace(spec, encoder=encoder)  # type: ignore[call-arg]
 
 
 def open_or_create(
@@ -670,6 +851,14 @@ def open_or_create(
         "progress": progress,
         "lease_seconds": getattr(args, "lease_seconds", 60.0),
     }
+    n_initial = getattr(args, "n_initial", None)
+    proposer = warm_start_proposer(
+        args,
+        spec,
+        acquisition,
+        n_initial=n_initial if n_initial is not None else max(n, 2),
+        progress=progress,
+    )
     if store is None:
         # The file is created only once the table survives storage and the model exists.
         from llmbo.encoders.transformer import check_model_available
@@ -680,7 +869,7 @@ def open_or_create(
         if uses_encoder(spec):
             check_model_available(spec.encoder.model)
         store = open_storage(args.study, must_exist=False)
-    opt = Optimizer(choice.space, spec, storage=store, **settings)
+    opt = Optimizer(choice.space, spec, storage=store, proposer=proposer, **settings)
     if opt.created_study and getattr(args, "table", None):
         # Remembered only to protect it: a later --out must not replace the table.
         opt.storage.set_attr(opt.study.study_id, TABLE_ATTR, str(Path(args.table).resolve()))
@@ -891,10 +1080,34 @@ def print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
 
 # ----------------------------------------------------------------------------- reopening
 def _stored_proposer(study: StudyRecord) -> dict[str, Any]:
-    """The stored proposer settings with every default filled in."""
+    """The stored settings of the proposer that models (the one after a warm start), with
+    every default filled in."""
+    warm = _warm_start_config(study)
+    if warm is not None:
+        return dict(warm["then"])
     from llmbo.study.settings import normalised_proposer_config, stored_proposer_config
 
     return normalised_proposer_config(stored_proposer_config(study.config))
+
+
+def _warm_start_config(study: StudyRecord) -> dict[str, Any] | None:
+    """The stored warm-start proposer settings, defaults filled in (``None``: no warm start)."""
+    from llmbo.study.settings import normalised_proposer_config, stored_proposer_config
+
+    config = stored_proposer_config(study.config)
+    if config.get("name") != "warm_start":
+        return None
+    return normalised_proposer_config(config)
+
+
+def _llm_setting(study: StudyRecord, key: str) -> Any:
+    """A setting of a warm start's LLM proposer (``NOT_A_SETTING`` without one)."""
+    from llmbo.study.settings import flatten_settings
+
+    warm = _warm_start_config(study)
+    if warm is None:
+        return NOT_A_SETTING
+    return flatten_settings(warm["initial"]).get(key, NOT_A_SETTING)
 
 
 #: A setting the study's proposer does not have (e.g. ``top_module`` of a ``projection``
@@ -927,6 +1140,14 @@ REOPEN_SETTINGS: dict[str, tuple[Callable[[StudyRecord], Any], Callable[[Any], A
         for dest, (key, convert) in {**ENCODER_OPTION_SETTINGS, **OPTION_SETTINGS}.items()
     },
     "id_column": (lambda st: st.space.get("id_column"), str),
+    "warm_start": (lambda st: "random" if _warm_start_config(st) is None else "llm", str),
+    "llm_backend": (lambda st: _llm_setting(st, "backend"), str),
+    "llm_model": (lambda st: _llm_setting(st, "backend_options.model"), str),
+    "llm_base_url": (lambda st: _llm_setting(st, "backend_options.base_url"), str),
+    "llm_api_key_env": (
+        lambda st: _llm_setting(st, "backend_options.api_key_env"),
+        lambda v: None if _no_key(v) else v,
+    ),
 }
 #: What an option means when left at its default, for studies that lack its setting
 #: (``run`` passes these defaults whether or not they were typed).
@@ -987,6 +1208,15 @@ def check_reopen_options(args: argparse.Namespace, study: StudyRecord) -> None:
             continue
         option = "--" + dest.replace("_", "-")
         had = stored_of(study)
+        if had is NOT_A_SETTING and dest in LLM_OPTIONS:
+            warm = _warm_start_config(study)
+            what = (
+                "without --warm-start llm"
+                if warm is None
+                else f"with --llm-backend {warm['initial']['backend']}, which has no setting "
+                f"{option} could set"
+            )
+            raise InputError(f"{where} was created {what}; drop {option} to continue it.")
         if had is NOT_A_SETTING:
             if dest == "surrogate":
                 had = _stored_proposer(study)["name"]  # random search
@@ -1007,3 +1237,26 @@ def check_reopen_options(args: argparse.Namespace, study: StudyRecord) -> None:
                 "keeps the settings it was created with: drop the option, or start a new study "
                 "with another --study-name or file."
             )
+    _check_reopen_n_initial(args, study, where)
+
+
+def _check_reopen_n_initial(args: argparse.Namespace, study: StudyRecord, where: str) -> None:
+    """A warm start's length is a study setting: ``--n-initial`` must repeat it (``run``
+    always passes one; ``suggest`` only with a warm start)."""
+    given = getattr(args, "n_initial", None)
+    if given is None:
+        return
+    warm = _warm_start_config(study)
+    if warm is None:
+        if getattr(args, "command", None) == "suggest":
+            raise InputError(
+                f"{where} was created without --warm-start llm; --n-initial applies to a "
+                "warm start only: drop it to continue the study."
+            )
+        return
+    if int(given) != int(warm["n_initial"]):
+        raise InputError(
+            f"{where} was created with --warm-start llm --n-initial {warm['n_initial']}; got "
+            f"--n-initial {given}. A study keeps the settings it was created with: pass "
+            f"--n-initial {warm['n_initial']}, or start a new study."
+        )

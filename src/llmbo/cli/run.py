@@ -27,13 +27,16 @@ _DESCRIPTION = (
     "Run Bayesian optimisation on a pool whose values are already known: each "
     "suggestion is 'measured' by looking up its target value. With --benchmark the "
     f"campaign starts from {DEFAULT_N_INITIAL} random below-median candidates (the "
-    "benchmark protocol); with --table from --n-initial random rows."
+    "benchmark protocol); with --table from --n-initial random rows. With --warm-start "
+    "llm a language model proposes those --n-initial candidates instead."
 )
 _EXAMPLES = (
     "examples:\n"
     "  llmbo run --benchmark bh1 --iterations 5\n"
     "  llmbo run --table runs.csv --template '{catalyst} in {solvent} at {temp} C' "
-    "--target yield --surrogate projection --output history.csv"
+    "--target yield --surrogate projection --output history.csv\n"
+    "  llmbo run --benchmark bh1 --warm-start llm --llm-backend openai "
+    "--llm-model gpt-4o-mini --iterations 20"
 )
 
 
@@ -71,6 +74,7 @@ def register(subparsers: Any) -> None:
         "below-median ones for --benchmark)",
     )
     common.add_model_options(p, defaults=False)
+    common.add_warm_start_options(p, n_initial=False)
     out = p.add_argument_group("output")
     common.add_study_options(out, required=False)
     out.add_argument(
@@ -114,13 +118,21 @@ def run_command(args: argparse.Namespace) -> int:
     opt = _prepared_optimizer(args, choice, progress=progress)
     load_seconds = time.perf_counter() - started
 
-    # The study's own seed and direction (a reopened study keeps those it was created with).
-    start_rows = _initial_rows(
-        pool_values, n_init, opt.seed, benchmark=choice.pool is not None, maximize=opt.maximize
-    )
-    start_ids = [space.ids[i] for i in start_rows]
-    if start_ids:
-        opt.tell(start_ids, pool_values[start_rows].tolist())
+    warm = _warm_start(opt)
+    if warm is not None:
+        # The LLM proposes the initial design as one batch (resumable like the rest).
+        opt.run_until(objective, n_init, batch_size=max(1, n_init))
+        note = common.warm_start_note(opt.last_info)
+        if note is not None:
+            print(note)
+    else:
+        # The study's own seed and direction (a reopened study keeps those it was created with).
+        start_rows = _initial_rows(
+            pool_values, n_init, opt.seed, benchmark=choice.pool is not None, maximize=opt.maximize
+        )
+        start_ids = [space.ids[i] for i in start_rows]
+        if start_ids:
+            opt.tell(start_ids, pool_values[start_rows].tolist())
     # run_until counts what the study already holds, so re-running the same command on an
     # existing --study (e.g. after a crash) only measures what is missing.
     history = opt.run_until(objective, n_init + budget, batch_size=args.batch_size)
@@ -176,20 +188,33 @@ def _prepared_optimizer(
             )
             opt = common.open_or_create(args, store, choice, progress=progress, n=args.n_initial)
         else:
+            spec = common.surrogate_spec(args, choice.pool)
+            acquisition = common.acquisition_config(args)
+            proposer = common.warm_start_proposer(
+                args, spec, acquisition, n_initial=args.n_initial, progress=progress
+            )
             opt = Optimizer(
                 choice.space,
-                common.surrogate_spec(args, choice.pool),
-                acquisition=common.acquisition_config(args),
+                spec,
+                acquisition=acquisition,
                 maximize=not args.minimize,
                 seed=args.seed if args.seed is not None else 0,
                 progress=progress,
+                proposer=proposer,
             )
         # Load the model now: a bad model path fails here, before anything is measured.
-        opt.surrogate.prepare(choice.space, progress=progress)
+        opt.proposer.prepare(choice.space, progress=progress)
     except BaseException:
         common.discard_if_unused(opt)
         raise
     return opt
+
+
+def _warm_start(opt: Optimizer) -> Any:
+    """The study's warm-start proposer (``None``: the initial design is random)."""
+    from llmbo.proposers import WarmStartProposer
+
+    return opt.proposer if isinstance(opt.proposer, WarmStartProposer) else None
 
 
 def _summary(
@@ -239,6 +264,9 @@ def _summary(
         f"seed {opt.seed}; {n_init} initial + {args.iterations} iterations x "
         f"{args.batch_size} = {len(values)} evaluations"
     )
+    warm = _warm_start(opt)
+    if warm is not None:
+        print(f"  warm start: the first {warm.n_initial} proposed by {warm.initial.label}")
     print(
         f"best found    {common.format_value(best_value)}  (rank {rank} of {len(space)} in the pool)"
     )

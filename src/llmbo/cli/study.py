@@ -26,6 +26,7 @@ from llmbo.cli.common import (
     add_model_options,
     add_space_options,
     add_study_options,
+    add_warm_start_options,
     build_space,
     check_output_path,
     check_study_location,
@@ -41,6 +42,7 @@ from llmbo.cli.common import (
     print_rows,
     short,
     stored_table,
+    warm_start_note,
 )
 from llmbo.errors import InputError
 
@@ -92,6 +94,7 @@ def _register_suggest(subparsers: Any) -> None:
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_space_options(s, target=False)
     add_model_options(s, defaults=False)
+    add_warm_start_options(s, n_initial=True)
     s.set_defaults(
         func=suggest_command,
         interrupted="the study holds what it held before, plus this call's suggestions as "
@@ -153,7 +156,7 @@ def suggest_command(args: argparse.Namespace) -> int:
             print(f"released {len(released)} pending suggestion(s)")
         # Build and prepare the surrogate before asking: a bad model fails here, and the
         # surrogate's own set-up never touches the seeded random stream of the suggestion.
-        opt.surrogate.prepare(opt.space, progress=progress)
+        opt.proposer.prepare(opt.space, progress=progress)
         ids = opt.ask(args.n)
     except BaseException:
         discard_if_unused(opt)
@@ -178,6 +181,9 @@ def suggest_command(args: argparse.Namespace) -> int:
         f"{len(opt.space)} candidates, {int((history['state'] == 'complete').sum())} measured, "
         f"{pending} pending"
     )
+    note = warm_start_note(opt.last_info)
+    if note is not None:
+        print(note)
     print(f"{len(ids)} suggestion(s):")
     print_rows(
         [
@@ -355,6 +361,8 @@ def observe_command(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------- status
 def status_command(args: argparse.Namespace) -> int:
+    from llmbo.proposers import WarmStartProposer
+
     store = open_storage(args.study, must_exist=True, readonly=True)
     # status builds no model, so a study that asks for trust_remote_code can be shown (with
     # that setting, below) without running anything.
@@ -362,14 +370,18 @@ def status_command(args: argparse.Namespace) -> int:
     history = opt.history
     counts = history["state"].value_counts()
     spec = opt.spec
-    model = f" on {spec.encoder.model}" if spec is not None and spec.name != "random" else ""
+    encoder = getattr(spec, "encoder", None)  # surrogates on fixed features have none
+    model = f" on {encoder.model}" if encoder is not None else ""
     direction = "maximise" if opt.maximize else "minimise"
     print(
         f"study {args.study_name!r} in {args.study}: {opt.space.name or 'table'}, "
         f"{len(opt.space)} candidates; surrogate {opt.surrogate_name}{model}, acquisition "
         f"{opt.acquisition.name}, seed {opt.seed}, {direction}"
     )
-    if spec is not None and spec.encoder.trust_remote_code:
+    if isinstance(opt.proposer, WarmStartProposer):
+        warm = opt.proposer
+        print(f"warm start: the first {warm.n_initial} trial(s) proposed by {warm.initial.label}")
+    if encoder is not None and encoder.trust_remote_code:
         print(
             "trust_remote_code: ON (the model's own Python code runs; every call that "
             "reopens this study must pass --trust-remote-code)"
