@@ -18,17 +18,17 @@ _DESCRIPTION = (
     "Tune a soft prompt (PEFT prompt tuning) and a task head on a text task by gradient "
     "descent, and after the first --rounds epochs let an LLM mentor read the prompts the "
     "epoch went through (projected to vocabulary tokens, scored on validation) and propose "
-    "better ones to restart from (LLM-catalyst, arXiv 2405.19732). --backend none trains "
+    "better ones to restart from (LLM-catalyst, arXiv 2405.19732). --llm-backend none trains "
     "on gradients alone (the baseline)."
 )
 _EXAMPLES = (
     "examples:\n"
     "  llmbo catalyst --task sentiment-lexicon --epochs 10 --study cat.db\n"
     "  llmbo catalyst --data words.csv --text-column word --label-column rating "
-    "--backend openai --llm-model gpt-4o-mini --study cat.db\n"
-    "  llmbo catalyst --task sentiment-lexicon --backend openai --llm-model qwen2.5 "
-    "--base-url http://127.0.0.1:8080/v1 --api-key-env none --study cat.db\n"
-    "  llmbo catalyst --task sentiment-lexicon --backend none --study grad.db"
+    "--llm-backend openai --llm-model gpt-4o-mini --study cat.db\n"
+    "  llmbo catalyst --task sentiment-lexicon --llm-backend openai --llm-model qwen2.5 "
+    "--llm-base-url http://127.0.0.1:8080/v1 --llm-api-key-env none --study cat.db\n"
+    "  llmbo catalyst --task sentiment-lexicon --llm-backend none --study grad.db"
 )
 BACKEND_CHOICES = ("local", "openai", "none")
 
@@ -38,7 +38,7 @@ def _options() -> dict[str, list[tuple[str, dict[str, Any]]]]:
         "task": task_options(),
         "mentor": [
             (
-                "--backend",
+                "--llm-backend",
                 {
                     "choices": BACKEND_CHOICES,
                     "default": "local",
@@ -49,11 +49,11 @@ def _options() -> dict[str, list[tuple[str, dict[str, Any]]]]:
             ),
             ("--llm-model", {"default": None, "help": "the mentor model (openai: required)"}),
             (
-                "--base-url",
+                "--llm-base-url",
                 {"default": None, "help": "openai: endpoint root, e.g. http://127.0.0.1:8080/v1"},
             ),
             (
-                "--api-key-env",
+                "--llm-api-key-env",
                 {
                     "default": None,
                     "help": "openai: variable holding the API key (default OPENAI_API_KEY; "
@@ -104,34 +104,36 @@ def register(subparsers: Any) -> None:
 
 
 def backend_from_args(args: argparse.Namespace) -> Any:
-    """The mentor backend the options name (``None`` for ``--backend none``)."""
+    """The mentor backend the options name (``None`` for ``--llm-backend none``)."""
     from llmbo.llm import make_backend
 
-    if args.backend == "none":
+    if args.llm_backend == "none":
         return None
     options: dict[str, Any] = {}
     if args.llm_model is not None:
         options["model"] = args.llm_model
-    if args.backend == "openai":
+    if args.llm_backend == "openai":
         if not args.llm_model:
-            raise InputError("--backend openai needs --llm-model: the model name the server knows.")
-        if args.base_url is not None:
-            options["base_url"] = args.base_url
-        if args.api_key_env is not None:
-            options["api_key_env"] = args.api_key_env
-    elif args.base_url is not None or args.api_key_env is not None:
-        raise InputError("--base-url and --api-key-env apply to --backend openai only.")
-    return make_backend(args.backend, **options)
+            raise InputError(
+                "--llm-backend openai needs --llm-model: the model name the server knows."
+            )
+        if args.llm_base_url is not None:
+            options["base_url"] = args.llm_base_url
+        if args.llm_api_key_env is not None:
+            options["api_key_env"] = args.llm_api_key_env
+    elif args.llm_base_url is not None or args.llm_api_key_env is not None:
+        raise InputError("--llm-base-url and --llm-api-key-env apply to --llm-backend openai only.")
+    return make_backend(args.llm_backend, **options)
 
 
 def catalyst_command(args: argparse.Namespace) -> int:
     from llmbo.catalyst import Catalyst, CatalystConfig
     from llmbo.encoders.transformer import check_model_available
 
-    if args.rounds < 0 or (args.rounds == 0 and args.backend != "none"):
+    if args.rounds < 0 or (args.rounds == 0 and args.llm_backend != "none"):
         raise InputError(
             f"--rounds {args.rounds}: the mentor needs at least one round (1 to --epochs); "
-            "for gradient descent alone use --backend none."
+            "for gradient descent alone use --llm-backend none."
         )
     common.check_study_location(args.study)
     task = task_from_args(args)
