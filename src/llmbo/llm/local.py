@@ -293,9 +293,59 @@ class LocalChatBackend(ChatBackend):
         ]
         scores: list[float] = []
         with self._threads(), torch.inference_mode():
+            prefix = self._prefix(prompt)
             for begin in range(0, len(tokenized), batch_size):
-                scores += self._score_batch(prompt, tokenized[begin : begin + batch_size])
+                part = tokenized[begin : begin + batch_size]
+                if prefix is not None:
+                    scores += self._score_cached(prefix, len(prompt), part)
+                else:
+                    scores += self._score_batch(prompt, part)
         return scores
+
+    def _prefix(self, prompt: list[int]) -> tuple[Any, Any] | None:
+        """The prompt's key/value cache and its last logits, computed once per call so
+        that each batch of replies runs only its own tokens (``None``: the model keeps no
+        cache; every batch then runs the whole prompt)."""
+        import torch
+
+        ids = torch.tensor([prompt], dtype=torch.long, device=self.device)
+        try:
+            out = self._model(input_ids=ids, use_cache=True)
+        except (TypeError, ValueError):  # pragma: no cover - models without a cache
+            return None
+        cache = getattr(out, "past_key_values", None)
+        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+            return None
+        return cache, out.logits[:, -1:].float()
+
+    def _score_cached(
+        self, prefix: tuple[Any, Any], p: int, replies: list[list[int]]
+    ) -> list[float]:
+        import copy
+
+        import torch
+
+        longest = max(len(r) for r in replies)
+        if longest == 0:
+            return [0.0] * len(replies)
+        cache, last = prefix
+        b = len(replies)
+        cache = copy.deepcopy(cache)
+        cache.batch_repeat_interleave(b)
+        ids = torch.full((b, longest), self._pad_id(), dtype=torch.long)
+        mask = torch.zeros((b, p + longest), dtype=torch.long)
+        mask[:, :p] = 1
+        for i, reply in enumerate(replies):
+            ids[i, : len(reply)] = torch.tensor(reply)
+            mask[i, p : p + len(reply)] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        logits = self._model(input_ids=ids, attention_mask=mask, past_key_values=cache).logits
+        # Reply token 0 is predicted by the prompt's last position, token j by reply j - 1.
+        steps = torch.cat([last.expand(b, 1, -1), logits[:, : longest - 1].float()], dim=1)
+        token_logp = torch.log_softmax(steps, dim=-1).gather(-1, ids[:, :, None]).squeeze(-1)
+        lengths = torch.tensor([len(r) for r in replies], device=token_logp.device)
+        keep = torch.arange(longest, device=token_logp.device)[None, :] < lengths[:, None]
+        return token_logp.masked_fill(~keep, 0.0).sum(-1).tolist()
 
     def _score_batch(self, prompt: list[int], replies: list[list[int]]) -> list[float]:
         import torch
