@@ -7,7 +7,9 @@ emoticons with their mean human rating), a seeded subset of ``--rows`` entries s
 80/10/10 with split seed 0; model: the packaged all-MiniLM-L6-v2 with 8 soft-prompt tokens
 and a linear head (``llmbo.catalyst``). Both methods share everything (data, seed,
 initial prompt, epochs); ``catalyst`` also consults the mentor after epochs 0, 1 and 2
-(the paper's schedule) with the local LLM named by ``--llm``. Appends one row per method
+(the paper's schedule) with the local LLM named by ``--llm`` and always restarts from its
+first valid proposal (as the paper); ``catalyst-guarded`` restarts only when the proposal
+beats the current prompt on validation (``restart_when="improves"``). Appends one row per method
 and seed to benchmarks/results/catalyst.csv: the test RMSE of the best validation state.
 """
 
@@ -37,22 +39,30 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--llm", default="smollm2")
-    parser.add_argument("--methods", nargs="+", default=["gradient", "catalyst"])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["gradient", "catalyst"],
+        choices=["gradient", "catalyst", "catalyst-guarded"],
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     task = sentiment_lexicon_task(rows=args.rows, seed=0)
-    backend = make_backend("local", model=args.llm) if "catalyst" in args.methods else None
+    needs_llm = any(m != "gradient" for m in args.methods)
+    backend = make_backend("local", model=args.llm) if needs_llm else None
     command = (
         f"python benchmarks/catalyst.py --seeds {args.seeds} --first-seed {args.first_seed} "
-        f"--epochs {args.epochs} --rows {args.rows} --llm {args.llm}"
+        f"--epochs {args.epochs} --rows {args.rows} --llm {args.llm} "
+        f"--methods {' '.join(args.methods)}"
     )
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for method in args.methods:
-            mentor = backend if method == "catalyst" else None
+            mentor = backend if method != "gradient" else None
             config = CatalystConfig(
                 epochs=args.epochs,
                 mentor_epochs=(0, 1, 2) if mentor is not None else (),
+                restart_when="improves" if method == "catalyst-guarded" else "always",
                 seed=seed,
             )
             start = time.perf_counter()

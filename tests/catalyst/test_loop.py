@@ -198,3 +198,15 @@ def test_an_unreachable_http_mentor_does_not_stop_training(word_task):
     result = run.run()
     assert len(result.history) == 2 and result.restarts == 0
     assert "LLMUnavailableError" in run.record.events("no_restart")[0]["reason"]
+
+
+def test_a_guarded_restart_happens_only_when_the_proposal_is_better(word_task):
+    run = Catalyst(word_task, ScriptedBackend([REPLY]), _config(restart_when="improves"))
+    run.run()
+    restarts = {e["epoch"] for e in run.record.events("restart")}
+    refused = {e["epoch"]: e["reason"] for e in run.record.events("no_restart")}
+    assert restarts | set(refused) == {0, 2} and not restarts & set(refused)
+    for reason in refused.values():
+        assert "not below the current prompt's" in reason
+    for event in run.record.events("restart"):
+        assert event["validation_loss"] < event["replaced_validation_loss"]

@@ -35,6 +35,9 @@ class CatalystConfig:
         min_words: Shortest accepted proposal, in words.
         restart_from: ``"first"`` valid proposal (as the original) or the ``"best"`` of the
             valid proposals on validation.
+        restart_when: ``"always"`` restart from the chosen proposal (as the original), or
+            only when it ``"improves"`` on the current soft prompt's validation loss (the
+            head kept as trained); otherwise training goes on from where it was.
         learning_rate: AdamW learning rate of the soft prompt.
         head_learning_rate: AdamW learning rate of the task head.
         batch_size: Training batch size.
@@ -55,6 +58,7 @@ class CatalystConfig:
     max_words: int = 9
     min_words: int = 1
     restart_from: Literal["first", "best"] = "first"
+    restart_when: Literal["always", "improves"] = "always"
     learning_rate: float = 3e-3
     head_learning_rate: float = 1e-3
     batch_size: int = 32
@@ -88,6 +92,10 @@ class CatalystConfig:
         self.mentor_epochs = tuple(sorted(set(epochs)))
         if self.restart_from not in ("first", "best"):
             raise InputError(f"restart_from must be 'first' or 'best', got {self.restart_from!r}.")
+        if self.restart_when not in ("always", "improves"):
+            raise InputError(
+                f"restart_when must be 'always' or 'improves', got {self.restart_when!r}."
+            )
         for name in ("learning_rate", "head_learning_rate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:

@@ -334,11 +334,22 @@ class Catalyst:
         pick = min(scored, key=lambda s: s[2])
         text, vectors, loss, metric = pick
         model.load_trainable_state(current)
+        current_loss = None
+        if cfg.restart_when == "improves":
+            current_loss, _ = self._evaluate(model, validation)
+            if loss >= current_loss:
+                reason = (
+                    f"the proposal {text!r} has validation loss {loss:.4g}, not below the "
+                    f"current prompt's {current_loss:.4g}"
+                )
+                self.record.add("no_restart", epoch=epoch, reason=reason, prompt=text)
+                logger.info("Epoch %d: %s; training goes on.", epoch, reason)
+                return False
         model.set_prompt(vectors)
         self._keep(model, state, metric, epoch)
         state["restarts"] += 1
         self.record.add("restart", epoch=epoch, prompt=text, validation_loss=loss,
-                        validation_metric=metric,
+                        validation_metric=metric, replaced_validation_loss=current_loss,
                         scored=[{"prompt": s[0], "validation_loss": s[2],
                                  "validation_metric": s[3]} for s in scored])  # fmt: skip
         logger.info("Epoch %d: restarting from the mentor's prompt %r.", epoch, text)

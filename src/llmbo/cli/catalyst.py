@@ -71,6 +71,15 @@ def _options() -> dict[str, list[tuple[str, dict[str, Any]]]]:
             ("--proposals", {"type": common.positive_int, "default": 3}),
             ("--max-shown", {"type": common.positive_int, "default": 5}),
             ("--restart-from", {"choices": ["first", "best"], "default": "first"}),
+            (
+                "--restart-when",
+                {
+                    "choices": ["always", "improves"],
+                    "default": "always",
+                    "help": "always restart from the proposal (default, as the paper), or "
+                    "only when it beats the current prompt on validation",
+                },
+            ),
         ],
         "training": [
             ("--epochs", {"type": common.positive_int, "default": 10}),
@@ -147,6 +156,7 @@ def catalyst_command(args: argparse.Namespace) -> int:
         proposals=args.proposals,
         max_shown=args.max_shown,
         restart_from=args.restart_from,
+        restart_when=args.restart_when,
         learning_rate=args.learning_rate,
         batch_size=args.batch_size,
         init_text=args.init_text,
