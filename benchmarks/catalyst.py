@@ -32,6 +32,22 @@ RESULTS = Path(__file__).parent / "results"
 OUT = RESULTS / "catalyst.csv"
 
 
+def save_row(row: dict) -> None:
+    """Print ``row`` and store it in catalyst.csv, replacing the row of the same task,
+    method and seed."""
+    print(row, flush=True)
+    frame = pd.DataFrame([row])
+    if OUT.is_file():
+        old = pd.read_csv(OUT)
+        same = (
+            (old["task"] == row["task"])
+            & (old["method"] == row["method"])
+            & (old["seed"] == row["seed"])
+        )
+        frame = pd.concat([old[~same], frame], ignore_index=True)
+    frame.to_csv(OUT, index=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -85,15 +101,7 @@ def main() -> None:
                 "hardware": f"{platform.machine()} CPU, {args.threads} torch thread(s)",
                 "command": command,
             }
-            print(row, flush=True)
-            frame = pd.DataFrame([row])
-            if OUT.is_file():
-                old = pd.read_csv(OUT)
-                same = (
-                    (old["task"] == row["task"]) & (old["method"] == method) & (old["seed"] == seed)
-                )
-                frame = pd.concat([old[~same], frame], ignore_index=True)
-            frame.to_csv(OUT, index=False)
+            save_row(row)
 
 
 if __name__ == "__main__":

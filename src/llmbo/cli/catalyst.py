@@ -103,10 +103,7 @@ def register(subparsers: Any) -> None:
     p = common.add_command(
         subparsers, "catalyst", "prompt tuning with an LLM mentor", _DESCRIPTION, _EXAMPLES
     )
-    for group, options in _options().items():
-        section = p.add_argument_group(group)
-        for flag, keywords in options:
-            section.add_argument(flag, **keywords)
+    common.add_option_groups(p, _options())
     p.set_defaults(
         func=catalyst_command, interrupted="every finished epoch is saved; run again to resume."
     )

@@ -142,6 +142,16 @@ def add_command(
     )
 
 
+def add_option_groups(
+    parser: argparse.ArgumentParser, groups: dict[str, list[tuple[str, dict[str, Any]]]]
+) -> None:
+    """Add option groups given as ``{group: [(flag, add_argument keywords), ...]}``."""
+    for group, options in groups.items():
+        section = parser.add_argument_group(group)
+        for flag, keywords in options:
+            section.add_argument(flag, **keywords)
+
+
 def add_space_options(parser: argparse.ArgumentParser, *, target: bool) -> None:
     """``--benchmark NAME`` or ``--table FILE --template T [--id-column C]`` (+ ``--target``)."""
     group = parser.add_argument_group("candidates")

@@ -139,10 +139,7 @@ def register(subparsers: Any) -> None:
     p = common.add_command(
         subparsers, "hpo", "search LoRA hyperparameters", _DESCRIPTION, _EXAMPLES
     )
-    for group, options in _options().items():
-        section = p.add_argument_group(group)
-        for flag, keywords in options:
-            section.add_argument(flag, **keywords)
+    common.add_option_groups(p, _options())
     p.set_defaults(
         func=hpo_command, interrupted="every finished trial is saved; run again to resume."
     )

@@ -343,9 +343,7 @@ class LocalChatBackend(ChatBackend):
         # Reply token 0 is predicted by the prompt's last position, token j by reply j - 1.
         steps = torch.cat([last.expand(b, 1, -1), logits[:, : longest - 1].float()], dim=1)
         token_logp = torch.log_softmax(steps, dim=-1).gather(-1, ids[:, :, None]).squeeze(-1)
-        lengths = torch.tensor([len(r) for r in replies], device=token_logp.device)
-        keep = torch.arange(longest, device=token_logp.device)[None, :] < lengths[:, None]
-        return token_logp.masked_fill(~keep, 0.0).sum(-1).tolist()
+        return _reply_sums(token_logp, replies)
 
     def _score_batch(self, prompt: list[int], replies: list[list[int]]) -> list[float]:
         import torch
@@ -364,9 +362,7 @@ class LocalChatBackend(ChatBackend):
         # Position p - 1 + j predicts reply token j: b x longest x vocab.
         logp = torch.log_softmax(logits[:, p - 1 : p - 1 + longest].float(), dim=-1)
         token_logp = logp.gather(-1, ids[:, p:, None]).squeeze(-1)  # b x longest
-        lengths = torch.tensor([len(r) for r in replies], device=token_logp.device)
-        keep = torch.arange(longest, device=token_logp.device)[None, :] < lengths[:, None]
-        return token_logp.masked_fill(~keep, 0.0).sum(-1).tolist()
+        return _reply_sums(token_logp, replies)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -379,6 +375,15 @@ class LocalChatBackend(ChatBackend):
 
     def __repr__(self) -> str:
         return f"LocalChatBackend(model={self.model!r}, device={self.device!r})"
+
+
+def _reply_sums(token_logp: Any, replies: list[list[int]]) -> list[float]:
+    """Per reply, the sum of its tokens' log probabilities (``b x longest``, right-padded)."""
+    import torch
+
+    lengths = torch.tensor([len(r) for r in replies], device=token_logp.device)
+    keep = torch.arange(token_logp.shape[1], device=token_logp.device)[None, :] < lengths[:, None]
+    return token_logp.masked_fill(~keep, 0.0).sum(-1).tolist()  # type: ignore[no-any-return]
 
 
 def _resolve(model: str, gguf_file: str | None) -> tuple[str, str | None]:
