@@ -313,10 +313,18 @@ class LocalChatBackend(ChatBackend):
             out = self._model(input_ids=ids, use_cache=True)
         except (TypeError, ValueError):  # pragma: no cover - models without a cache
             return None
-        cache = getattr(out, "past_key_values", None)
+        # transformers 5 names the cache ``cache``; earlier versions ``past_key_values``.
+        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
         if cache is None or not hasattr(cache, "batch_repeat_interleave"):
             return None
         return cache, out.logits[:, -1:].float()
+
+    def _cache_arg(self) -> str:
+        """The forward argument that takes a key/value cache in this transformers version."""
+        import inspect
+
+        params = inspect.signature(self._model.forward).parameters
+        return "cache" if "cache" in params else "past_key_values"
 
     def _score_cached(
         self, prefix: tuple[Any, Any], p: int, replies: list[list[int]]
@@ -339,7 +347,9 @@ class LocalChatBackend(ChatBackend):
             ids[i, : len(reply)] = torch.tensor(reply)
             mask[i, p : p + len(reply)] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        logits = self._model(input_ids=ids, attention_mask=mask, past_key_values=cache).logits
+        logits = self._model(
+            input_ids=ids, attention_mask=mask, **{self._cache_arg(): cache}
+        ).logits
         # Reply token 0 is predicted by the prompt's last position, token j by reply j - 1.
         steps = torch.cat([last.expand(b, 1, -1), logits[:, : longest - 1].float()], dim=1)
         token_logp = torch.log_softmax(steps, dim=-1).gather(-1, ids[:, :, None]).squeeze(-1)
