@@ -4,7 +4,7 @@
         [--iterations 15] [--llm smollm2]
 
 For each pool and seed, two studies on the same pool (``names`` template) with the same
-Bayesian optimiser after the initial design (the ``components`` GP, LogEI): one whose first
+Bayesian optimiser after the initial design (proposed as one batch of ``--initial``) (the ``components`` GP, LogEI): one whose first
 ``--initial`` suggestions come from an LLM (``llmbo.proposers.LLMProposer`` with the local
 backend: the model reads the pool's columns and example candidates and its likelihood
 ranks a seeded subsample of the pool), the other from uniformly random rows. Appends one
@@ -70,7 +70,9 @@ def main() -> None:
                 proposer = WarmStartProposer(first, then, n_initial=args.initial)
                 study = Study(space, proposer, seed=seed, study_name=f"{pool_name}-{method}")
                 start = time.perf_counter()
-                study.run(lookup(yields, space.id_column), args.initial + args.iterations)
+                objective = lookup(yields, space.id_column)
+                study.run(objective, 1, batch_size=args.initial)  # the initial design
+                study.run(objective, args.iterations)
                 values = study.history["value"].to_numpy(dtype=float)
                 row = {
                     "task": f"{pool_name}-warm-start",
