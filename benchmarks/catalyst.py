@@ -109,6 +109,15 @@ def write_summary() -> str:
                 wins = int((d > 0).sum() if higher else (d < 0).sum())
                 cells = f"{d.mean():+.4f} ± {se(d):.4f} | {wins} of {len(d)}"
             parts.append(f"| {method} | {len(x)} | {x.mean():.4f} ± {se(x):.4f} | {cells} |")
+        if "initial_best" in rows and rows["initial_best"].notna().any():
+            init = rows.pivot_table(index="seed", columns="method", values="initial_best")
+            d = (init.drop(columns=base).iloc[:, 0] - init[base]).dropna()
+            parts += [
+                "",
+                "Best value of the initial design alone: "
+                + ", ".join(f"{m} {init[m].mean():.2f} ± {se(init[m]):.2f}" for m in init)
+                + f" (paired difference {d.mean():+.2f} ± {se(d):.2f}).",
+            ]
         parts.append("")
     text = "\n".join(parts)
     (OUT.parent / "catalyst.md").write_text(text)
