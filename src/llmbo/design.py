@@ -1,9 +1,9 @@
 """Initial designs: which candidates a campaign measures before the model proposes any.
 
 :func:`initial_design` is the benchmark protocol's (DESIGN.md, "Benchmark protocol"):
-candidates drawn uniformly from those with a value at or below the pool median, so that a
-simulated campaign (``llmbo run --benchmark``, :mod:`llmbo.benchmarks`) starts from
-unremarkable ones.
+candidates drawn uniformly from the worse half of the pool (values at or below the median;
+at or above it when the target is minimised), so that a simulated campaign
+(``llmbo run --benchmark``, :mod:`llmbo.benchmarks`) starts from unremarkable ones.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ def initial_design(
 
     ``n`` rows drawn uniformly without replacement, with ``np.random.default_rng(seed)``,
     from the candidates whose value is at or below the pool median (at or above it when
-    ``maximize=False``), so that the optimiser starts from unremarkable reactions.
+    ``maximize=False``), so that the optimiser starts from unremarkable candidates.
 
     Args:
         values: Value of every pool candidate, shape ``N``.
         n: Number of rows to draw.
         seed: Seed of the draw; the same seed gives the same rows.
+        maximize: Whether larger values are better (``False``: draw from the upper half).
 
     Returns:
         int64 array of ``n`` distinct row indices into ``values``, in draw order.

@@ -3,6 +3,7 @@ protocol"): top-fraction coverage, best so far, the iteration the best was found
 
 All functions take plain arrays of measured values, so they apply to any optimiser's
 history, not just llmbo's; ``llmbo run`` and the benchmarks (:mod:`llmbo.benchmarks`) use them.
+Each takes ``maximize=False`` for a target that is minimised (the best values are the lowest).
 """
 
 from __future__ import annotations
@@ -28,18 +29,24 @@ def _as_1d(values: ArrayLike, what: str) -> np.ndarray:
 
 
 def top_fraction_coverage(
-    evaluated_values: ArrayLike, pool_values: ArrayLike, fraction: float = 0.05
+    evaluated_values: ArrayLike,
+    pool_values: ArrayLike,
+    fraction: float = 0.05,
+    *,
+    maximize: bool = True,
 ) -> float:
     """Share of the pool's top candidates that were evaluated.
 
     With ``t = np.quantile(pool_values, 1 - fraction)`` (numpy's default linear
     interpolation), coverage = #(evaluated >= t) / #(pool >= t). ``evaluated_values``
-    must be the values of distinct pool candidates (each evaluated once).
+    must be the values of distinct pool candidates (each evaluated once). With
+    ``maximize=False`` the top candidates are the lowest: the same on negated values.
 
     Args:
         evaluated_values: Values of the evaluated candidates, shape ``n``.
         pool_values: Values of every candidate in the pool, shape ``N``.
         fraction: Size of the top group, in (0, 1]; 0.05 gives top-5 % coverage.
+        maximize: Whether larger values are better.
 
     Returns:
         A number in [0, 1].
@@ -55,6 +62,8 @@ def top_fraction_coverage(
             f"{evaluated.size} evaluated values for a pool of {pool.size}: pass each evaluated "
             "candidate once."
         )
+    if not maximize:
+        pool, evaluated = -pool, -evaluated
     threshold = np.quantile(pool, 1.0 - fraction)
     n_top = int(np.count_nonzero(pool >= threshold))
     return int(np.count_nonzero(evaluated >= threshold)) / n_top
@@ -76,6 +85,7 @@ def iteration_of_max(
     *,
     batch_size: int = 1,
     rtol: float = 1e-9,
+    maximize: bool = True,
 ) -> int | None:
     """BO iteration at which the pool's best value was first evaluated.
 
@@ -83,11 +93,13 @@ def iteration_of_max(
     BO iterations of ``batch_size``. Returns 0 if the best value is among the initial
     points, ``k`` (1-based) if it was first seen in iteration ``k``, and ``None`` if it
     was never evaluated. Values within ``rtol`` (relative) of ``pool_max`` count as equal.
+    With ``maximize=False``, ``pool_max`` is the pool's minimum (its best value).
     """
     if n_initial < 0 or batch_size < 1:
         raise InputError(f"Need n_initial >= 0 and batch_size >= 1, got {n_initial}, {batch_size}.")
     arr = _as_1d(values_in_order, "values_in_order")
-    hit = np.flatnonzero(np.isclose(arr, pool_max, rtol=rtol, atol=0.0) | (arr >= pool_max))
+    beyond = arr >= pool_max if maximize else arr <= pool_max
+    hit = np.flatnonzero(np.isclose(arr, pool_max, rtol=rtol, atol=0.0) | beyond)
     if hit.size == 0:
         return None
     first = int(hit[0])

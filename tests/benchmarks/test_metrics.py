@@ -99,7 +99,8 @@ def test_initial_design_too_few_candidates() -> None:
 
 def test_protocol_config_defaults_and_round_trip() -> None:
     cfg = ProtocolConfig()
-    assert (cfg.n_initial, cfg.iterations, cfg.batch_size, cfg.maximize) == (10, 50, 1, True)
+    # The direction is the pool's own unless given (see tests/benchmarks/test_direction.py).
+    assert (cfg.n_initial, cfg.iterations, cfg.batch_size, cfg.maximize) == (10, 50, 1, None)
     assert cfg.budget == 60
     assert ProtocolConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(InputError):

@@ -1,4 +1,4 @@
-"""Benchmark methods: named recipes that turn a reaction pool into a surrogate spec.
+"""Benchmark methods: named recipes that turn a benchmark pool into a surrogate spec.
 
 A method is registered once in :data:`METHODS` and called as
 ``method(pool, model, device, template, options) -> SurrogateConfig``. The base methods are
@@ -11,6 +11,12 @@ Overrides (and the run-time ``options``) are dotted paths into the surrogate's c
 (:meth:`~llmbo.surrogates.config.SurrogateConfig.updated`):
 ``"deep_kernel.steps"``, ``"encoder.pooling"``, ``"lora.r"`` (a ``peft.LoraConfig`` argument), ``"top_layers"``,
 ``"soft_tokens"``, ``"kernel"``, ``"featurizer.n_bits"``...
+
+Each method says which kinds of pool it applies to (:attr:`BenchmarkMethod.pool_kinds`):
+random search, the Morgan GP (fingerprints of the pool's SMILES columns: one per reaction
+component, or the molecule's) and the LLM surrogates run on every pool; the methods built on
+reaction components (one-hot and component kernels, DRFP of the reaction SMILES, one pooled
+vector per component) run on reaction pools only, and are skipped on molecule pools.
 """
 
 from __future__ import annotations
@@ -26,19 +32,26 @@ from llmbo.registry import Registry
 
 if TYPE_CHECKING:
     from llmbo.acquisition import AcquisitionConfig
-    from llmbo.datasets import ReactionPool
+    from llmbo.datasets import CandidatePool, PoolKind
     from llmbo.surrogates.config import SurrogateConfig
 
 __all__ = [
+    "ANY_POOL",
     "DEFAULT_METHODS",
     "METHODS",
+    "REACTION_POOLS",
     "BenchmarkMethod",
     "method_label",
     "register_variant",
 ]
 
 #: ``build(pool, model, device, template) -> SurrogateConfig`` (before overrides).
-SpecBuilder = Callable[["ReactionPool", str, "str | None", str], "SurrogateConfig"]
+SpecBuilder = Callable[["CandidatePool", str, "str | None", str], "SurrogateConfig"]
+
+#: Every kind of pool (see :data:`llmbo.datasets.PoolKind`).
+ANY_POOL: frozenset[PoolKind] = frozenset({"reaction", "molecule"})
+#: Reaction pools only: methods that read the reaction's components or reaction SMILES.
+REACTION_POOLS: frozenset[PoolKind] = frozenset({"reaction"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,8 @@ class BenchmarkMethod:
             or ``"ts"``); an ``"acquisition"`` entry in the run's options overrides it, and
             ``"acquisition.<field>"`` entries set other :class:`AcquisitionConfig` fields
             (``acquisition.beta=0.5``).
+        pool_kinds: The kinds of pool the method applies to (:data:`ANY_POOL` or
+            :data:`REACTION_POOLS`); on others it is skipped (:meth:`skip_reason`).
     """
 
     name: str
@@ -66,10 +81,11 @@ class BenchmarkMethod:
     default: bool = True
     description: str = ""
     acquisition: str = "logei"
+    pool_kinds: frozenset[PoolKind] = ANY_POOL
 
     def __call__(
         self,
-        pool: ReactionPool,
+        pool: CandidatePool,
         model: str = "minilm",
         device: str | None = None,
         template: str = "procedure",
@@ -78,6 +94,16 @@ class BenchmarkMethod:
         """The surrogate spec of this method on ``pool`` (``options`` override last)."""
         spec = self.build(pool, model, device, template)
         return spec.updated(self.overrides).updated(spec_options(options))
+
+    def skip_reason(self, pool: CandidatePool) -> str | None:
+        """Why the method does not apply to ``pool`` (one sentence), or ``None`` if it does."""
+        if pool.kind in self.pool_kinds:
+            return None
+        kinds = " or ".join(sorted(self.pool_kinds))
+        return (
+            f"{self.name} ({self.description}) applies to {kinds} pools; "
+            f"{pool.name!r} is a {pool.kind} pool."
+        )
 
     def acquisition_for(self, options: Mapping[str, Any] | None = None) -> AcquisitionConfig:
         """The acquisition of a run with ``options`` (their acquisition entries win)."""
@@ -132,28 +158,28 @@ def _spec(name: str, **kwargs: Any) -> SurrogateConfig:
     return surrogate_config(name, **kwargs)
 
 
-def _random(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateConfig:
+def _random(pool: CandidatePool, model: str, device: str | None, template: str) -> SurrogateConfig:
     return _spec(name="random")
 
 
-def _onehot(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateConfig:
+def _onehot(pool: CandidatePool, model: str, device: str | None, template: str) -> SurrogateConfig:
     featurizer = pool_featurizer_options(pool, "onehot")
     return _spec(name="onehot", featurizer=featurizer, kernel="matern-ard")
 
 
 def _components_gp(
-    pool: ReactionPool, model: str, device: str | None, template: str
+    pool: CandidatePool, model: str, device: str | None, template: str
 ) -> SurrogateConfig:
     featurizer = pool_featurizer_options(pool, "components")
     return _spec(name="components", featurizer=featurizer, kernel="components")
 
 
-def _drfp(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateConfig:
+def _drfp(pool: CandidatePool, model: str, device: str | None, template: str) -> SurrogateConfig:
     featurizer = pool_featurizer_options(pool, "drfp")
     return _spec(name="drfp", featurizer=featurizer, kernel="tanimoto")
 
 
-def _morgan(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateConfig:
+def _morgan(pool: CandidatePool, model: str, device: str | None, template: str) -> SurrogateConfig:
     featurizer = pool_featurizer_options(pool, "morgan")
     return _spec(name="morgan", featurizer=featurizer, kernel="tanimoto")
 
@@ -176,7 +202,9 @@ _LORA_PLACEMENT = {"top_module": "auto"}
 
 
 def _llm(surrogate: str) -> SpecBuilder:
-    def build(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateConfig:
+    def build(
+        pool: CandidatePool, model: str, device: str | None, template: str
+    ) -> SurrogateConfig:
         from llmbo.encoders.transformer import EncoderConfig
 
         return _spec(name=surrogate, encoder=EncoderConfig(model=model, device=device))
@@ -185,16 +213,38 @@ def _llm(surrogate: str) -> SpecBuilder:
 
 
 _add(BenchmarkMethod("random", _random, description="random search"))
-_add(BenchmarkMethod("onehot", _onehot, description="GP (Matérn-5/2, ARD) on one-hot components"))
+_add(
+    BenchmarkMethod(
+        "onehot",
+        _onehot,
+        description="GP (Matérn-5/2, ARD) on one-hot components",
+        pool_kinds=REACTION_POOLS,
+    )
+)
 _add(
     BenchmarkMethod(
         "components",
         _components_gp,
         description="GP on the components: Tanimoto on one-hot + additive categorical kernel",
+        pool_kinds=REACTION_POOLS,
     )
 )
-_add(BenchmarkMethod("drfp", _drfp, description="GP (Tanimoto) on DRFP of the reaction SMILES"))
-_add(BenchmarkMethod("morgan", _morgan, description="GP (Tanimoto) on Morgan bits per component"))
+_add(
+    BenchmarkMethod(
+        "drfp",
+        _drfp,
+        description="GP (Tanimoto) on DRFP of the reaction SMILES",
+        pool_kinds=REACTION_POOLS,
+    )
+)
+_add(
+    BenchmarkMethod(
+        "morgan",
+        _morgan,
+        description="GP (Tanimoto) on Morgan bits of each SMILES column (per reaction "
+        "component, or the molecule)",
+    )
+)
 _add(
     BenchmarkMethod(
         "static",
@@ -244,6 +294,7 @@ def register_variant(
         default=default,
         description=description or f"{base} with {dict(overrides)}",
         acquisition=parent.acquisition,
+        pool_kinds=parent.pool_kinds,
     )
     if default:
         _add(method)
@@ -285,7 +336,9 @@ def _llm_segments(surrogate: str, side: str | None = None) -> SpecBuilder:
     Tanimoto kernel plus one categorical kernel per component).
     """
 
-    def build(pool: ReactionPool, model: str, device: str | None, template: str) -> SurrogateConfig:
+    def build(
+        pool: CandidatePool, model: str, device: str | None, template: str
+    ) -> SurrogateConfig:
         from llmbo.encoders.transformer import EncoderConfig
 
         separator = TEMPLATE_SEPARATORS.get(template)
@@ -314,6 +367,7 @@ for _base, _label in (("static", "frozen"), ("projection", "projection"), ("lora
             uses_model=True,
             default=False,
             description=f"{_label} deep kernel with one pooled vector per reaction component",
+            pool_kinds=REACTION_POOLS,
         )
     )
 _add(
@@ -323,6 +377,7 @@ _add(
         uses_model=True,
         default=False,
         description="projection-seg deep kernel + Tanimoto kernel on DRFP (sum of kernels)",
+        pool_kinds=REACTION_POOLS,
     )
 )
 _add(
@@ -333,6 +388,7 @@ _add(
         default=True,  # the best LLM method on bh1-bh5 (research/LOG.md)
         description="projection-seg deep kernel + Tanimoto kernel on one-hot components "
         "(sum of kernels; the second counts shared components)",
+        pool_kinds=REACTION_POOLS,
     )
 )
 _add(
@@ -343,6 +399,7 @@ _add(
         default=False,
         description="projection-seg deep kernel + the components kernel (Tanimoto on one-hot "
         "+ one categorical kernel per component)",
+        pool_kinds=REACTION_POOLS,
     )
 )
 

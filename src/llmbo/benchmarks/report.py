@@ -16,7 +16,7 @@ import pandas as pd
 
 from llmbo._imports import require
 from llmbo.benchmarks.runner import CURVES_FILE, RESULTS_FILE, RUN_KEY, read_csv_rows
-from llmbo.datasets import BH_POOL_NAMES, POOL_NAMES
+from llmbo.datasets import BH_POOL_NAMES, POOL_NAMES, POOLS, pool_maximizes
 from llmbo.metrics import mean_and_sem
 
 if TYPE_CHECKING:
@@ -117,6 +117,17 @@ def _benchmark_order(names: Sequence[str]) -> list[str]:
     return sorted(set(names), key=lambda p: (rank.get(p, len(rank)), p))
 
 
+def _minimized(benchmark: str) -> bool:
+    """Whether ``benchmark`` is a packaged pool that is minimised (its best value is the
+    lowest); results of other names are taken as maximised."""
+    return benchmark in POOLS and not pool_maximizes(benchmark)
+
+
+def _benchmark_title(benchmark: str) -> str:
+    """``benchmark``, marked ``(min)`` when the pool is minimised."""
+    return f"{benchmark} (min)" if _minimized(benchmark) else benchmark
+
+
 # ------------------------------------------------------------------- summary
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """One row per (label, benchmark): seeds, coverage mean and s.e., best found, seconds.
@@ -183,9 +194,10 @@ def _mean_over_bh(summary: pd.DataFrame, label: str) -> tuple[float, float, int]
 def markdown_table(results: pd.DataFrame) -> str:
     """Markdown: top-5 % coverage (mean ± s.e. over seeds) per method × benchmark.
 
-    The first table has one column per benchmark and, where a method ran on all of
-    bh1..bh5, their mean; the second lists seeds, mean best yield found and mean seconds
-    per run for every (method, benchmark).
+    The first table has one column per benchmark (``(min)`` marks a minimised pool) and,
+    where a method ran on all of bh1..bh5, their mean; the second lists seeds, mean best
+    value found (the lowest on a minimised pool) and mean seconds per run for every
+    (method, benchmark).
     """
     summary = summarize(results)
     if summary.empty:
@@ -193,7 +205,7 @@ def markdown_table(results: pd.DataFrame) -> str:
     benches = _benchmark_order(summary["benchmark"].tolist())
     labels = list(dict.fromkeys(summary["label"]))
     with_mean = any(_mean_over_bh(summary, lab) is not None for lab in labels)
-    header = ["method", *benches, *([MEAN_COLUMN] if with_mean else [])]
+    header = ["method", *map(_benchmark_title, benches), *([MEAN_COLUMN] if with_mean else [])]
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
@@ -214,14 +226,14 @@ def markdown_table(results: pd.DataFrame) -> str:
 
     lines += [
         "",
-        "| benchmark | method | seeds | top-5 % coverage | best yield found | seconds / run |",
+        "| benchmark | method | seeds | top-5 % coverage | best found | seconds / run |",
         "|---|---|---:|---:|---:|---:|",
     ]
     by_bench = summary.assign(_b=summary["benchmark"].map({b: i for i, b in enumerate(benches)}))
     by_bench = by_bench.sort_values("_b", kind="stable")
     for row in by_bench.itertuples(index=False):
         lines.append(
-            f"| {row.benchmark} | {row.label} | {row.n} | "
+            f"| {_benchmark_title(row.benchmark)} | {row.label} | {row.n} | "
             f"{_cell(row.coverage_mean, row.coverage_sem)} | {row.best_found_mean:.2f} | "
             f"{row.seconds_mean:.1f} |"
         )
@@ -290,7 +302,8 @@ def convergence_figure(
     ncols: int = 3,
     methods: Sequence[str] | None = None,
 ) -> Figure:
-    """Best yield so far vs iteration: mean ± s.e. over seeds per method, a panel per pool.
+    """Best value so far vs iteration: mean ± s.e. over seeds per method, a panel per pool
+    (the running minimum on a minimised pool, whose title is marked ``(min)``).
 
     Args:
         curves: Rows of ``reactions_curves.csv`` (see :func:`load_curves`).
@@ -336,9 +349,9 @@ def convergence_figure(
             line = _draw_curve(ax, frame, bench, lab, color=colors[lab], style=styles[lab])
             if line is not None:
                 handles.setdefault(lab, line)
-        ax.set_title(bench)
+        ax.set_title(_benchmark_title(bench))
         ax.set_xlabel("iteration")
-        ax.set_ylabel("best yield so far")
+        ax.set_ylabel("lowest so far" if _minimized(bench) else "best so far")
         ax.grid(alpha=0.3)
     # One legend for all panels, below them (seed counts per pool are in the markdown table).
     ordered = [lab for lab in labels if lab in handles]

@@ -1,10 +1,14 @@
-"""Run the reaction benchmark protocol and append results to CSV files, resumably.
+"""Run the benchmark protocol and append results to CSV files, resumably.
 
-One *run* is (pool, method, seed): tell the protocol's 10 below-median starts, then ask for
-``iterations`` sequential suggestions from an :class:`~llmbo.optimizer.Optimizer` scored
-by a :class:`~llmbo.optimizer.TableObjective`. :func:`run_benchmarks` builds each surrogate
-once per (pool, method) and shares it across seeds, so a transformer is loaded, the pool
-tokenised and the frozen layers cached once, not once per seed.
+One *run* is (pool, method, seed): tell the protocol's 10 starts from the worse half of the
+pool, then ask for ``iterations`` sequential suggestions from an
+:class:`~llmbo.optimizer.Optimizer` scored by a :class:`~llmbo.optimizer.TableObjective`,
+in the pool's direction (:attr:`~llmbo.datasets.CandidatePool.maximize`: reaction yields and
+ESOL are maximised, FreeSolv is minimised; the starts, the best so far and the top-5 %
+coverage follow it). :func:`run_benchmarks` builds each surrogate once per (pool, method)
+and shares it across seeds, so a transformer is loaded, the pool tokenised and the frozen
+layers cached once, not once per seed. A method that does not apply to a pool (one that
+reads reaction components, on a molecule pool) is skipped with a warning.
 
 Each finished run is appended at once to ``reactions.csv`` (one row) and
 ``reactions_curves.csv`` (its best-so-far curve); a run already in the CSV is skipped.
@@ -38,7 +42,7 @@ from llmbo.metrics import best_so_far, iteration_of_max, top_fraction_coverage
 
 if TYPE_CHECKING:
     from llmbo.acquisition import AcquisitionConfig
-    from llmbo.datasets import ReactionPool
+    from llmbo.datasets import CandidatePool
     from llmbo.optimizer import Optimizer
     from llmbo.space import CandidateSpace
     from llmbo.surrogates.base import Surrogate
@@ -64,7 +68,8 @@ __all__ = [
 RESULTS_FILE = "reactions.csv"
 CURVES_FILE = "reactions_curves.csv"
 
-#: Columns of ``reactions.csv``, in order.
+#: Columns of ``reactions.csv``, in order. ``best_found`` and ``pool_max`` are the best
+#: values in the pool's direction: the smallest ones on a minimised pool.
 RESULT_COLUMNS: tuple[str, ...] = (
     "benchmark",
     "method",
@@ -137,10 +142,10 @@ class RunResult:
 
     Attributes:
         row: One row of ``reactions.csv`` (keys: :data:`RESULT_COLUMNS`).
-        curve: Best value after the starts (index 0) and after each iteration,
-            shape ``iterations + 1``.
+        curve: Best value (in the pool's direction) after the starts (index 0) and after
+            each iteration, shape ``iterations + 1``.
         evaluated_ids: Candidate ids in evaluation order (starts first).
-        evaluated_values: Their yields, same order.
+        evaluated_values: Their measured values, same order.
     """
 
     row: dict[str, Any]
@@ -251,7 +256,7 @@ def _hardware(device: str) -> str:
 
 # ---------------------------------------------------------------------- pools
 @functools.lru_cache(maxsize=8)
-def _pool(name: str) -> ReactionPool:
+def _pool(name: str) -> CandidatePool:
     from llmbo.datasets import load_pool
 
     return load_pool(name)
@@ -262,23 +267,44 @@ def _space(name: str, template: str) -> CandidateSpace:
     return _pool(name).space(template)
 
 
+def _template(pool: CandidatePool, template: str | None) -> str:
+    """The template a run on ``pool`` uses: ``template``, or the pool's default."""
+    chosen = pool.default_template if template is None else template
+    if chosen not in pool.templates:
+        raise InputError(
+            f"Pool {pool.name!r} has no template {chosen!r}; choose one of "
+            f"{sorted(pool.templates)} (or name none: each pool then uses its default)."
+        )
+    return chosen
+
+
 # ------------------------------------------------------------------ one run
 def build_surrogate(
-    pool: str | ReactionPool,
+    pool: str | CandidatePool,
     method: str,
     *,
-    template: str = "procedure",
+    template: str | None = None,
     model: str = "minilm",
     device: str | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Surrogate:
-    """A fresh surrogate for ``method`` on ``pool`` (share it across seeds of that pool)."""
+    """A fresh surrogate for ``method`` on ``pool`` (share it across seeds of that pool).
+
+    ``template``: the pool's text template (default: the pool's own default).
+
+    Raises:
+        InputError: The method does not apply to the pool (e.g. ``drfp`` on a molecule pool).
+    """
     from llmbo.surrogates.base import Surrogate
     from llmbo.surrogates.factory import make_surrogate
 
     pool_obj = _pool(pool) if isinstance(pool, str) else pool
-    made: SurrogateConfig | Surrogate = METHODS.get(method)(
-        pool_obj, model, device, template, options
+    spec_method = METHODS.get(method)
+    reason = spec_method.skip_reason(pool_obj)
+    if reason is not None:
+        raise InputError(reason)
+    made: SurrogateConfig | Surrogate = spec_method(
+        pool_obj, model, device, _template(pool_obj, template), options
     )
     return made if isinstance(made, Surrogate) else make_surrogate(made)
 
@@ -304,7 +330,7 @@ def run_one(
     method: str,
     seed: int,
     *,
-    template: str = "procedure",
+    template: str | None = None,
     protocol: ProtocolConfig | None = None,
     model: str = "minilm",
     device: str | None = None,
@@ -314,11 +340,13 @@ def run_one(
     """Run the benchmark protocol once and measure it.
 
     Args:
-        pool_name: A registered pool (``"bh1"`` ... ``"bh5"``, ``"suzuki"``).
+        pool_name: A registered pool (:data:`~llmbo.datasets.POOL_NAMES`).
         method: A registered benchmark method (:data:`~llmbo.benchmarks.methods.METHODS`).
         seed: Seed of the initial design and of the optimizer.
-        template: Text template of the pool (``"procedure"`` or ``"names"``).
-        protocol: Run settings (default: 10 starts, 50 iterations, batch 1, maximise).
+        template: Text template of the pool (``"procedure"``, ``"names"``, ``"smiles"``...;
+            default: the pool's default template).
+        protocol: Run settings (default: 10 starts, 50 iterations, batch 1, in the pool's
+            direction).
         model: Transformer of LLM methods.
         device: Where the transformer runs (``None``: CUDA when available).
         surrogate: A surrogate built by :func:`build_surrogate` for this pool, method,
@@ -329,9 +357,10 @@ def run_one(
     Returns:
         The run's CSV row, best-so-far curve and evaluated candidates.
     """
-    protocol = protocol or ProtocolConfig()
     spec_method = METHODS.get(method)
     pool = _pool(pool_name)
+    protocol = (protocol or ProtocolConfig()).for_pool(pool)
+    template = _template(pool, template)
     space = _space(pool_name, template)
     values = pool.values
     start = time.perf_counter()
@@ -376,26 +405,27 @@ def run_one(
 
 def _campaign(
     space: CandidateSpace,
-    pool: ReactionPool,
+    pool: CandidatePool,
     surrogate: Surrogate,
     acquisition: AcquisitionConfig,
     seed: int,
     protocol: ProtocolConfig,
 ) -> tuple[Optimizer, int]:
-    """Tell the protocol's starts and run its iterations: the optimizer and how many fits
-    fell back to the surrogate's fallback model."""
+    """Tell the protocol's starts and run its iterations (``protocol.maximize`` set): the
+    optimizer and how many fits fell back to the surrogate's fallback model."""
     from llmbo.optimizer import Optimizer, TableObjective
 
     values = pool.values
+    maximize = _maximize(protocol)
     optimizer = Optimizer(
         space,
         surrogate,
         acquisition=acquisition,
-        maximize=protocol.maximize,
+        maximize=maximize,
         seed=seed,
         progress=False,
     )
-    starts = initial_design(values, protocol.n_initial, seed, maximize=protocol.maximize)
+    starts = initial_design(values, protocol.n_initial, seed, maximize=maximize)
     optimizer.tell([space.ids[i] for i in starts], values[starts].tolist())
     fallbacks = 0
 
@@ -413,20 +443,36 @@ def _campaign(
     return optimizer, fallbacks
 
 
+def _maximize(protocol: ProtocolConfig) -> bool:
+    """The direction of a protocol resolved for its pool (:meth:`ProtocolConfig.for_pool`)."""
+    if protocol.maximize is None:
+        raise ValueError("The protocol's direction is not set; call ProtocolConfig.for_pool.")
+    return protocol.maximize
+
+
 def _scores(
     evaluated: np.ndarray, values: np.ndarray, protocol: ProtocolConfig
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The best-so-far curve (after the starts and after each iteration) and the run's
-    scores against the pool: top-5 % coverage, best found, pool best, iteration of max."""
-    sign = 1.0 if protocol.maximize else -1.0
-    running = best_so_far(sign * evaluated) * sign
+    scores against the pool: top-5 % coverage, best found, pool best, iteration of max.
+
+    Everything is measured in the direction ``protocol.maximize`` (set): when minimising,
+    the curve is the running minimum, the pool's best is its minimum and the top 5 % are
+    its lowest values.
+    """
+    maximize = _maximize(protocol)
+    running = best_so_far(evaluated, maximize=maximize)
     curve = running[protocol.n_initial - 1 :: protocol.batch_size]
-    pool_best = float(np.max(sign * values) * sign)
+    pool_best = float(np.max(values) if maximize else np.min(values))
     hit = iteration_of_max(
-        sign * evaluated, sign * pool_best, protocol.n_initial, batch_size=protocol.batch_size
+        evaluated,
+        pool_best,
+        protocol.n_initial,
+        batch_size=protocol.batch_size,
+        maximize=maximize,
     )
     scores = {
-        "top5_coverage": top_fraction_coverage(sign * evaluated, sign * values, 0.05),
+        "top5_coverage": top_fraction_coverage(evaluated, values, 0.05, maximize=maximize),
         "best_found": float(curve[-1]),
         "pool_max": pool_best,
         "iteration_of_max": "" if hit is None else int(hit),
@@ -535,7 +581,7 @@ def run_benchmarks(
     methods: Sequence[str],
     seeds: Sequence[int],
     *,
-    template: str = "procedure",
+    template: str | None = None,
     protocol: ProtocolConfig | None = None,
     model: str = "minilm",
     device: str | None = None,
@@ -547,7 +593,11 @@ def run_benchmarks(
     """Run every (pool, method, seed) not yet in ``results_dir/reactions.csv``.
 
     Args:
-        pools, methods, seeds: What to run (all combinations).
+        pools, methods, seeds: What to run (all combinations). A method that does not
+            apply to a pool (:meth:`~llmbo.benchmarks.methods.BenchmarkMethod.skip_reason`)
+            is skipped there, with a warning.
+        template: The pools' text template (default: each pool's default template;
+            ``"names"`` is the one every packaged pool has).
         options: Per-method spec overrides, ``{method: {"deep_kernel.steps": 50}}``; they
             become part of the method's label in the results.
         progress: Show a progress bar over runs (the optimizer's own bar stays off).
@@ -564,6 +614,11 @@ def run_benchmarks(
 
     for p in pools:
         POOLS.get(p)
+    # Templates and directions are checked before anything runs.
+    templates = {p: _template(_pool(p), template) for p in pools}
+    for p in pools:
+        protocol.for_pool(_pool(p))
+    applicable = _applicable(pools, methods)
     results_dir = Path(results_dir)
     results = _CsvAppender(results_dir / RESULTS_FILE, RESULT_COLUMNS)
     curves = _CsvAppender(results_dir / CURVES_FILE, CURVE_COLUMNS)
@@ -572,7 +627,7 @@ def run_benchmarks(
     present = [c for c in RUN_KEY if c in results.columns]
     done = set(row_keys(existing, present))
 
-    runs = _wanted_runs(pools, methods, seeds, options, present, protocol, template, model)
+    runs = _wanted_runs(applicable, seeds, options, present, protocol, templates, model)
     wanted = [key for _, key in runs]
     plan = [run for run, key in runs if key not in done]
     skipped = len(wanted) - len(plan)
@@ -585,8 +640,8 @@ def run_benchmarks(
 
         bar = tqdm(total=len(plan), desc="llmbo bench", unit="run")
     try:
-        build = {"template": template, "model": model, "device": device}
-        for result in _run_plan(plan, options, protocol, build, bar):
+        build = {"model": model, "device": device}
+        for result in _run_plan(plan, options, protocol, templates, build, bar):
             curves.append(result.curve_rows())  # curve first: a row means a complete run
             results.append([result.row])
             _log_run(result.row)
@@ -619,33 +674,48 @@ def _log_run(row: Mapping[str, Any]) -> None:
     )
 
 
+def _applicable(pools: Sequence[str], methods: Sequence[str]) -> list[tuple[str, str]]:
+    """The (pool, method) pairs to run: every pair except those where the method does not
+    apply to the pool, which are named in one warning per pool."""
+    pairs = []
+    for pool in pools:
+        skipped = []
+        for method in methods:
+            reason = METHODS.get(method).skip_reason(_pool(pool))
+            if reason is None:
+                pairs.append((pool, method))
+            else:
+                skipped.append(reason)
+        if skipped:
+            logger.warning("Skipped on %s: %s", pool, " ".join(skipped))
+    return pairs
+
+
 def _wanted_runs(
-    pools: Sequence[str],
-    methods: Sequence[str],
+    pairs: Sequence[tuple[str, str]],
     seeds: Sequence[int],
     options: Mapping[str, Mapping[str, Any]],
     present: Sequence[str],
     protocol: ProtocolConfig,
-    template: str,
+    templates: Mapping[str, str],
     model: str,
 ) -> list[tuple[tuple[str, str, int], tuple[str, ...]]]:
     """Every (pool, method, seed) asked for, with its run key in the ``present`` columns."""
     runs = []
-    for pool in pools:
-        for method in methods:
-            opts = options.get(method) or {}
-            for seed in seeds:
-                key = {
-                    "benchmark": pool,
-                    "method": method_label(method, opts),
-                    "seed": int(seed),
-                    "iterations": protocol.iterations,
-                    "template": template,
-                    "model": model if METHODS.get(method).uses_model else "",
-                    "n_initial": protocol.n_initial,
-                    "batch_size": protocol.batch_size,
-                }
-                runs.append(((pool, method, int(seed)), _key(key, present)))
+    for pool, method in pairs:
+        opts = options.get(method) or {}
+        for seed in seeds:
+            key = {
+                "benchmark": pool,
+                "method": method_label(method, opts),
+                "seed": int(seed),
+                "iterations": protocol.iterations,
+                "template": templates[pool],
+                "model": model if METHODS.get(method).uses_model else "",
+                "n_initial": protocol.n_initial,
+                "batch_size": protocol.batch_size,
+            }
+            runs.append(((pool, method, int(seed)), _key(key, present)))
     return runs
 
 
@@ -653,21 +723,31 @@ def _run_plan(
     plan: Sequence[tuple[str, str, int]],
     options: Mapping[str, Mapping[str, Any]],
     protocol: ProtocolConfig,
+    templates: Mapping[str, str],
     build: dict[str, Any],
     bar: Any,
 ) -> Iterator[RunResult]:
     """Run ``plan`` in order, each run's result as it finishes; a (pool, method)'s
-    surrogate is built once (``build``: template, model, device) for all its seeds."""
+    surrogate is built once (with the pool's template and ``build``: model, device) for all
+    its seeds."""
     surrogate: Surrogate | None = None
     built_for: tuple[str, str] | None = None
     for pool, method, seed in plan:
         opts = options.get(method) or {}
+        template = templates[pool]
         if built_for != (pool, method):
             surrogate = None  # free the previous transformer first
-            surrogate = build_surrogate(pool, method, options=opts, **build)
+            surrogate = build_surrogate(pool, method, template=template, options=opts, **build)
             built_for = (pool, method)
         if bar is not None:
             bar.set_description(f"{pool} {method} seed {seed}")
         yield run_one(
-            pool, method, seed, protocol=protocol, surrogate=surrogate, options=opts, **build
+            pool,
+            method,
+            seed,
+            template=template,
+            protocol=protocol,
+            surrogate=surrogate,
+            options=opts,
+            **build,
         )

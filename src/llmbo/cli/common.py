@@ -158,7 +158,8 @@ def add_space_options(parser: argparse.ArgumentParser, *, target: bool) -> None:
     group.add_argument(
         "--benchmark",
         metavar="NAME",
-        help="a packaged reaction pool: bh1..bh5 or suzuki (target: yield)",
+        help="a packaged pool: the reaction pools bh1..bh5 or suzuki (target: yield), or "
+        "the molecule pools esol (solubility) or freesolv (hydration free energy, minimised)",
     )
     group.add_argument(
         "--table", metavar="FILE", help="CSV, TSV or Parquet file, one row per candidate"
@@ -166,7 +167,8 @@ def add_space_options(parser: argparse.ArgumentParser, *, target: bool) -> None:
     group.add_argument(
         "--template",
         help="text of each candidate: a format string over the table's columns, e.g. "
-        "'{ligand} with {base} at {temp:.0f} C'; with --benchmark: names (default) or procedure",
+        "'{ligand} with {base} at {temp:.0f} C'; with --benchmark: names (default), or "
+        "procedure (reaction pools) or smiles (molecule pools)",
     )
     if target:
         group.add_argument(
@@ -240,7 +242,8 @@ def _add_objective_options(group: Any, d: Callable[[Any], Any]) -> None:
         "--minimize",
         action="store_true",
         default=d(False),
-        help="minimise the target (default: maximise)",
+        help="minimise the target (default: maximise; with --benchmark the pool's own "
+        "direction: freesolv is minimised)",
     )
 
 
@@ -311,7 +314,7 @@ def _add_encoder_options(group: Any) -> None:
         default=None,
         help="how token states become one vector: mean, cls, last, or segments (one mean per "
         "part of the text between --segment-separator, concatenated); default: segments for "
-        "--benchmark pools, mean otherwise",
+        "--benchmark reaction pools, mean otherwise",
     )
     group.add_argument(
         "--segment-separator",
@@ -531,7 +534,7 @@ def build_space(args: argparse.Namespace, *, need_target: bool) -> SpaceChoice:
 
         if target is not None:
             raise InputError(
-                "--target applies to --table only; a --benchmark's target is its yield."
+                "--target applies to --table only; a --benchmark's target is its measured value."
             )
         if args.id_column is not None:
             raise InputError(
@@ -559,6 +562,14 @@ def build_space(args: argparse.Namespace, *, need_target: bool) -> SpaceChoice:
             f"{list(map(str, space.frame.columns))}."
         )
     return SpaceChoice(space, target, None, f"{Path(table).name}")
+
+
+def minimize_target(args: argparse.Namespace, pool: ReactionPool | None) -> bool:
+    """Whether to minimise: ``--minimize`` when given, else the ``--benchmark`` pool's own
+    direction (a ``--table`` is maximised)."""
+    if getattr(args, "minimize", None):
+        return True
+    return pool is not None and not pool.maximize
 
 
 def acquisition_config(args: argparse.Namespace) -> AcquisitionConfig:
@@ -636,8 +647,10 @@ def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -
 
             template = getattr(args, "template", None) or DEFAULT_BENCHMARK_TEMPLATE
             separator = TEMPLATE_SEPARATORS.get(template, "\n") if pool is not None else "\n"
+        # Segments are the components of a reaction; a molecule is one text.
+        segments = pool is not None and pool.kind == "reaction"
         defaults = [
-            ("--pooling", "encoder.pooling", "segments" if pool is not None else "mean"),
+            ("--pooling", "encoder.pooling", "segments" if segments else "mean"),
             ("--segment-separator", "encoder.segment_separator", decode_separator(separator)),
         ]
         runtime = [
@@ -855,7 +868,7 @@ def open_or_create(
         )
     settings: dict[str, Any] = {
         "acquisition": acquisition,
-        "maximize": not args.minimize,
+        "maximize": not minimize_target(args, choice.pool),
         "seed": args.seed if args.seed is not None else 0,
         "study_name": args.study_name,
         "progress": progress,

