@@ -1,0 +1,1 @@
+"""Tests of llmbo.catalyst (a package, so its conftest does not shadow tests/conftest.py)."""
