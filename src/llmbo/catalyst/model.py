@@ -64,7 +64,7 @@ class SoftPromptModel(nn.Module):
     @property
     def prompt(self) -> nn.Parameter:
         """The trainable ``num_virtual_tokens x hidden`` soft prompt."""
-        return self.backbone.prompt_encoder["default"].embedding.weight  # type: ignore[no-any-return]
+        return self.backbone.prompt_encoder["default"].embedding.weight  # type: ignore[no-any-return,union-attr,return-value]
 
     def set_prompt(self, vectors: Tensor) -> None:
         """Overwrite the soft prompt with ``vectors`` (``num_virtual_tokens x hidden``)."""
@@ -78,7 +78,7 @@ class SoftPromptModel(nn.Module):
     @property
     def word_embeddings(self) -> Tensor:
         """The frozen input embedding matrix (``vocab x hidden``)."""
-        return self.backbone.word_embeddings.weight  # type: ignore[no-any-return]
+        return self.backbone.word_embeddings.weight  # type: ignore[no-any-return,union-attr,return-value]
 
     def nearest_tokens(self, vectors: Tensor | None = None) -> list[int]:
         """For each vector (default: the soft prompt), the vocabulary token with the most

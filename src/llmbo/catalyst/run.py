@@ -166,8 +166,8 @@ class Catalyst:
         else:
             allowed = torch.nonzero(model.allowed_tokens.cpu()).flatten()
             gen = torch.Generator().manual_seed(cfg.seed)
-            ids = allowed[torch.randint(len(allowed), (cfg.num_virtual_tokens,), generator=gen)]
-            ids = ids.tolist()
+            draw = torch.randint(len(allowed), (cfg.num_virtual_tokens,), generator=gen)
+            ids = allowed[draw].tolist()
         model.set_prompt(model.token_vectors(ids))
 
     # ------------------------------------------------------------------ the run
@@ -202,7 +202,13 @@ class Catalyst:
             if self.backend is not None
             else None
         )
-        state = {"best": None, "best_metric": None, "best_epoch": -1, "restarts": 0, "rows": []}
+        state: dict[str, Any] = {
+            "best": None,
+            "best_metric": None,
+            "best_epoch": -1,
+            "restarts": 0,
+            "rows": [],
+        }
         start_epoch = 0
         stored = self.record.checkpoint()
         if stored is not None:
