@@ -317,7 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", default="bh1")
-    parser.add_argument("--template", default="procedure")
+    parser.add_argument(
+        "--template", default=None, help="pool template (default: the pool's own default)"
+    )
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--device", default=None)
     parser.add_argument(
@@ -363,6 +365,8 @@ def _time_methods(
     from llmbo.datasets import load_pool
 
     pool = load_pool(args.benchmark)
+    if args.template is None:
+        args.template = pool.default_template
     space = pool.space(args.template)
     values = np.asarray(pool.values, dtype=np.float64)
     build = {
