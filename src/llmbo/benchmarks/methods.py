@@ -12,6 +12,12 @@ Overrides (and the run-time ``options``) are dotted paths into the surrogate's c
 ``"deep_kernel.steps"``, ``"encoder.pooling"``, ``"lora.r"`` (a ``peft.LoraConfig`` argument), ``"top_layers"``,
 ``"soft_tokens"``, ``"kernel"``, ``"featurizer.n_bits"``...
 
+A *peer* method runs another tool through the same protocol: instead of a surrogate spec
+it has a ``proposer`` builder, ``proposer(pool) -> Proposer`` (``tpe``: Optuna's TPE on the
+reaction components; ``baybe``: BayBE with ECFP encodings of the SMILES columns). A method
+that needs an optional package names it in ``requires`` and is skipped, with the install
+command, where the package is missing.
+
 Each method says which kinds of pool it applies to (:attr:`BenchmarkMethod.pool_kinds`):
 random search, the Morgan GP (fingerprints of the pool's SMILES columns: one per reaction
 component, or the molecule's) and the LLM surrogates run on every pool; the methods built on
@@ -33,6 +39,7 @@ from llmbo.registry import Registry
 if TYPE_CHECKING:
     from llmbo.acquisition import AcquisitionConfig
     from llmbo.datasets import CandidatePool, PoolKind
+    from llmbo.proposers.base import Proposer
     from llmbo.surrogates.config import SurrogateConfig
 
 __all__ = [
@@ -47,6 +54,8 @@ __all__ = [
 
 #: ``build(pool, model, device, template) -> SurrogateConfig`` (before overrides).
 SpecBuilder = Callable[["CandidatePool", str, "str | None", str], "SurrogateConfig"]
+#: ``proposer(pool) -> Proposer``: a peer method's proposer (shared across seeds of a pool).
+ProposerBuilder = Callable[["CandidatePool"], "Proposer"]
 
 #: Every kind of pool (see :data:`llmbo.datasets.PoolKind`).
 ANY_POOL: frozenset[PoolKind] = frozenset({"reaction", "molecule"})
@@ -56,11 +65,12 @@ REACTION_POOLS: frozenset[PoolKind] = frozenset({"reaction"})
 
 @dataclass(frozen=True)
 class BenchmarkMethod:
-    """A named way of building the surrogate for one benchmark pool.
+    """A named way of building the surrogate (or the proposer) for one benchmark pool.
 
     Attributes:
         name: Registry name (``"drfp"``, ``"lora-soft"``...).
-        build: Makes the base spec from the pool, model, device and template.
+        build: Makes the base spec from the pool, model, device and template (``None`` for
+            a method with a ``proposer``).
         overrides: Dotted-path spec overrides applied on top of ``build``'s spec.
         uses_model: Whether the transformer ``model`` matters (LLM methods); results of
             other methods are recorded with an empty model.
@@ -72,16 +82,27 @@ class BenchmarkMethod:
             (``acquisition.beta=0.5``).
         pool_kinds: The kinds of pool the method applies to (:data:`ANY_POOL` or
             :data:`REACTION_POOLS`); on others it is skipped (:meth:`skip_reason`).
+        proposer: Builds the method's proposer for a pool, used instead of the Bayesian
+            proposer over a surrogate spec (peer methods: ``tpe``, ``baybe``); such a
+            method has no ``build`` and takes no spec or acquisition options.
+        requires: Optional packages the method imports; where one is missing the method
+            is skipped with the command that installs it.
     """
 
     name: str
-    build: SpecBuilder
+    build: SpecBuilder | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
     uses_model: bool = False
     default: bool = True
     description: str = ""
     acquisition: str = "logei"
     pool_kinds: frozenset[PoolKind] = ANY_POOL
+    proposer: ProposerBuilder | None = None
+    requires: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.build is None) == (self.proposer is None):
+            raise ValueError(f"Method {self.name!r} needs exactly one of build and proposer.")
 
     def __call__(
         self,
@@ -92,11 +113,23 @@ class BenchmarkMethod:
         options: Mapping[str, Any] | None = None,
     ) -> SurrogateConfig:
         """The surrogate spec of this method on ``pool`` (``options`` override last)."""
+        if self.build is None:
+            raise InputError(
+                f"{self.name} ({self.description}) runs its own proposer; it has no surrogate spec."
+            )
         spec = self.build(pool, model, device, template)
         return spec.updated(self.overrides).updated(spec_options(options))
 
     def skip_reason(self, pool: CandidatePool) -> str | None:
         """Why the method does not apply to ``pool`` (one sentence), or ``None`` if it does."""
+        from llmbo import _imports
+
+        missing = [m for m in self.requires if not _imports.is_available(m)]
+        if missing:
+            return (
+                f"{self.name} ({self.description}) needs the optional package(s) "
+                f"{', '.join(missing)}: {_imports.install_hint(missing[0])}."
+            )
         if pool.kind in self.pool_kinds:
             return None
         kinds = " or ".join(sorted(self.pool_kinds))
@@ -286,6 +319,8 @@ def register_variant(
     Variants are not part of ``--methods all`` unless ``default=True``.
     """
     parent = METHODS.get(base)
+    if parent.build is None:
+        raise InputError(f"Method {base!r} runs its own proposer; it has no spec to override.")
     method = BenchmarkMethod(
         name=name,
         build=parent.build,
@@ -411,6 +446,40 @@ for _base in ("lora", "lora-seg"):
         {"top_module": "output"},
         f"{_base} with LoRA only on the last layer's feed-forward output (cached fast path)",
     )
+
+
+# ------------------------------------------------------------------ peer tools
+def _tpe(pool: CandidatePool) -> Proposer:
+    from llmbo.proposers.tpe import TPEProposer
+
+    return TPEProposer(list(pool.smiles_columns))
+
+
+def _baybe(pool: CandidatePool) -> Proposer:
+    from llmbo.proposers.baybe import BayBEProposer
+
+    return BayBEProposer(pool.smiles_columns)
+
+
+_add(
+    BenchmarkMethod(
+        "tpe",
+        proposer=_tpe,
+        default=False,
+        description="Optuna TPE, each reaction component a categorical choice (peer)",
+        pool_kinds=REACTION_POOLS,
+        requires=("optuna",),
+    )
+)
+_add(
+    BenchmarkMethod(
+        "baybe",
+        proposer=_baybe,
+        default=False,
+        description="BayBE with its default recommender, ECFP of each SMILES column (peer)",
+        requires=("baybe",),
+    )
+)
 
 #: ``--methods all``.
 DEFAULT_METHODS: tuple[str, ...] = tuple(default_methods())

@@ -5,9 +5,11 @@ pool, then ask for ``iterations`` sequential suggestions from an
 :class:`~llmbo.optimizer.Optimizer` scored by a :class:`~llmbo.optimizer.TableObjective`,
 in the pool's direction (:attr:`~llmbo.datasets.CandidatePool.maximize`: reaction yields and
 ESOL are maximised, FreeSolv is minimised; the starts, the best so far and the top-5 %
-coverage follow it). :func:`run_benchmarks` builds each surrogate once per (pool, method)
-and shares it across seeds, so a transformer is loaded, the pool tokenised and the frozen
-layers cached once, not once per seed. A method that does not apply to a pool (one that
+coverage follow it). A peer method (``tpe``, ``baybe``) runs its own proposer through the
+same protocol and starts; a proposal outside the pool's available rows is not an experiment
+and is counted in the row's ``misses``. :func:`run_benchmarks` builds each surrogate (or
+proposer) once per (pool, method) and shares it across seeds, so a transformer is loaded,
+the pool tokenised and the frozen layers cached once, not once per seed. A method that does not apply to a pool (one that
 reads reaction components, on a molecule pool) is skipped with a warning.
 
 Each finished run is appended at once to ``reactions.csv`` (one row) and
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from llmbo.acquisition import AcquisitionConfig
     from llmbo.datasets import CandidatePool
     from llmbo.optimizer import Optimizer
+    from llmbo.proposers.base import Proposer
     from llmbo.space import CandidateSpace
     from llmbo.surrogates.base import Surrogate
     from llmbo.surrogates.config import SurrogateConfig
@@ -56,6 +59,7 @@ __all__ = [
     "RECORDED_LIBRARIES",
     "RESULT_COLUMNS",
     "RunResult",
+    "build_proposer",
     "build_surrogate",
     "library_versions",
     "read_csv_rows",
@@ -69,7 +73,9 @@ RESULTS_FILE = "reactions.csv"
 CURVES_FILE = "reactions_curves.csv"
 
 #: Columns of ``reactions.csv``, in order. ``best_found`` and ``pool_max`` are the best
-#: values in the pool's direction: the smallest ones on a minimised pool.
+#: values in the pool's direction: the smallest ones on a minimised pool. ``misses``: how
+#: many proposals of a peer method were not available pool rows (not experiments, not
+#: counted in ``n_evaluated``; always 0 for the Bayesian methods).
 RESULT_COLUMNS: tuple[str, ...] = (
     "benchmark",
     "method",
@@ -83,6 +89,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "n_initial",
     "batch_size",
     "fit_fallbacks",
+    "misses",
     "template",
     "model",
     "device",
@@ -298,15 +305,43 @@ def build_surrogate(
     from llmbo.surrogates.base import Surrogate
     from llmbo.surrogates.factory import make_surrogate
 
-    pool_obj = _pool(pool) if isinstance(pool, str) else pool
+    pool_obj = _applicable_pool(pool, method)
     spec_method = METHODS.get(method)
-    reason = spec_method.skip_reason(pool_obj)
-    if reason is not None:
-        raise InputError(reason)
     made: SurrogateConfig | Surrogate = spec_method(
         pool_obj, model, device, _template(pool_obj, template), options
     )
     return made if isinstance(made, Surrogate) else make_surrogate(made)
+
+
+def build_proposer(pool: str | CandidatePool, method: str) -> Proposer:
+    """The proposer of peer ``method`` on ``pool`` (share it across seeds of that pool).
+
+    Raises:
+        InputError: The method has no proposer of its own, or does not apply to the pool
+            (e.g. ``tpe`` on a molecule pool, ``baybe`` without BayBE installed).
+    """
+    pool_obj = _applicable_pool(pool, method)
+    builder = METHODS.get(method).proposer
+    if builder is None:
+        raise InputError(f"Method {method!r} has no proposer of its own; use build_surrogate.")
+    return builder(pool_obj)
+
+
+def _applicable_pool(pool: str | CandidatePool, method: str) -> CandidatePool:
+    """``pool`` (loaded by name) after checking that ``method`` applies to it."""
+    pool_obj = _pool(pool) if isinstance(pool, str) else pool
+    reason = METHODS.get(method).skip_reason(pool_obj)
+    if reason is not None:
+        raise InputError(reason)
+    return pool_obj
+
+
+def _check_options(method: str, options: Mapping[str, Any] | None) -> None:
+    """A peer method takes no surrogate or acquisition settings."""
+    if options and METHODS.get(method).proposer is not None:
+        raise InputError(
+            f"Method {method!r} runs its own proposer and takes no settings; got {sorted(options)}."
+        )
 
 
 def _reset(surrogate: Surrogate) -> None:
@@ -336,6 +371,7 @@ def run_one(
     device: str | None = None,
     surrogate: Surrogate | None = None,
     options: Mapping[str, Any] | None = None,
+    proposer: Proposer | None = None,
 ) -> RunResult:
     """Run the benchmark protocol once and measure it.
 
@@ -353,6 +389,8 @@ def run_one(
             template and model, to share its prepared state across seeds. Built here if
             omitted.
         options: Spec overrides (dotted paths) on top of the method's own.
+        proposer: A peer method's proposer built by :func:`build_proposer` for this pool,
+            to share across seeds. Built here if omitted (peer methods only).
 
     Returns:
         The run's CSV row, best-so-far curve and evaluated candidates.
@@ -363,14 +401,21 @@ def run_one(
     template = _template(pool, template)
     space = _space(pool_name, template)
     values = pool.values
+    _check_options(method, options)
     start = time.perf_counter()
-    if surrogate is None:
+    if spec_method.proposer is not None:
+        proposer = build_proposer(pool, method) if proposer is None else proposer
+        surrogate = None
+    elif surrogate is None:
         surrogate = build_surrogate(
             pool, method, template=template, model=model, device=device, options=options
         )
-    _reset(surrogate)
+    if surrogate is not None:
+        _reset(surrogate)
+    chooser = surrogate if surrogate is not None else proposer
+    assert chooser is not None
     acquisition = spec_method.acquisition_for(options)
-    optimizer, fallbacks = _campaign(space, pool, surrogate, acquisition, int(seed), protocol)
+    optimizer, counts = _campaign(space, pool, chooser, acquisition, int(seed), protocol)
     seconds = time.perf_counter() - start
 
     history = optimizer.history
@@ -380,7 +425,8 @@ def run_one(
     if len(ids) != protocol.budget:
         raise RuntimeError(f"Run evaluated {len(ids)} candidates, expected {protocol.budget}.")
     curve, scores = _scores(evaluated, values, protocol)
-    used_device = _device_of(surrogate)
+    used_device = "cpu" if surrogate is None else _device_of(surrogate)
+    fallbacks = 0 if surrogate is None or surrogate.name == "random" else counts["fallbacks"]
     row: dict[str, Any] = {
         "benchmark": pool_name,
         "method": method_label(method, options),
@@ -390,7 +436,8 @@ def run_one(
         "n_evaluated": len(ids),
         "n_initial": protocol.n_initial,
         "batch_size": protocol.batch_size,
-        "fit_fallbacks": 0 if surrogate.name == "random" else fallbacks,
+        "fit_fallbacks": fallbacks,
+        "misses": counts["misses"],
         "template": template,
         "model": model if spec_method.uses_model else "",
         "device": used_device,
@@ -406,41 +453,47 @@ def run_one(
 def _campaign(
     space: CandidateSpace,
     pool: CandidatePool,
-    surrogate: Surrogate,
+    model: Surrogate | Proposer,
     acquisition: AcquisitionConfig,
     seed: int,
     protocol: ProtocolConfig,
-) -> tuple[Optimizer, int]:
-    """Tell the protocol's starts and run its iterations (``protocol.maximize`` set): the
-    optimizer and how many fits fell back to the surrogate's fallback model."""
+) -> tuple[Optimizer, dict[str, int]]:
+    """Tell the protocol's starts and run its iterations (``protocol.maximize`` set) with a
+    surrogate (the Bayesian proposer) or a peer's proposer: the optimizer and the counts
+    of fits that fell back to the surrogate's fallback model (``"fallbacks"``) and of
+    proposals that were not available pool rows (``"misses"``)."""
     from llmbo.optimizer import Optimizer, TableObjective
+    from llmbo.proposers.base import Proposer
 
     values = pool.values
     maximize = _maximize(protocol)
-    optimizer = Optimizer(
-        space,
-        surrogate,
-        acquisition=acquisition,
-        maximize=maximize,
-        seed=seed,
-        progress=False,
-    )
+    if isinstance(model, Proposer):
+        optimizer = Optimizer(space, maximize=maximize, seed=seed, progress=False, proposer=model)
+    else:
+        optimizer = Optimizer(
+            space,
+            model,
+            acquisition=acquisition,
+            maximize=maximize,
+            seed=seed,
+            progress=False,
+        )
     starts = initial_design(values, protocol.n_initial, seed, maximize=maximize)
     optimizer.tell([space.ids[i] for i in starts], values[starts].tolist())
-    fallbacks = 0
+    counts = {"fallbacks": 0, "misses": 0}
 
-    def count_fallbacks(opt: Optimizer, ids: list[str], vals: list[float]) -> None:
-        nonlocal fallbacks
+    def count(opt: Optimizer, ids: list[str], vals: list[float]) -> None:
         if opt.last_fit.get("fallback") is not None:
-            fallbacks += 1
+            counts["fallbacks"] += 1
+        counts["misses"] += int(opt.last_fit.get("misses", 0))
 
     optimizer.run(
         TableObjective(space, pool.target),
         protocol.iterations,
         batch_size=protocol.batch_size,
-        callback=count_fallbacks,
+        callback=count,
     )
-    return optimizer, fallbacks
+    return optimizer, counts
 
 
 def _maximize(protocol: ProtocolConfig) -> bool:
@@ -608,8 +661,9 @@ def run_benchmarks(
     """
     protocol = protocol or ProtocolConfig()
     options = options or {}
-    for m in methods:  # unknown names and acquisitions fail before anything runs
+    for m in methods:  # unknown names, acquisitions and settings fail before anything runs
         METHODS.get(m).acquisition_for(options.get(m))
+        _check_options(m, options.get(m))
     from llmbo.datasets import POOLS
 
     for p in pools:
@@ -728,16 +782,20 @@ def _run_plan(
     bar: Any,
 ) -> Iterator[RunResult]:
     """Run ``plan`` in order, each run's result as it finishes; a (pool, method)'s
-    surrogate is built once (with the pool's template and ``build``: model, device) for all
-    its seeds."""
+    surrogate (with the pool's template and ``build``: model, device) or peer proposer is
+    built once for all its seeds."""
     surrogate: Surrogate | None = None
+    proposer: Proposer | None = None
     built_for: tuple[str, str] | None = None
     for pool, method, seed in plan:
         opts = options.get(method) or {}
         template = templates[pool]
         if built_for != (pool, method):
-            surrogate = None  # free the previous transformer first
-            surrogate = build_surrogate(pool, method, template=template, options=opts, **build)
+            surrogate = proposer = None  # free the previous transformer first
+            if METHODS.get(method).proposer is not None:
+                proposer = build_proposer(pool, method)
+            else:
+                surrogate = build_surrogate(pool, method, template=template, options=opts, **build)
             built_for = (pool, method)
         if bar is not None:
             bar.set_description(f"{pool} {method} seed {seed}")
@@ -749,5 +807,6 @@ def _run_plan(
             protocol=protocol,
             surrogate=surrogate,
             options=opts,
+            proposer=proposer,
             **build,
         )
