@@ -58,6 +58,11 @@ class SoftPromptModel(nn.Module):
         allowed = torch.ones(vocab, dtype=torch.bool)
         allowed[[i for i in special if 0 <= i < vocab]] = False
         self.allowed_tokens = allowed.to(device)
+        # The input embeddings are frozen: normalise them once, not at every projection
+        # (the projection runs after every optimiser step).
+        with torch.no_grad():
+            unit = nn.functional.normalize(self.word_embeddings.detach().float(), dim=-1)
+        self.register_buffer("_unit_embeddings", unit, persistent=False)
         """Vocabulary tokens a projection may choose (all but the special tokens)."""
 
     # ------------------------------------------------------------------ the soft prompt
@@ -85,7 +90,7 @@ class SoftPromptModel(nn.Module):
         cosine-similar input embedding (largest cosine; special tokens never chosen)."""
         vectors = self.prompt if vectors is None else vectors
         with torch.no_grad():
-            emb = nn.functional.normalize(self.word_embeddings.float(), dim=-1)
+            emb: Tensor = self._unit_embeddings  # type: ignore[assignment]
             v = nn.functional.normalize(vectors.detach().float().to(emb.device), dim=-1)
             similarity = v @ emb.T
             similarity[:, ~self.allowed_tokens] = -torch.inf
