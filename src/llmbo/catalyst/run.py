@@ -31,7 +31,7 @@ from llmbo.catalyst.model import SoftPromptModel
 from llmbo.catalyst.record import CatalystRecord
 from llmbo.errors import InputError
 from llmbo.hpo.task import LoraTask
-from llmbo.hpo.trial import checked_metric, encode_texts, label_tensor
+from llmbo.hpo.trial import checked_metric, encode_texts, label_tensor, predict
 from llmbo.llm.base import ChatBackend
 
 logger = logging.getLogger("llmbo.catalyst")
@@ -130,13 +130,7 @@ class Catalyst:
 
     def _evaluate(self, model: SoftPromptModel, split: _Split) -> tuple[float, float]:
         """(loss, metric) of the current model on ``split``."""
-        model.eval()
-        outs = []
-        with torch.no_grad():
-            for start in range(0, len(split), 128):
-                part = {k: v[start : start + 128].to(model.device) for k, v in split.enc.items()}
-                outs.append(model(**part).float().cpu())
-        out = torch.cat(outs)
+        out = predict(model, split.enc, model.device, 128)
         loss = float(self._loss(out, split.y))
         if self.task.kind == "regression":
             predictions = out.squeeze(-1).numpy() * self.std + self.mean

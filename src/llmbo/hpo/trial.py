@@ -36,6 +36,7 @@ __all__ = [
     "checked_metric",
     "encode_texts",
     "label_tensor",
+    "predict",
     "proxy_subset",
     "run_trial",
     "train_and_score",
@@ -131,9 +132,11 @@ def label_tensor(task: LoraTask, frame: pd.DataFrame) -> torch.Tensor:
     return torch.tensor([index[v] for v in labels], dtype=torch.long)
 
 
-def _predict(
+def predict(
     model: nn.Module, enc: dict[str, torch.Tensor], device: torch.device, batch: int
 ) -> torch.Tensor:
+    """The model's outputs on tokenised texts ``enc``, in eval mode, ``batch`` at a time
+    (float32, on the CPU)."""
     model.eval()
     outs = []
     with torch.no_grad():
@@ -233,7 +236,7 @@ def _fit_and_score(
                     f"time limit of {training.time_limit:g} s passed in epoch {epoch + 1}"
                 )
     held = encode_texts(tokenizer, held_out[task.text_column].astype(str).tolist(), max_length)
-    pred = _predict(model, held, device, training.eval_batch_size)
+    pred = predict(model, held, device, training.eval_batch_size)
     if task.kind == "regression":
         predictions = pred.squeeze(-1).numpy() * std + mean
     else:
