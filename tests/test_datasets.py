@@ -62,7 +62,7 @@ def test_bh_loaders_are_named_after_their_pools() -> None:
 
 def test_pool_sizes(pool: ds.ReactionPool) -> None:
     assert len(pool) == EXPECTED_SIZES[pool.name]
-    assert (pool.kind, pool.maximize, pool.default_template) == ("reaction", True, "procedure")
+    assert (pool.kind, pool.maximize, pool.default_template) == ("reaction", True, "names")
     assert len(pool.frame) == len(pool.values) == len(pool.ids)
 
 
@@ -161,7 +161,7 @@ def test_suzuki_missing_components_render_as_none() -> None:
     pool = load_pool("suzuki")
     frame = pool.frame
     no_ligand = int(np.flatnonzero(frame["ligand_smiles"].to_numpy() == "")[0])
-    space = pool.space()
+    space = pool.space("procedure")
     assert "Ligand: none" in space.texts[no_ligand]
     assert "ligand: none" in pool.space("names").texts[no_ligand]
     assert (frame["reagent_1_smiles"] == "").sum() == 720

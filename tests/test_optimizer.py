@@ -383,7 +383,7 @@ def test_constructor_validation(small: CandidateSpace) -> None:
         Optimizer(small.frame, "random")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="min_observations"):
         Optimizer(small, "random", min_observations=0)
-    with pytest.raises(InputError, match="Unknown surrogate 'gpt'"):
+    with pytest.raises(InputError, match="Unknown surrogate or preset 'gpt'"):
         Optimizer(small, "gpt")
     with pytest.raises(InputError, match="Unknown acquisition"):
         Optimizer(small, "random", acquisition="pi")
@@ -523,8 +523,10 @@ def test_reopening_with_another_surrogate_or_acquisition_is_refused(
         Optimizer(small, "onehot", storage=path, study_name="s", progress=False)
     assert Optimizer.load(path, "s").surrogate_name == "random"
     Optimizer(small, "onehot", storage=path, study_name="gp", progress=False)
-    with pytest.raises(StudySettingsError, match=r"surrogate\.name='onehot' \(asked: 'drfp'\)"):
-        Optimizer(small, "drfp", storage=path, study_name="gp", progress=False)
+    with pytest.raises(
+        StudySettingsError, match=r"surrogate\.name='onehot' \(asked: 'components'\)"
+    ):
+        Optimizer(small, "components", storage=path, study_name="gp", progress=False)
     with pytest.raises(StudySettingsError, match=r"acquisition\.name='logei'"):
         Optimizer(small, "onehot", acquisition="ucb", storage=path, study_name="gp")
 

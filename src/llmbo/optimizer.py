@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmbo.acquisition import AcquisitionConfig
+from llmbo.acquisition import AcquisitionConfig, acquisition_from_settings
 from llmbo.encoders.transformer import EncoderConfig
 from llmbo.errors import InputError, StudyError, StudySettingsError
+from llmbo.presets import DEFAULT_PRESET, PresetChoice, resolve_surrogate
 from llmbo.proposers import BayesianProposer, Proposer, RandomProposer, proposer_from_config
 from llmbo.space import CandidateSpace
 from llmbo.storage import BaseStorage, get_storage
@@ -94,6 +95,24 @@ def _resolve_spec(
     return spec
 
 
+def _stored_settings_of(
+    storage: BaseStorage, study_name: str, surrogate: str
+) -> tuple[SurrogateConfig, AcquisitionConfig] | None:
+    """The surrogate config and acquisition of stored study ``study_name``, when it exists
+    and uses the surrogate ``surrogate`` (else ``None``: the usual checks then apply)."""
+    if study_name not in storage.study_names():
+        return None
+    config = stored_proposer_config(storage.load_study(study_name).config)
+    if config.get("name") != "bayesian" or config["surrogate"].get("name") != surrogate:
+        return None
+    try:
+        proposer = proposer_from_config(config)
+    except StudyError:
+        return None
+    assert isinstance(proposer, BayesianProposer) and proposer.spec is not None
+    return proposer.spec, proposer.acquisition
+
+
 def _make_proposer(
     surrogate: str | SurrogateConfig | Surrogate,
     acquisition: AcquisitionConfig,
@@ -125,12 +144,17 @@ class Optimizer(Study):
 
     Args:
         space: The candidates.
-        surrogate: A surrogate name (``"lora"`` default, ``"projection"``, ``"static"``,
-            ``"drfp"``, ``"morgan"``, ``"onehot"``, ``"components"``, ``"random"``), its
-            config (:func:`~llmbo.surrogates.config.surrogate_config`), or a prepared :class:`Surrogate` instance (reused, e.g.
-            across benchmark seeds).
+        surrogate: A registered preset (:data:`llmbo.presets.PRESETS`): the default
+            ``"components-or-lora"`` (a GP on the components when every template column is
+            categorical, else the LoRA deep kernel; the choice is logged), ``"lora"``,
+            ``"projection"``, ``"static"``, ``"morgan"``, ``"components"``, ``"onehot"``,
+            ``"drfp"``, ``"random"``...; presets read the columns they need from the table
+            (:meth:`~llmbo.presets.TableColumns.detect`). Or another registered surrogate's
+            name, its config (:func:`~llmbo.surrogates.config.surrogate_config`), or a
+            prepared :class:`Surrogate` instance (reused, e.g. across benchmark seeds).
         model: Transformer for LLM surrogates (``"minilm"``: the packaged default).
-        acquisition: ``"logei"`` (default), ``"ucb"``, ``"ts"`` or an :class:`AcquisitionConfig`.
+        acquisition: ``"logei"`` (default), ``"ucb"``, ``"ts"`` (with the preset's settings,
+            e.g. outcome power 2) or an :class:`AcquisitionConfig` (used as given).
         maximize: Maximise (default) or minimise the objective.
         seed: Seed of every random choice; same seed + same observations = same suggestions.
         min_observations: Below this many observations, suggestions are drawn at random.
@@ -157,7 +181,7 @@ class Optimizer(Study):
     def __init__(
         self,
         space: CandidateSpace,
-        surrogate: str | SurrogateConfig | Surrogate = "lora",
+        surrogate: str | SurrogateConfig | Surrogate = DEFAULT_PRESET,
         *,
         model: str | None = None,
         acquisition: str | AcquisitionConfig = "logei",
@@ -187,6 +211,30 @@ class Optimizer(Study):
             if isinstance(acquisition, AcquisitionConfig)
             else AcquisitionConfig(name=acquisition)  # type: ignore[arg-type]
         )
+        #: The preset ``surrogate`` named (``None`` for a config, an instance or a proposer).
+        self.preset: PresetChoice | None = None
+        if proposer is None and isinstance(surrogate, str):
+            self.preset = resolve_surrogate(surrogate, space)
+            surrogate = self.preset.spec
+            if storage is not None and study_name is not None:
+                storage = get_storage(storage)
+                stored = _stored_settings_of(storage, study_name, self.preset.spec.name)
+                if stored is not None:
+                    # An existing study named by its preset continues with the settings it
+                    # was created with (presets may choose more than they did then).
+                    surrogate, kept = stored
+                    self.preset = replace(self.preset, spec=surrogate, acquisition={})
+                    if not isinstance(acquisition, AcquisitionConfig):
+                        # The stored settings under the function asked for (another
+                        # function is refused by the study's checks).
+                        acquisition = replace(kept, name=self.acquisition.name)
+                    self.acquisition = acquisition
+            if not isinstance(acquisition, AcquisitionConfig):
+                # The preset's acquisition settings (e.g. outcome power 2) unless the
+                # caller passed a whole AcquisitionConfig.
+                self.acquisition = acquisition_from_settings(
+                    self.acquisition, self.preset.acquisition
+                )
         self.min_observations = int(min_observations)
         if proposer is None:
             proposer = _make_proposer(

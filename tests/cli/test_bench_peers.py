@@ -53,9 +53,15 @@ def test_baybe_is_skipped_with_the_install_command_when_missing(
 
 def test_baybe_runs_the_protocol(tmp_path: Path) -> None:
     pytest.importorskip("baybe", reason="baybe is not installed (pip install 'llmbo[peers]')")
+    import torch
+
+    dtype = torch.get_default_dtype()
     assert main(_bench(tmp_path, "baybe")) == 0
     row = pd.read_csv(tmp_path / "reactions.csv").iloc[0]
     assert (row["method"], row["n_evaluated"], row["misses"]) == ("baybe", 13, 0)
+    # BayBE sets torch's default dtype to float64; the proposer gives it back, so the LLM
+    # surrogates that run next in the same process keep theirs.
+    assert torch.get_default_dtype() == dtype
 
 
 def test_peer_methods_take_no_settings(tmp_path: Path) -> None:

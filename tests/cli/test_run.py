@@ -110,7 +110,17 @@ def test_lora_top_module_option_reaches_the_study(
     from llmbo.optimizer import Optimizer
 
     study = tmp_path / "run.db"
-    args = _run(table, "--model", tiny_model, "--steps", "3", "--top-module", "output")
+    args = _run(
+        table,
+        "--surrogate",
+        "lora",
+        "--model",
+        tiny_model,
+        "--steps",
+        "3",
+        "--top-module",
+        "output",
+    )
     args += ["--n-initial", "4", "--iterations", "2", "--study", str(study), "--study-name", "s"]
     assert main(args) == 0
     opt = Optimizer.load(str(study), "s", progress=False)
@@ -123,7 +133,10 @@ def test_lora_top_module_option_reaches_the_study(
         "--top-module: Unknown setting 'top_module' for the projection surrogate"
         in capsys.readouterr().err
     )
-    bad = _run(table, "--model", tiny_model, "--top-module", "attention.nope", "--iterations", "1")
+    bad = _run(
+        table, "--surrogate", "lora", "--model", tiny_model, "--top-module", "attention.nope",
+        "--iterations", "1",
+    )  # fmt: skip
     assert main(bad) == 2
     assert "top_module 'attention.nope' is not a submodule" in capsys.readouterr().err
 
@@ -208,7 +221,7 @@ def test_lora_placement_option_values() -> None:
             setattr(args, key, value)
         return surrogate_spec(args).top_module  # type: ignore[attr-defined]
 
-    assert spec() is None
+    assert spec() == "auto"  # the default preset, knowing no columns: the lora preset's
     assert spec("top_module", "none") is None
     assert spec("top_module", "auto") == "auto"
     assert spec("top_module", "output") == "output"
@@ -272,7 +285,7 @@ def test_unknown_surrogate(tmp_path: Path, capsys) -> None:
     path = _write(tmp_path, GOOD_ROWS)
     args = ["run", "--table", str(path), "--template", "{name}", "--target", "y"]
     assert main([*args, "--n-initial", "1", "--iterations", "1", "--surrogate", "gaussian"]) == 2
-    assert "Unknown surrogate 'gaussian'" in capsys.readouterr().err
+    assert "Unknown surrogate or preset 'gaussian'" in capsys.readouterr().err
 
 
 def test_unknown_model_path_fails_before_anything_is_stored(tmp_path: Path, capsys) -> None:
@@ -324,7 +337,7 @@ def test_set_reaches_the_surrogate_and_acquisition_configs(
 
     study = tmp_path / "set.db"
     args = _run(
-        table, "--model", tiny_model, "--top-module", "output",
+        table, "--surrogate", "lora", "--model", tiny_model, "--top-module", "output",
         "--set", "deep_kernel.steps=3", "--set", "lora.r=8", "--set", "lora.lora_alpha=32",
         "--set", "acquisition=ucb", "--set", "acquisition.beta=0.5",
         "--n-initial", "3", "--iterations", "1", "--study", str(study), "--study-name", "s",
@@ -342,7 +355,9 @@ def test_set_reaches_the_surrogate_and_acquisition_configs(
         ("acquisition.beta=0.5", "acquisition.beta is UCB's exploration weight"),
         ("nokey", "--set needs KEY=VALUE"),
     ):
-        assert main(_run(table, "--model", tiny_model, "--set", bad)) == 2, bad
+        assert main(_run(table, "--surrogate", "lora", "--model", tiny_model, "--set", bad)) == 2, (
+            bad
+        )
         assert message in capsys.readouterr().err, bad
     # The same form in suggest; on reopening it is refused rather than ignored.
     suggest = ["suggest", "--study", str(tmp_path / "s2.db"), "--table", str(table)]

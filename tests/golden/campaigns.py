@@ -60,6 +60,7 @@ def synthetic_campaigns(
     from conftest import build_tiny_model, synthetic_pool
     from llmbo import CandidateSpace, Optimizer
     from llmbo.optimizer import TableObjective
+    from llmbo.surrogates.config import surrogate_config
 
     out: dict[str, list[str]] = {}
     frame = synthetic_pool(seed=0)
@@ -69,7 +70,10 @@ def synthetic_campaigns(
         model = str(build_tiny_model(Path(tmp) / "tiny"))
         for name in surrogates:
             for seed in SEEDS:
-                opt = Optimizer(space, name, model=model, seed=seed, progress=False)
+                # The registered surrogates' own configs, as recorded (the presets of the
+                # same names choose more since: the lora preset adapts the output block).
+                spec = surrogate_config(name)
+                opt = Optimizer(space, spec, model=model, seed=seed, progress=False)
                 first = [space.ids[i] for i in (seed, 200 + seed)]
                 opt.tell(first, objective(space.rows(first)))
                 opt.run(objective, 12)

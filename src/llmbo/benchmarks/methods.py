@@ -32,13 +32,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from llmbo.datasets import TEMPLATE_SEPARATORS, pool_featurizer_options
 from llmbo.errors import InputError
 from llmbo.registry import Registry
 
 if TYPE_CHECKING:
     from llmbo.acquisition import AcquisitionConfig
     from llmbo.datasets import CandidatePool, PoolKind
+    from llmbo.presets import PresetChoice
     from llmbo.proposers.base import Proposer
     from llmbo.surrogates.config import SurrogateConfig
 
@@ -87,6 +87,9 @@ class BenchmarkMethod:
             method has no ``build`` and takes no spec or acquisition options.
         requires: Optional packages the method imports; where one is missing the method
             is skipped with the command that installs it.
+        preset: The registered preset (:data:`llmbo.presets.PRESETS`) the method runs, so
+            ``Optimizer(space, preset)`` and ``--surrogate preset`` run what the table
+            measured; ``None`` for peers.
     """
 
     name: str
@@ -99,6 +102,7 @@ class BenchmarkMethod:
     pool_kinds: frozenset[PoolKind] = ANY_POOL
     proposer: ProposerBuilder | None = None
     requires: tuple[str, ...] = ()
+    preset: str | None = None
 
     def __post_init__(self) -> None:
         if (self.build is None) == (self.proposer is None):
@@ -138,11 +142,23 @@ class BenchmarkMethod:
             f"{pool.name!r} is a {pool.kind} pool."
         )
 
-    def acquisition_for(self, options: Mapping[str, Any] | None = None) -> AcquisitionConfig:
-        """The acquisition of a run with ``options`` (their acquisition entries win)."""
+    def acquisition_for(
+        self,
+        options: Mapping[str, Any] | None = None,
+        pool: CandidatePool | None = None,
+        template: str | None = None,
+    ) -> AcquisitionConfig:
+        """The acquisition of a run with ``options`` on ``pool``: the preset's acquisition
+        settings there (e.g. outcome power 2), with ``options``' acquisition entries over
+        them."""
         from llmbo.acquisition import AcquisitionConfig, acquisition_from_settings
 
-        return acquisition_from_settings(AcquisitionConfig(name=self.acquisition), options)  # type: ignore[arg-type]
+        settings: dict[str, Any] = {}
+        if self.preset is not None and pool is not None and self.skip_reason(pool) is None:
+            choice = _preset_choice(self.preset, pool, "minilm", None, template)
+            settings.update(choice.acquisition)
+        settings.update(options or {})
+        return acquisition_from_settings(AcquisitionConfig(name=self.acquisition), settings)  # type: ignore[arg-type]
 
 
 def spec_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -184,41 +200,30 @@ def method_label(name: str, options: Mapping[str, Any] | None = None) -> str:
     return f"{name.lower()}{{{parts}}}"
 
 
-# -------------------------------------------------------------------- builders
-def _spec(name: str, **kwargs: Any) -> SurrogateConfig:
-    from llmbo.surrogates.config import surrogate_config
+# ------------------------------------------------------------------- presets
+def _preset_build(name: str) -> SpecBuilder:
+    """The spec of preset ``name`` on a pool (its declared columns, the run's template)."""
 
-    return surrogate_config(name, **kwargs)
+    def build(
+        pool: CandidatePool, model: str, device: str | None, template: str
+    ) -> SurrogateConfig:
+        return _preset_choice(name, pool, model, device, template).spec
 
-
-def _random(pool: CandidatePool, model: str, device: str | None, template: str) -> SurrogateConfig:
-    return _spec(name="random")
-
-
-def _onehot(pool: CandidatePool, model: str, device: str | None, template: str) -> SurrogateConfig:
-    featurizer = pool_featurizer_options(pool, "onehot")
-    return _spec(name="onehot", featurizer=featurizer, kernel="matern-ard")
+    return build
 
 
-def _components_gp(
-    pool: CandidatePool, model: str, device: str | None, template: str
-) -> SurrogateConfig:
-    featurizer = pool_featurizer_options(pool, "components")
-    return _spec(name="components", featurizer=featurizer, kernel="components")
+def _preset_choice(
+    name: str, pool: CandidatePool, model: str, device: str | None, template: str | None
+) -> PresetChoice:
+    from llmbo.presets import PRESETS, TableColumns
 
-
-def _drfp(pool: CandidatePool, model: str, device: str | None, template: str) -> SurrogateConfig:
-    featurizer = pool_featurizer_options(pool, "drfp")
-    return _spec(name="drfp", featurizer=featurizer, kernel="tanimoto")
-
-
-def _morgan(pool: CandidatePool, model: str, device: str | None, template: str) -> SurrogateConfig:
-    featurizer = pool_featurizer_options(pool, "morgan")
-    return _spec(name="morgan", featurizer=featurizer, kernel="tanimoto")
+    return PRESETS.get(name).resolve(
+        TableColumns.from_pool(pool, template), model=model, device=device
+    )
 
 
 def fast_lora_module(model: str) -> str | None:
-    """Where benchmark ``lora`` puts its adapters for ``model`` (``top_module="auto"``).
+    """Where ``lora`` puts its adapters for ``model`` (``top_module="auto"``).
 
     BERT-family models get LoRA on the last layer's feed-forward ``output`` block, whose
     inputs are cached once, so a training step runs only that block. Other models, and
@@ -230,80 +235,37 @@ def fast_lora_module(model: str) -> str | None:
     return auto_top_module(model_type(model), soft_tokens=0, top_layers=None)
 
 
-#: Benchmark ``lora``: the cached output-block LoRA where the model allows it.
-_LORA_PLACEMENT = {"top_module": "auto"}
+def _from_preset(
+    name: str, *, default: bool = True, pool_kinds: frozenset[PoolKind] | None = None
+) -> None:
+    """Register the benchmark method of the registered preset ``name`` (same name)."""
+    from llmbo.presets import PRESETS
+
+    preset = PRESETS.get(name)
+    if pool_kinds is None:
+        pool_kinds = REACTION_POOLS if preset.needs else ANY_POOL
+    _add(
+        BenchmarkMethod(
+            name,
+            _preset_build(name),
+            uses_model=preset.uses_model,
+            default=default,
+            description=preset.description,
+            pool_kinds=pool_kinds,
+            preset=name,
+        )
+    )
 
 
-def _llm(surrogate: str) -> SpecBuilder:
-    def build(
-        pool: CandidatePool, model: str, device: str | None, template: str
-    ) -> SurrogateConfig:
-        from llmbo.encoders.transformer import EncoderConfig
-
-        return _spec(name=surrogate, encoder=EncoderConfig(model=model, device=device))
-
-    return build
-
-
-_add(BenchmarkMethod("random", _random, description="random search"))
-_add(
-    BenchmarkMethod(
-        "onehot",
-        _onehot,
-        description="GP (Matérn-5/2, ARD) on one-hot components",
-        pool_kinds=REACTION_POOLS,
-    )
-)
-_add(
-    BenchmarkMethod(
-        "components",
-        _components_gp,
-        description="GP on the components: Tanimoto on one-hot + additive categorical kernel",
-        pool_kinds=REACTION_POOLS,
-    )
-)
-_add(
-    BenchmarkMethod(
-        "drfp",
-        _drfp,
-        description="GP (Tanimoto) on DRFP of the reaction SMILES",
-        pool_kinds=REACTION_POOLS,
-    )
-)
-_add(
-    BenchmarkMethod(
-        "morgan",
-        _morgan,
-        description="GP (Tanimoto) on Morgan bits of each SMILES column (per reaction "
-        "component, or the molecule)",
-    )
-)
-_add(
-    BenchmarkMethod(
-        "static",
-        _llm("static"),
-        uses_model=True,
-        description="GP (Matérn-5/2) on frozen mean-pooled embeddings",
-    )
-)
-_add(
-    BenchmarkMethod(
-        "projection",
-        _llm("projection"),
-        uses_model=True,
-        description="deep kernel: frozen transformer + trained projection",
-    )
-)
-_add(
-    BenchmarkMethod(
-        "lora",
-        _llm("lora"),
-        overrides=_LORA_PLACEMENT,
-        uses_model=True,
-        description="deep kernel: LoRA (last feed-forward output block of BERT-family models, "
-        "else the top layers) + projection",
-    )
-)
+_from_preset("random")
+# One-hot codes of a column unique per row (a molecule's SMILES) only encode identity.
+for _name in ("onehot", "components"):
+    _from_preset(_name, pool_kinds=REACTION_POOLS)
+_from_preset("drfp")
+# Morgan bits read any SMILES column: a reaction's components or the molecule.
+_from_preset("morgan", pool_kinds=ANY_POOL)
+for _name in ("static", "projection", "lora"):
+    _from_preset(_name)
 
 
 def register_variant(
@@ -314,22 +276,27 @@ def register_variant(
     *,
     default: bool = False,
 ) -> BenchmarkMethod:
-    """Register ``name`` as method ``base`` with fixed spec ``overrides``.
+    """Register ``name`` as preset and method ``base`` with fixed spec ``overrides``.
 
-    Variants are not part of ``--methods all`` unless ``default=True``.
+    The variant is a preset too (``--surrogate NAME``). Variants are not part of
+    ``--methods all`` unless ``default=True``.
     """
+    from llmbo.presets import PRESETS, register_variant_preset
+
     parent = METHODS.get(base)
-    if parent.build is None:
+    if parent.preset is None:
         raise InputError(f"Method {base!r} runs its own proposer; it has no spec to override.")
+    if name not in PRESETS:
+        register_variant_preset(name, parent.preset, overrides, description)
     method = BenchmarkMethod(
         name=name,
-        build=parent.build,
-        overrides={**parent.overrides, **overrides},
+        build=_preset_build(name),
         uses_model=parent.uses_model,
         default=default,
         description=description or f"{base} with {dict(overrides)}",
         acquisition=parent.acquisition,
         pool_kinds=parent.pool_kinds,
+        preset=name,
     )
     if default:
         _add(method)
@@ -338,114 +305,24 @@ def register_variant(
     return method
 
 
-register_variant(
-    "lora-layer",
-    "lora",
-    {"top_module": None},
-    "LoRA on every linear layer of the top block (GOLLuM's placement) + projection",
-)
-register_variant(
-    "lora-soft",
-    "lora",
-    {"soft_tokens": 4, "top_module": None},
-    "LoRA deep kernel + 4 learnable soft tokens",
-)
-register_variant(
-    "projection-soft",
-    "projection",
-    {"soft_tokens": 4},
-    "projection deep kernel + 4 learnable soft tokens",
-)
+for _name in ("lora-layer", "lora-soft", "projection-soft"):
+    _from_preset(_name, default=False)
 # The soft-token variants are not part of ``--methods all``: soft tokens must pass through a
 # whole top layer (10-30 s per iteration on 2 CPU cores); the one run tried gave no gain
 # (research/LOG.md).
 
+# Segment pooling (one mean-pooled vector per reaction component) and the hybrids that add
+# a fixed-feature kernel of the components: reaction pools only.
+for _name in ("static-seg", "projection-seg", "lora-seg", "hybrid-seg", "hybrid-components-seg"):
+    _from_preset(_name, default=False)
+_from_preset("hybrid-onehot-seg")  # the best LLM method on bh1-bh5 (research/LOG.md)
 
-# ------------------------------------------------------------ segment pooling
-def _llm_segments(surrogate: str, side: str | None = None) -> SpecBuilder:
-    """LLM method with one mean-pooled vector per reaction component (segment pooling).
+# LoRA on the last feed-forward output only
+for _name in ("lora-out", "lora-out-seg"):
+    _from_preset(_name, default=False)
 
-    ``side`` adds a Tanimoto kernel on fixed features of each reaction to the deep kernel:
-    ``"drfp"`` (DRFP of the reaction SMILES), ``"onehot"`` (one-hot components, where the
-    Tanimoto similarity counts the components two reactions share) or ``"components"`` (that
-    Tanimoto kernel plus one categorical kernel per component).
-    """
-
-    def build(
-        pool: CandidatePool, model: str, device: str | None, template: str
-    ) -> SurrogateConfig:
-        from llmbo.encoders.transformer import EncoderConfig
-
-        separator = TEMPLATE_SEPARATORS.get(template)
-        if separator is None:
-            raise InputError(
-                f"No component separator is known for template {template!r}; "
-                f"segment pooling supports {sorted(TEMPLATE_SEPARATORS)}."
-            )
-        encoder = EncoderConfig(
-            model=model, device=device, pooling="segments", segment_separator=separator
-        )
-        extra: dict[str, Any] = {}
-        if side is not None:
-            extra = {"side_features": side, "side_featurizer": pool_featurizer_options(pool, side)}
-        return _spec(name=surrogate, encoder=encoder, **extra)
-
-    return build
-
-
-for _base, _label in (("static", "frozen"), ("projection", "projection"), ("lora", "LoRA")):
-    _add(
-        BenchmarkMethod(
-            f"{_base}-seg",
-            _llm_segments(_base),
-            overrides=_LORA_PLACEMENT if _base == "lora" else {},
-            uses_model=True,
-            default=False,
-            description=f"{_label} deep kernel with one pooled vector per reaction component",
-            pool_kinds=REACTION_POOLS,
-        )
-    )
-_add(
-    BenchmarkMethod(
-        "hybrid-seg",
-        _llm_segments("projection", side="drfp"),
-        uses_model=True,
-        default=False,
-        description="projection-seg deep kernel + Tanimoto kernel on DRFP (sum of kernels)",
-        pool_kinds=REACTION_POOLS,
-    )
-)
-_add(
-    BenchmarkMethod(
-        "hybrid-onehot-seg",
-        _llm_segments("projection", side="onehot"),
-        uses_model=True,
-        default=True,  # the best LLM method on bh1-bh5 (research/LOG.md)
-        description="projection-seg deep kernel + Tanimoto kernel on one-hot components "
-        "(sum of kernels; the second counts shared components)",
-        pool_kinds=REACTION_POOLS,
-    )
-)
-_add(
-    BenchmarkMethod(
-        "hybrid-components-seg",
-        _llm_segments("projection", side="components"),
-        uses_model=True,
-        default=False,
-        description="projection-seg deep kernel + the components kernel (Tanimoto on one-hot "
-        "+ one categorical kernel per component)",
-        pool_kinds=REACTION_POOLS,
-    )
-)
-
-# ------------------------------------------- LoRA on the last feed-forward output only
-for _base in ("lora", "lora-seg"):
-    register_variant(
-        _base.replace("lora", "lora-out"),
-        _base,
-        {"top_module": "output"},
-        f"{_base} with LoRA only on the last layer's feed-forward output (cached fast path)",
-    )
+# The library default (benchmarks/README.md, "Choosing the default configuration").
+_from_preset("components-or-lora", pool_kinds=ANY_POOL)
 
 
 # ------------------------------------------------------------------ peer tools

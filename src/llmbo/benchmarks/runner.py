@@ -414,7 +414,7 @@ def run_one(
         _reset(surrogate)
     chooser = surrogate if surrogate is not None else proposer
     assert chooser is not None
-    acquisition = spec_method.acquisition_for(options)
+    acquisition = spec_method.acquisition_for(options, pool, template)
     optimizer, counts = _campaign(space, pool, chooser, acquisition, int(seed), protocol)
     seconds = time.perf_counter() - start
 

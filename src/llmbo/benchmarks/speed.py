@@ -28,6 +28,7 @@ import torch
 
 from llmbo.acquisition import select_candidates
 from llmbo.benchmarks.runner import cpu_description
+from llmbo.errors import InputError
 from llmbo.space import CandidateSpace
 from llmbo.surrogates import Surrogate, SurrogateConfig, make_surrogate
 from llmbo.surrogates.deep_kernel import DeepKernelConfig
@@ -259,16 +260,31 @@ def method_config(
     steps: int,
     cached: bool = True,
     gp_device: str = "auto",
+    space: CandidateSpace | None = None,
 ) -> SurrogateConfig:
-    """The surrogate config ``llmbo bench`` uses for ``method`` (``cached=False``: its naive
-    reference without the hidden-state cache; ``gp_device``: where a deep kernel's GP
-    algebra runs)."""
-    from llmbo.benchmarks.methods import METHODS
+    """The surrogate config ``llmbo bench`` uses for ``method`` on ``pool`` (``cached=False``:
+    its naive reference without the hidden-state cache; ``gp_device``: where a deep
+    kernel's GP algebra runs). Without a pool, the method's preset is resolved on the
+    columns detected in ``space``, as ``Optimizer(space, method)`` would. The timing
+    options apply to the surrogates that have them (deep kernels)."""
+    import dataclasses
 
+    from llmbo.benchmarks.methods import METHODS
+    from llmbo.presets import PRESETS, TableColumns
+
+    chosen = METHODS.get(method)
+    if pool is not None:
+        spec = chosen(pool, model, device, template)
+    else:
+        if space is None or chosen.preset is None:
+            raise ValueError(f"{method}: give a pool, or a space and a method with a preset.")
+        columns = TableColumns.detect(space)
+        spec = PRESETS.get(chosen.preset).resolve(columns, model=model, device=device).spec
     options: dict[str, Any] = {"deep_kernel.steps": steps, "cache_hidden_states": cached}
     if gp_device != "auto":
         options["deep_kernel.gp_device"] = gp_device
-    return METHODS.get(method)(pool, model, device, template, options)
+    fields = {f.name for f in dataclasses.fields(spec)}
+    return spec.updated({k: v for k, v in options.items() if k.split(".")[0] in fields})
 
 
 def _is_deep_kernel(method: str, pool: Any, build: dict[str, Any]) -> bool:
@@ -309,16 +325,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_trains = [int(n) for n in args.n_train.split(",") if n]
     ref_n = {int(n) for n in args.reference_n_train.split(",") if n}
     if args.surrogates:
-        _time_methods(args, common, out, n_trains, ref_n)
+        for benchmark in [b for b in args.benchmark.split(",") if b]:
+            _time_methods(args, benchmark, common, out, n_trains, ref_n)
     _time_pool_sizes(args, common, out)
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--benchmark", default="bh1")
     parser.add_argument(
-        "--template", default=None, help="pool template (default: the pool's own default)"
+        "--benchmark", default="bh1", help="pool(s) to time the methods on, e.g. bh1,suzuki,esol"
+    )
+    parser.add_argument(
+        "--template", default=None, help="pool template (default: each pool's own default)"
     )
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--device", default=None)
@@ -355,30 +374,40 @@ def _parser() -> argparse.ArgumentParser:
 
 def _time_methods(
     args: argparse.Namespace,
+    benchmark: str,
     common: dict[str, Any],
     out: Path,
     n_trains: list[int],
     ref_n: set[int],
 ) -> None:
     """Time each benchmark method (per GP placement asked for) on the benchmark pool, one
-    row per training-set size, and the naive reference of each LoRA method at ``ref_n``."""
+    row per training-set size, and the naive reference of each LoRA method at ``ref_n``.
+    A method that does not apply to the pool (e.g. components on a molecule pool) is
+    skipped with a line saying so."""
+    from llmbo.benchmarks.methods import METHODS
     from llmbo.datasets import load_pool
 
-    pool = load_pool(args.benchmark)
-    if args.template is None:
-        args.template = pool.default_template
-    space = pool.space(args.template)
+    pool = load_pool(benchmark)
+    template = args.template or pool.default_template
+    space = pool.space(template)
     values = np.asarray(pool.values, dtype=np.float64)
     build = {
         "model": args.model,
         "device": args.device,
-        "template": args.template,
+        "template": template,
         "steps": args.steps,
     }
+    names = []
+    for name in args.surrogates.split(","):
+        reason = METHODS.get(name).skip_reason(pool)
+        if reason:
+            print(f"{benchmark}: skipped {reason}", flush=True)
+        else:
+            names.append(name)
     gp_devices = [v for v in args.gp_devices.split(",") if v]
     runs = [
         (name, gp_device)
-        for name in args.surrogates.split(",")
+        for name in names
         for gp_device in (gp_devices if _is_deep_kernel(name, pool, build) else ["auto"])
     ]
     for name, gp_device in runs:
@@ -395,11 +424,11 @@ def _time_methods(
             row = {
                 **common,
                 **res,
-                "experiment": args.benchmark,
+                "experiment": benchmark,
                 "surrogate": label,
                 "n_train": n,
                 "pool_size": len(space),
-                "template": args.template,
+                "template": template,
             }
             if reference is not None and n in ref_n:
                 ref = measure(reference, space, values, n, repeats=1)
@@ -414,16 +443,20 @@ def _time_pool_sizes(args: argparse.Namespace, common: dict[str, Any], out: Path
     for size in [int(s) for s in args.pool_sizes.split(",") if s]:
         space, values = synthetic_space(size)
         for name in args.scaling_surrogates.split(","):
-            surrogate = make_surrogate(
-                method_config(
+            try:
+                spec = method_config(
                     name,
                     None,
                     model=args.model,
                     device=args.device,
                     template="synthetic",
                     steps=args.steps,
+                    space=space,
                 )
-            )
+            except InputError as exc:  # e.g. morgan: the synthetic texts hold no SMILES
+                print(f"synthetic-pool: skipped {name}: {exc}", flush=True)
+                continue
+            surrogate = make_surrogate(spec)
             for n in [int(v) for v in args.scaling_n_train.split(",") if v]:
                 res = measure(surrogate, space, values, n, repeats=args.repeats)
                 row = {

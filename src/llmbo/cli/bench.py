@@ -54,7 +54,7 @@ def _register_bench(subparsers: Any) -> None:
         "--template",
         default=None,
         help="text template: procedure, names or reaction on reaction pools, smiles or names "
-        "on molecule pools (default: each pool's own, procedure or smiles)",
+        "on molecule pools (default: each pool's own, names or smiles)",
     )
     p.add_argument("--iterations", type=int, default=None, help="BO iterations (default 50)")
     p.add_argument(

@@ -13,12 +13,12 @@ import re
 import stat
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmbo._validate import MAX_SEED, check_seed, check_study_name, redact_passwords
-from llmbo.errors import InputError
+from llmbo.errors import InputError, LlmboError
 
 logger = logging.getLogger("llmbo.cli")
 
@@ -26,16 +26,12 @@ if TYPE_CHECKING:
     from llmbo.acquisition import AcquisitionConfig
     from llmbo.datasets import ReactionPool
     from llmbo.optimizer import Optimizer
+    from llmbo.presets import PresetChoice
     from llmbo.space import CandidateSpace
     from llmbo.storage import BaseStorage, StudyRecord
     from llmbo.surrogates.config import SurrogateConfig
 
 ACQUISITIONS = ("logei", "ucb", "ts")
-
-
-#: Template used with ``--benchmark`` when none is given (shorter and, with segment pooling,
-#: the best-scoring template for the packaged MiniLM; see research/LOG.md).
-DEFAULT_BENCHMARK_TEMPLATE = "names"
 
 
 #: Fixed featurizers that read table columns: surrogates of their own and ``--side-features``.
@@ -167,8 +163,9 @@ def add_space_options(parser: argparse.ArgumentParser, *, target: bool) -> None:
     group.add_argument(
         "--template",
         help="text of each candidate: a format string over the table's columns, e.g. "
-        "'{ligand} with {base} at {temp:.0f} C'; with --benchmark: names (default), or "
-        "procedure (reaction pools) or smiles (molecule pools)",
+        "'{ligand} with {base} at {temp:.0f} C'; with --benchmark: the pool's own by default "
+        "(names on reaction pools, smiles on molecule pools), or procedure or reaction "
+        "(reaction pools) or names (molecule pools)",
     )
     if target:
         group.add_argument(
@@ -212,8 +209,11 @@ def _add_objective_options(group: Any, d: Callable[[Any], Any]) -> None:
     """``--surrogate``, ``--model``, the acquisition, the seed and the direction."""
     group.add_argument(
         "--surrogate",
-        default=d("lora"),
-        help="lora (default), projection, static, drfp, morgan, onehot, components or random",
+        default=d("components-or-lora"),
+        help="a preset (see `llmbo presets`): components-or-lora (default: a GP on the "
+        "components when every template column is categorical, else the LoRA deep kernel; "
+        "the choice is logged), lora, projection, static, morgan, components, onehot, drfp, "
+        "random...; presets find the columns they need in the table",
     )
     group.add_argument(
         "--model",
@@ -229,11 +229,11 @@ def _add_objective_options(group: Any, d: Callable[[Any], Any]) -> None:
     group.add_argument(
         "--outcome-power",
         type=positive_float,
-        default=d(1.0),
+        default=None,
         metavar="P",
         help="fit the model to, and measure improvement on, the observed values scaled to "
-        "[0, 1] (worst to best) and raised to P; 2 spreads out the best values (default 1: "
-        "the values as they are); see research/LOG.md, twelfth round",
+        "[0, 1] (worst to best) and raised to P; 2 spreads out the best values (default: "
+        "the preset's, else 1: the values as they are)",
     )
     group.add_argument(
         "--seed", type=seed_int, default=d(0), help="seed of every random choice (default 0)"
@@ -262,8 +262,8 @@ def _add_surrogate_options(group: Any, d: Callable[[Any], Any]) -> None:
         default=None,
         help="lora only: adapt only this submodule at the end of the last layer (e.g. 'output' "
         "in BERT-style models such as MiniLM; its inputs are cached, so a fit takes seconds "
-        "on a CPU); 'auto' picks 'output' for BERT-family models; default: LoRA on whole "
-        "top layers",
+        "on a CPU); 'auto' (the lora preset's) picks 'output' for BERT-family models; "
+        "'none': LoRA on whole top layers",
     )
     group.add_argument(
         "--steps",
@@ -541,7 +541,7 @@ def build_space(args: argparse.Namespace, *, need_target: bool) -> SpaceChoice:
                 "--id-column applies to --table only; benchmark pools carry reaction ids."
             )
         pool = load_pool(benchmark)
-        template = args.template or DEFAULT_BENCHMARK_TEMPLATE
+        template = args.template or pool.default_template
         space = pool.space(template)
         return SpaceChoice(space, pool.target, pool, f"{pool.name} ({template} template)")
     if not table:
@@ -572,13 +572,22 @@ def minimize_target(args: argparse.Namespace, pool: ReactionPool | None) -> bool
     return pool is not None and not pool.maximize
 
 
-def acquisition_config(args: argparse.Namespace) -> AcquisitionConfig:
-    """The acquisition settings the model options give (the library's defaults where not
-    given)."""
+def acquisition_config(
+    args: argparse.Namespace, preset: PresetChoice | None = None
+) -> AcquisitionConfig:
+    """The acquisition settings the model options give over the preset's (e.g. outcome
+    power 2), the library's defaults where neither sets one."""
     from llmbo.acquisition import AcquisitionConfig, acquisition_from_settings
 
     given = {"name": args.acquisition, "outcome_power": getattr(args, "outcome_power", None)}
     base = AcquisitionConfig(**{k: v for k, v in given.items() if v is not None})
+    if preset is not None:
+        offered = {
+            k: v
+            for k, v in preset.acquisition.items()
+            if not (k == "acquisition.outcome_power" and given["outcome_power"] is not None)
+        }
+        base = acquisition_from_settings(base, offered)
     return acquisition_from_settings(base, set_settings(args))
 
 
@@ -629,41 +638,49 @@ def set_settings(args: argparse.Namespace) -> dict[str, Any]:
     return dict(parse_setting(item) for item in getattr(args, "settings", None) or [])
 
 
-def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -> SurrogateConfig:
-    """The surrogate's config from the model options and ``--set`` (its defaults where not
-    given)."""
-    from llmbo.surrogates.config import surrogate_config
+def surrogate_choice(
+    args: argparse.Namespace,
+    pool: ReactionPool | None = None,
+    space: CandidateSpace | None = None,
+) -> PresetChoice:
+    """The preset ``--surrogate`` names, resolved on the candidates (a benchmark pool's
+    declared columns, or the columns detected in ``space``), with the model options and
+    ``--set`` applied to its surrogate config (they win over the preset's)."""
+    from llmbo.presets import DEFAULT_PRESET, TableColumns, resolve_surrogate
     from llmbo.surrogates.factory import uses_encoder
 
-    name = (args.surrogate or "lora").lower()
-    config = surrogate_config(name)  # unknown name -> InputError listing the choices
+    name = (args.surrogate or DEFAULT_PRESET).lower()
+    template = getattr(args, "template", None)
+    columns = (
+        TableColumns.from_pool(pool, template)
+        if pool is not None
+        else TableColumns.detect(space)
+        if space is not None
+        else TableColumns()  # nothing known about the candidates' columns
+    )
+    chosen = resolve_surrogate(name, columns=columns)
+    config = chosen.spec
     if getattr(args, "segment_separator", None) is not None:
         decode_separator(args.segment_separator)  # a bad escape fails for any surrogate
     given = _given_settings(args, OPTION_SETTINGS)
     if uses_encoder(config):
-        separator = getattr(args, "segment_separator", None)
-        if separator is None:
-            from llmbo.datasets import TEMPLATE_SEPARATORS
-
-            template = getattr(args, "template", None) or DEFAULT_BENCHMARK_TEMPLATE
-            separator = TEMPLATE_SEPARATORS.get(template, "\n") if pool is not None else "\n"
-        # Segments are the components of a reaction; a molecule is one text.
-        segments = pool is not None and pool.kind == "reaction"
-        defaults = [
-            ("--pooling", "encoder.pooling", "segments" if segments else "mean"),
-            ("--segment-separator", "encoder.segment_separator", decode_separator(separator)),
-        ]
         runtime = [
             ("--device", "encoder.device", getattr(args, "device", None)),
             ("--trust-remote-code", "encoder.trust_remote_code", bool(getattr(args, "trust_remote_code", False))),
         ]  # fmt: skip
-        given = defaults + _given_settings(args, ENCODER_OPTION_SETTINGS) + runtime + given
+        if getattr(args, "pooling", None) == "segments" and args.segment_separator is None:
+            # Segments split the text between template fields.
+            separator = columns.separator if columns is not None else None
+            runtime.append(("--segment-separator", "encoder.segment_separator", separator or "\n"))
+        given = _given_settings(args, ENCODER_OPTION_SETTINGS) + runtime + given
     side = getattr(args, "side_features", None)
     if side:
         side_options = _featurizer_options(side, args.fingerprint_columns, pool, "--side-features")
+        if side_options is None and columns is not None and side in ("onehot", "components"):
+            side_options = {"columns": list(columns.categorical)} if columns.categorical else None
         given.append(("--side-features", "side_featurizer", side_options or {}))
-    else:
-        featurizer = _featurizer_options(name, args.fingerprint_columns, pool)
+    elif args.fingerprint_columns:
+        featurizer = _featurizer_options(config.name, args.fingerprint_columns, pool)
         if featurizer:
             given.append(("--fingerprint-columns", "featurizer", featurizer))
     try:
@@ -678,7 +695,24 @@ def surrogate_spec(args: argparse.Namespace, pool: ReactionPool | None = None) -
     from llmbo.acquisition import is_acquisition_setting
 
     settings = {k: v for k, v in set_settings(args).items() if not is_acquisition_setting(k)}
-    return config.updated(settings)
+    return replace(chosen, spec=config.updated(settings))
+
+
+def note_preset(preset: PresetChoice) -> None:
+    """Say on stderr what a preset that adapts to the table chose, and why."""
+    import sys
+
+    if preset.reason:
+        print(f"llmbo: --surrogate {preset.preset}: {preset.reason}.", file=sys.stderr)
+
+
+def surrogate_spec(
+    args: argparse.Namespace,
+    pool: ReactionPool | None = None,
+    space: CandidateSpace | None = None,
+) -> SurrogateConfig:
+    """The surrogate config of :func:`surrogate_choice`."""
+    return surrogate_choice(args, pool, space).spec
 
 
 def _featurizer_options(
@@ -859,8 +893,10 @@ def open_or_create(
             "the first call needs the candidates: --table FILE --template '...' (or "
             "--benchmark NAME), and optionally the model options."
         )
-    spec = surrogate_spec(args, choice.pool)
-    acquisition = acquisition_config(args)
+    preset = surrogate_choice(args, choice.pool, choice.space)
+    note_preset(preset)
+    spec = preset.spec
+    acquisition = acquisition_config(args, preset)
     if n > len(choice.space):
         raise InputError(
             f"Asked for {n} suggestion(s) but the table has only {len(choice.space)} "
@@ -1215,6 +1251,23 @@ RUNTIME_OPTIONS = frozenset(
 )
 
 
+def _stored_preset_surrogate(given: str, study: StudyRecord, had: Any) -> str:
+    """The surrogate preset ``given`` resolves to on the study's stored candidates (so
+    ``--surrogate components-or-lora`` continues the components study it created), or
+    ``given`` when it is no preset or cannot resolve there."""
+    from llmbo.presets import PRESETS, TableColumns
+    from llmbo.space import CandidateSpace
+
+    if given.lower() not in PRESETS or "records" not in study.space:
+        return given
+    try:
+        columns = TableColumns.detect(CandidateSpace.from_dict(study.space))
+        name = PRESETS.get(given.lower()).resolve(columns).spec.name
+    except LlmboError:
+        return given
+    return name if name == had else given
+
+
 def check_reopen_options(args: argparse.Namespace, study: StudyRecord) -> None:
     """Refuse options that contradict the settings ``study`` was created with."""
     where = f"Study {study.name!r} in {display_location(args.study)}"
@@ -1252,6 +1305,8 @@ def check_reopen_options(args: argparse.Namespace, study: StudyRecord) -> None:
                     f"{where} was created with {what}, which has no setting {option} could "
                     "set; drop the option to continue it."
                 )
+        if dest == "surrogate" and as_given(given) != had:
+            given = _stored_preset_surrogate(str(given), study, had)
         if as_given(given) != had:
             plain = isinstance(had, str) and had.isprintable() and had == had.strip() and had
             shown = "on" if had is True else "off" if had is False else had if plain else repr(had)

@@ -189,8 +189,10 @@ def _prepared_optimizer(
             )
             opt = common.open_or_create(args, store, choice, progress=progress, n=args.n_initial)
         else:
-            spec = common.surrogate_spec(args, choice.pool)
-            acquisition = common.acquisition_config(args)
+            preset = common.surrogate_choice(args, choice.pool, choice.space)
+            common.note_preset(preset)
+            spec = preset.spec
+            acquisition = common.acquisition_config(args, preset)
             proposer = common.warm_start_proposer(
                 args, spec, acquisition, n_initial=args.n_initial, progress=progress
             )

@@ -80,7 +80,7 @@ class CandidatePool:
     target: str = TARGET_COLUMN
     maximize: bool = True
     kind: PoolKind = "reaction"
-    default_template: str = "procedure"
+    default_template: str = "names"
     id_column: str = ID_COLUMN
 
     def __post_init__(self) -> None:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -131,10 +132,19 @@ class BayBEProposer(Proposer):
         return built, list(table.columns), keys
 
     def prepare(self, space: CandidateSpace, *, progress: bool = False) -> None:
-        self._search_space(space)
+        with _own_default_dtype():
+            self._search_space(space)
 
     # ---------------------------------------------------------------- proposing
     def propose(
+        self, space: CandidateSpace, observed: Observations, n: int, *, seed: int
+    ) -> Proposal:
+        # BayBE switches torch's default dtype to float64 for the whole process; the
+        # surrogates of other studies in this process must not see that.
+        with _own_default_dtype():
+            return self._propose(space, observed, n, seed=seed)
+
+    def _propose(
         self, space: CandidateSpace, observed: Observations, n: int, *, seed: int
     ) -> Proposal:
         baybe = require("baybe", "The baybe proposer")
@@ -188,6 +198,16 @@ class BayBEProposer(Proposer):
             "columns": list(self.columns),
             "encoding": self.encoding,
         }
+
+
+@contextmanager
+def _own_default_dtype() -> Iterator[None]:
+    """Restore torch's default dtype after the block (BayBE sets it to float64)."""
+    dtype = torch.get_default_dtype()
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(dtype)
 
 
 def _merge_same_substances(names: pd.Series, raw: pd.Series) -> pd.Series:
