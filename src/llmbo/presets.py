@@ -46,6 +46,7 @@ __all__ = [
     "Preset",
     "PresetChoice",
     "TableColumns",
+    "product_presets",
     "register_preset",
     "register_variant_preset",
     "resolve_surrogate",
@@ -240,6 +241,9 @@ class Preset:
         needs: What the preset needs from a table and cannot run without (any of
             ``"categorical"``, ``"smiles"``, ``"reaction_smiles"``, ``"separator"``); empty:
             the texts alone.
+        research: A research variant (segment pooling, hybrids, soft tokens, other LoRA
+            placements): registered so that every benchmark row can be rerun by name, but
+            not one of the presets the all-pool table compares (:func:`product_presets`).
     """
 
     name: str
@@ -248,6 +252,7 @@ class Preset:
     description: str = ""
     uses_model: bool = False
     needs: tuple[str, ...] = ()
+    research: bool = False
 
     def missing(self, columns: TableColumns) -> str | None:
         """Why this preset cannot run on a table with ``columns`` (``None`` if it can)."""
@@ -298,6 +303,11 @@ def register_preset(preset: Preset) -> Preset:
     """Add ``preset`` to :data:`PRESETS` (a name may be registered once)."""
     PRESETS.register(preset.name)(preset)
     return preset
+
+
+def product_presets() -> list[str]:
+    """The presets the all-pool benchmark table compares (research variants left out)."""
+    return [name for name in PRESETS.names() if not PRESETS.get(name).research]
 
 
 def resolve_surrogate(
@@ -471,6 +481,7 @@ for _base, _label in (("static", "frozen"), ("projection", "projection"), ("lora
             description=f"{_label} deep kernel with one pooled vector per template field",
             uses_model=True,
             needs=("separator",),
+            research=True,
         )
     )
 
@@ -488,6 +499,7 @@ def register_variant_preset(
             description=description or f"{base} with {dict(overrides)}",
             uses_model=parent.uses_model,
             needs=parent.needs,
+            research=True,
         )
     )
 
@@ -503,6 +515,7 @@ for _side, _what in (
             _llm_segments("projection", side=_side),
             description=f"projection-seg deep kernel + {_what} (sum of kernels)",
             uses_model=True,
+            research=True,
             needs=("separator", "reaction_smiles" if _side == "drfp" else "categorical"),
         )
     )

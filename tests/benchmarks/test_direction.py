@@ -148,3 +148,13 @@ def test_a_template_the_pool_lacks_fails_before_anything_runs(tmp_path: Path) ->
             progress=False,
         )
     assert read_csv_rows(tmp_path / "reactions.csv").empty
+
+
+def test_a_method_that_reads_no_texts_is_not_rerun_for_another_template(tmp_path: Path) -> None:
+    """Random search and the fixed-feature GPs do not read the texts: a run under one
+    template stands for every template (the LLM methods' runs do not)."""
+    settings = {"protocol": ProtocolConfig(iterations=2), "results_dir": tmp_path}
+    first = run_benchmarks(["esol"], ["random"], [0], template="smiles", progress=False, **settings)
+    again = run_benchmarks(["esol"], ["random"], [0], template="names", progress=False, **settings)
+    assert len(read_csv_rows(tmp_path / "reactions.csv")) == 1
+    assert again.equals(first)

@@ -679,7 +679,9 @@ def run_benchmarks(
     existing = read_csv_rows(results.path)
     # Key columns an older file lacks are left out of the comparison.
     present = [c for c in RUN_KEY if c in results.columns]
+    loose = _any_template(present)
     done = set(row_keys(existing, present))
+    done |= {loose(k) for k in done}  # methods that read no texts: any template's run
 
     runs = _wanted_runs(applicable, seeds, options, present, protocol, templates, model)
     wanted = [key for _, key in runs]
@@ -712,8 +714,27 @@ def run_benchmarks(
     if table.empty:
         return table
     wanted_keys = set(wanted)
-    keep = [k in wanted_keys for k in row_keys(table, present)]
+    keep, seen = [], set()
+    for k in row_keys(table, present):
+        match = k if k in wanted_keys else loose(k) if loose(k) in wanted_keys else None
+        keep.append(match is not None and match not in seen)
+        if match is not None and match != k:
+            seen.add(match)  # one run per seed of a method that reads no texts
     return table.loc[keep].reset_index(drop=True)
+
+
+#: The template entry of the run key of a method that reads no texts (random search, the
+#: fixed-feature GPs, peers): its runs do not depend on the template, so any template's
+#: run of it counts.
+ANY_TEMPLATE = "*"
+
+
+def _any_template(present: Sequence[str]) -> Callable[[tuple[str, ...]], tuple[str, ...]]:
+    """``key -> key`` with its template entry replaced by :data:`ANY_TEMPLATE`."""
+    if "template" not in present:
+        return lambda key: key
+    at = list(present).index("template")
+    return lambda key: (*key[:at], ANY_TEMPLATE, *key[at + 1 :])
 
 
 def _log_run(row: Mapping[str, Any]) -> None:
@@ -764,7 +785,7 @@ def _wanted_runs(
                 "method": method_label(method, opts),
                 "seed": int(seed),
                 "iterations": protocol.iterations,
-                "template": templates[pool],
+                "template": templates[pool] if METHODS.get(method).uses_model else ANY_TEMPLATE,
                 "model": model if METHODS.get(method).uses_model else "",
                 "n_initial": protocol.n_initial,
                 "batch_size": protocol.batch_size,

@@ -30,12 +30,17 @@ def register(subparsers: Any) -> None:
         _EXAMPLES,
     )
     common.add_space_options(p, target=False)
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="also list the research variants (segment pooling, hybrids, soft tokens...)",
+    )
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
     from llmbo.errors import InputError
-    from llmbo.presets import DEFAULT_PRESET, PRESETS, TableColumns
+    from llmbo.presets import DEFAULT_PRESET, PRESETS, TableColumns, product_presets
 
     columns = None
     if args.table or args.benchmark:
@@ -47,7 +52,7 @@ def _main(args: argparse.Namespace) -> int:
             else TableColumns.detect(choice.space)
         )
         print(f"columns: {columns.describe()}")
-    for name in PRESETS.names():
+    for name in PRESETS.names() if args.all else product_presets():
         preset = PRESETS.get(name)
         mark = " (default)" if name == DEFAULT_PRESET else ""
         line = f"{name}{mark}: {preset.description}"
