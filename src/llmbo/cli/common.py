@@ -698,6 +698,12 @@ def surrogate_choice(
     return replace(chosen, spec=config.updated(settings))
 
 
+def acquisition_label(opt: Optimizer) -> str:
+    """``logei`` or ``logei (outcome power 2)``: the acquisition as a summary names it."""
+    power = getattr(opt.acquisition, "outcome_power", 1.0)
+    return opt.acquisition.name + ("" if power == 1 else f" (outcome power {power:g})")
+
+
 def note_preset(preset: PresetChoice) -> None:
     """Say on stderr what a preset that adapts to the table chose, and why."""
     import sys

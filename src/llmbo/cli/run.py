@@ -263,7 +263,7 @@ def _summary(
         f"target {choice.target!r} ({direction}imised)"
     )
     print(
-        f"  surrogate {opt.surrogate_name}{model}, acquisition {opt.acquisition.name}, "
+        f"  surrogate {opt.surrogate_name}{model}, acquisition {common.acquisition_label(opt)}, "
         f"seed {opt.seed}; {n_init} initial + {args.iterations} iterations x "
         f"{args.batch_size} = {len(values)} evaluations"
     )

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from llmbo._files import write_csv_atomic
 from llmbo.cli.common import (
     SPACE_OPTIONS,
+    acquisition_label,
     add_command,
     add_model_options,
     add_space_options,
@@ -376,7 +377,7 @@ def status_command(args: argparse.Namespace) -> int:
     print(
         f"study {args.study_name!r} in {args.study}: {opt.space.name or 'table'}, "
         f"{len(opt.space)} candidates; surrogate {opt.surrogate_name}{model}, acquisition "
-        f"{opt.acquisition.name}, seed {opt.seed}, {direction}"
+        f"{acquisition_label(opt)}, seed {opt.seed}, {direction}"
     )
     if isinstance(opt.proposer, WarmStartProposer):
         warm = opt.proposer
