@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["file_stamp", "write_csv_atomic"]
+__all__ = ["file_stamp", "write_csv_atomic", "write_text_atomic"]
 
 
 def file_stamp(path: Path) -> tuple[int, int] | None:
@@ -43,12 +43,19 @@ def write_csv_atomic(
     """
     buf = io.StringIO()
     frame.to_csv(buf, index=False, lineterminator="\n")
+    write_text_atomic(path, buf.getvalue(), before_replace=before_replace)
+
+
+def write_text_atomic(
+    path: Path, text: str, *, before_replace: Callable[[], None] | None = None
+) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically, as :func:`write_csv_atomic` does."""
     mode = _file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(buf.getvalue())
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         if before_replace is not None:

@@ -12,7 +12,7 @@ from typing import NoReturn
 from llmbo.errors import LlmboError
 
 #: Modules under ``llmbo.cli`` that define ``register(subparsers)``.
-COMMAND_MODULES = ("run", "study", "bench", "hpo", "catalyst", "presets")
+COMMAND_MODULES = ("run", "study", "bench", "hpo", "catalyst", "presets", "report")
 
 
 class _Parser(argparse.ArgumentParser):

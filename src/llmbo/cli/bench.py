@@ -12,6 +12,7 @@ from llmbo.cli.common import add_command
 from llmbo.errors import InputError
 
 REPORT_MD = "reactions.md"
+REPORT_HTML = "reactions.html"
 REPORT_PNG = "reactions_convergence.png"
 
 _BENCH_DESCRIPTION = (
@@ -105,7 +106,8 @@ def _register_report(subparsers: Any) -> None:
         subparsers,
         "bench-report",
         "regenerate reactions.md and the convergence plot from the CSVs",
-        "Rebuild RESULTS_DIR/reactions.md and reactions_convergence.png from "
+        "Rebuild RESULTS_DIR/reactions.md, reactions.html (one page that opens offline), "
+        "presets.md and reactions_convergence.png from "
         "reactions.csv and reactions_curves.csv, and print the table.",
     )
     r.add_argument("--results-dir", default="benchmarks/results", type=Path)
@@ -277,6 +279,9 @@ def _write_report(results_dir: Path) -> int:
             fig.suptitle(title)
         fig.savefig(results_dir / REPORT_PNG, dpi=120)
     _write_presets(results_dir, results)
+    from llmbo.report import benchmark_report_html, write_html
+
+    write_html(benchmark_report_html(results, curves), results_dir / REPORT_HTML)
     print(table, end="")
     sys.stdout.flush()
     return 0

@@ -66,6 +66,9 @@ class BayesianProposer(Proposer):
         self.acquisition = acquisition or AcquisitionConfig()
         self.min_observations = int(min_observations)
         self.progress = progress
+        #: Put the surrogate's features before training in the next proposal's info
+        #: (``"input_features"``), for reports (set by the study that needs them).
+        self.want_input_features = False
         self._fallback: tuple[str, Surrogate | None] | None = None
 
     @property
@@ -110,6 +113,10 @@ class BayesianProposer(Proposer):
             # must not depend on whether this process built it earlier.
             with torch.random.fork_rng(devices=_rng_devices()):
                 self.surrogate.prepare(space, progress=self.progress)
+        inputs = None
+        if fit and self.want_input_features:
+            with torch.random.fork_rng(devices=_rng_devices()):
+                inputs = self.surrogate.input_features()
         with torch.random.fork_rng(devices=_rng_devices()):
             torch.manual_seed(seed)
             fitted = None
@@ -149,7 +156,10 @@ class BayesianProposer(Proposer):
             "losses": fitted.losses if fitted is not None else [],
             "fallback": fallback,
             "fitted": fitted,
+            "label": fallback if fallback not in (None, "random") else self.label,
         }
+        if inputs is not None:
+            info["input_features"] = inputs
         return Proposal(chosen.tolist(), info)
 
     def _fit(

@@ -249,11 +249,64 @@ class Study:
             pending=self.space.index_of(pending) if pending else np.empty(0, np.int64),
             available=available,
         )
-        proposal = self.proposer.propose(
-            self.space, observed, n, seed=derived_seed(self.seed, len(trials))
-        )
+        want_map = hasattr(self.proposer, "want_input_features") and not self._has_map_before()
+        if want_map:
+            self.proposer.want_input_features = True  # type: ignore[attr-defined]
+        try:
+            proposal = self.proposer.propose(
+                self.space, observed, n, seed=derived_seed(self.seed, len(trials))
+            )
+        finally:
+            if want_map:
+                self.proposer.want_input_features = False  # type: ignore[attr-defined]
         self.last_info = proposal.info
+        self._record_fit(observed, proposal)
         return [self.space.ids[i] for i in proposal.index]
+
+    def _has_map_before(self) -> bool:
+        if not getattr(self, "_map_before", False):
+            from llmbo.study.diagnostics import MAP_BEFORE
+
+            self._map_before = MAP_BEFORE in self.storage.get_attrs(self.record.study_id)
+        return self._map_before
+
+    def _record_fit(self, observed: Observations, proposal: Any) -> None:
+        """Store what a report needs from this proposal's fit (:mod:`llmbo.study.diagnostics`):
+        predictions of the suggested candidates and the feature maps. Never stops a
+        suggestion: a failure is logged."""
+        from llmbo.study import diagnostics
+
+        fitted = proposal.info.get("fitted")
+        if fitted is None or not hasattr(fitted, "model"):
+            return
+        study_id = self.record.study_id
+        ids = [self.space.ids[i] for i in proposal.index]
+        power = getattr(getattr(self.proposer, "acquisition", None), "outcome_power", 1.0)
+        try:
+            records = diagnostics.predictions(
+                fitted, proposal.index, ids, np.asarray(observed.values, dtype=np.float64),
+                outcome_power=power, maximize=self.maximize,
+                label=str(proposal.info.get("label", "")),
+            )  # fmt: skip
+            keep = np.concatenate([observed.index, np.asarray(proposal.index), observed.pending])
+            maps = {
+                diagnostics.MAP_AFTER: fitted.features,
+                diagnostics.MAP_BEFORE: proposal.info.get("input_features"),
+            }
+            for key, features in maps.items():
+                if features is not None:
+                    records[key] = diagnostics.feature_map(
+                        features, self.space.ids, keep, n_train=len(observed), seed=self.seed
+                    )
+        except (RuntimeError, ValueError, TypeError, np.linalg.LinAlgError) as exc:
+            logger.warning(
+                "Could not record the fit for reports (%s: %s).", type(exc).__name__, exc
+            )
+            return
+        for key, value in records.items():
+            self.storage.set_attr(study_id, key, value)
+        if diagnostics.MAP_BEFORE in records:
+            self._map_before = True
 
     def tell(self, ids: str | Sequence[str], values: float | Sequence[float]) -> None:
         """Record measured values for candidates (suggested or not), in one transaction.

@@ -69,6 +69,11 @@ class Surrogate(ABC):
         Uses the global torch RNG; callers seed it for reproducibility.
         """
 
+    def input_features(self) -> Tensor | None:
+        """The candidates' features before any training (``N x d``), for reports' maps;
+        ``None`` where there are none. Called on a prepared surrogate."""
+        return None
+
     def fallback(self, space: CandidateSpace) -> Surrogate | None:
         """A simpler surrogate of the same candidates to fit when :meth:`fit` fails
         numerically (``None``: there is none, choose at random).

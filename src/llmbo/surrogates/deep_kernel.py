@@ -225,6 +225,12 @@ class DeepKernelGP(Surrogate):
         self.reset()
         return fixed_feature_gp(features, space, kernel="matern", name="static")
 
+    def input_features(self) -> Tensor | None:
+        """The encoder's pooled embeddings with its trainable parts as they are now (before
+        the first fit: the pretrained model's)."""
+        with torch.no_grad():
+            return self.encoder.embed()
+
     def _prepare(self, space: CandidateSpace, *, progress: bool) -> None:
         self.encoder.prepare(space.texts, progress=progress)
         if self.side_featurizer is not None:

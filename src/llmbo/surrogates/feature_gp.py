@@ -106,6 +106,10 @@ class FeatureGP(Surrogate):
         kernel.lengthscale = prior.mode
         return ScaleKernel(kernel)
 
+    def input_features(self) -> Tensor | None:
+        """The fixed features (they are not trained)."""
+        return self.features_
+
     def fallback_features(self) -> tuple[Tensor, KernelName]:
         """Features and kernel of a simpler GP to fall back on when a fit fails.
 
