@@ -29,7 +29,11 @@ _EXAMPLES = (
 def register(subparsers: Any) -> None:
     """Add ``llmbo report`` to the ``llmbo`` parser."""
     p = common.add_command(
-        subparsers, "report", "write a self-contained HTML report of a study", _DESCRIPTION, _EXAMPLES
+        subparsers,
+        "report",
+        "write a self-contained HTML report of a study",
+        _DESCRIPTION,
+        _EXAMPLES,
     )
     p.add_argument("study", metavar="STUDY", help="study file (SQLite) or database URL")
     p.add_argument(
@@ -83,7 +87,7 @@ def _main(args: argparse.Namespace) -> int:
     if data.trials.empty and not data.catalyst:
         raise InputError(f"Study {name!r} in {where} has no trials yet; nothing to report.")
     out = args.output or Path(f"{name}_report.html")
-    common.check_output_path(out, "-o", protected=(("STUDY", args.study),))
+    common.check_output_path(str(out), "-o", protected=(("STUDY", args.study),))
     write_html(study_report_html(data, map_method=args.map), out)
     size = out.stat().st_size / 2**20
     print(f"wrote {out} ({size:.1f} MB, {time.perf_counter() - start:.1f} s)")
