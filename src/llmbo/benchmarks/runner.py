@@ -692,9 +692,9 @@ def run_benchmarks(
 
     bar = None
     if progress and plan:
-        from tqdm.auto import tqdm
+        from llmbo._progress import progress_bar
 
-        bar = tqdm(total=len(plan), desc="llmbo bench", unit="run")
+        bar = progress_bar(len(plan), "llmbo bench", unit="run", leave=True)
     try:
         build = {"model": model, "device": device}
         for result in _run_plan(plan, options, protocol, templates, build, bar):

@@ -378,6 +378,6 @@ class Catalyst:
 def _progress(enabled: bool, total: int, done: int) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from llmbo._progress import progress_bar
 
-    return tqdm(total=total, initial=done, desc="llmbo catalyst", unit="epoch", leave=False)
+    return progress_bar(total, "llmbo catalyst", unit="epoch", initial=done)

@@ -49,7 +49,7 @@ class TokenizedPool:
         if progress and len(chunks) > 1:
             from tqdm.auto import tqdm
 
-            yield from tqdm(chunks, desc=desc, leave=False)
+            yield from tqdm(chunks, desc=desc, leave=False, disable=None)
         else:
             yield from chunks
 

@@ -317,10 +317,10 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.enabled:
-            from tqdm.auto import tqdm
+            from llmbo._progress import progress_bar
 
-            self.bar = tqdm(
-                total=self.total, initial=self.search.finished(), desc="llmbo hpo", unit="trial"
+            self.bar = progress_bar(
+                self.total, "llmbo hpo", unit="trial", initial=self.search.finished(), leave=True
             )
         return self
 

@@ -86,9 +86,9 @@ def _progress_bar(proposer: Proposer, iterations: int) -> Any:
     """A progress bar over ``iterations`` rounds (``None`` for a single round)."""
     if not iterations > 1:
         return None
-    from tqdm.auto import tqdm
+    from llmbo._progress import progress_bar
 
-    return tqdm(total=iterations, desc=f"llmbo {proposer.label}", leave=False)
+    return progress_bar(iterations, f"llmbo {proposer.label}", unit="iteration")
 
 
 class Study:
