@@ -646,9 +646,11 @@ def run_benchmarks(
     """Run every (pool, method, seed) not yet in ``results_dir/reactions.csv``.
 
     Args:
-        pools, methods, seeds: What to run (all combinations). A method that does not
-            apply to a pool (:meth:`~llmbo.benchmarks.methods.BenchmarkMethod.skip_reason`)
-            is skipped there, with a warning.
+        pools: The pools to run on (every combination with ``methods`` and ``seeds``).
+        methods: The methods; one that does not apply to a pool
+            (:meth:`~llmbo.benchmarks.methods.BenchmarkMethod.skip_reason`) is skipped
+            there, with a warning.
+        seeds: The seeds.
         template: The pools' text template (default: each pool's default template;
             ``"names"`` is the one every packaged pool has).
         options: Per-method spec overrides, ``{method: {"deep_kernel.steps": 50}}``; they

@@ -117,7 +117,9 @@ class Mentor:
     Args:
         backend: The LLM.
         task_description: One sentence on what the prompted model must do.
-        proposals, min_words, max_words: What to ask for and accept.
+        proposals: How many prompts to ask for.
+        min_words: Fewest words of an accepted prompt.
+        max_words: Most words of an accepted prompt.
         generation: Sampling settings (``n`` is set to 1).
     """
 

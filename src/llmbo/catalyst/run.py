@@ -79,8 +79,9 @@ class Catalyst:
         task: Model, data splits and metric (the same object the LoRA search uses).
         backend: The mentor LLM (``None``: gradients only).
         config: Training and mentor settings.
-        storage, study_name: Where the run's history lives (a path or SQLAlchemy URL;
-            default in memory). Reopening the same study resumes it.
+        storage: Where the run's history lives (a path or SQLAlchemy URL; default in
+            memory). Reopening the same study resumes it.
+        study_name: The study's name in ``storage``.
         task_description: What the mentor is told the prompted model does (default: from
             the task's kind and columns).
         progress: Show a progress bar.

@@ -136,8 +136,9 @@ class LoraSearch:
         initial_trials: Random trials before the model proposes (LLM and standard BO).
         model: The transformer that reads the prompts (``token`` methods).
         seed: Seed of every proposal.
-        storage, study_name: Where the study lives (a path or SQLAlchemy URL; default an
-            in-memory database). Reopening a study continues it.
+        storage: Where the study lives (a path or SQLAlchemy URL; default an in-memory
+            database). Reopening a study continues it.
+        study_name: The study's name in ``storage``.
         progress: Show a progress bar while running.
         runner: Runs one trial: ``runner(task, params, training, proxy_fraction=...)`` ->
             :class:`~llmbo.hpo.trial.TrialOutcome` (default :func:`~llmbo.hpo.trial.run_trial`;

@@ -128,9 +128,11 @@ class LoraTask:
 
     Args:
         model: Hugging Face model id, local directory, or ``"minilm"``.
-        train, validation, test: The splits (tables with ``text_column`` and
-            ``label_column``).
-        text_column, label_column: Column names.
+        train: The training split (a table with ``text_column`` and ``label_column``).
+        validation: The validation split.
+        test: The test split.
+        text_column: Column of the texts.
+        label_column: Column of the labels.
         kind: ``"regression"`` (one output, MSE on standardised labels) or
             ``"classification"`` (one output per label value, cross-entropy).
         metric: A name in :data:`METRICS` or a :class:`Metric`.

@@ -43,9 +43,11 @@ class LlmboSearcher(Searcher):
     Args:
         space: The configurations (each table row, without its ``text``, is a Tune config).
         proposer: Where suggestions come from (e.g. ``METHODS.get("llmbo").proposer(...)``).
-        metric, mode: The reported metric and ``"min"``/``"max"`` (Tune's arguments).
+        metric: The reported metric (Tune's argument).
+        mode: ``"min"`` or ``"max"`` (Tune's argument).
         seed: Seed of every proposal.
-        storage, study_name: Where the study lives (a file or URL lets ``restore`` continue).
+        storage: Where the study lives (a file or URL lets ``restore`` continue).
+        study_name: The study's name in ``storage``.
         fixed: Settings added to every config (not searched).
     """
 
