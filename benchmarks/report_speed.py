@@ -63,7 +63,9 @@ def open_seconds(browser: str, page: Path, repeats: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "llmbo-report-speed")
+    parser.add_argument(
+        "--work", type=Path, default=Path(tempfile.gettempdir()) / "llmbo-report-speed"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
@@ -74,7 +76,9 @@ def main() -> int:
             args.work / "s1000.db", "suzuki", "components", 1000, 50, 50,
         ),
     }  # fmt: skip
-    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser") if shutil.which(b)), None)
+    browser = next(
+        (shutil.which(b) for b in ("chromium", "chromium-browser") if shutil.which(b)), None
+    )
     lines = [
         "# `llmbo report`: time to write, size, time to open",
         "",
