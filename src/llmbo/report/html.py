@@ -136,8 +136,6 @@ def _note(text: str) -> str:
 def _figure_or_note(fig: Figure | None, alt: str, missing: str) -> str:
     if fig is None:
         return _note(missing)
-    from matplotlib import pyplot  # noqa: F401  (backend set up once)
-
     return figure_html(fig, alt)
 
 
