@@ -35,10 +35,10 @@ def build(path: Path, pool: str, preset: str, trials: int, batch: int, n_random:
     data = load_pool(pool)
     space = data.space()
     objective = TableObjective(space, data.target)
-    random = Optimizer(space, "random", storage=path, study_name="default", seed=0, progress=False)
-    random.run(objective, iterations=n_random)
-    opt = Optimizer(space, preset, storage=path, study_name="default", seed=0, progress=True)
-    opt.run(objective, iterations=(trials - n_random) // batch, batch_size=batch)
+    # The first n_random suggestions are random (below min_observations), then BO.
+    opt = Optimizer(space, preset, storage=path, study_name="default", seed=0, progress=True,
+                    min_observations=n_random)  # fmt: skip
+    opt.run(objective, iterations=trials // batch, batch_size=batch)
 
 
 def open_seconds(browser: str, page: Path, repeats: int) -> float:
