@@ -107,7 +107,7 @@ def test_quick_run_writes_results_and_report(
     assert set(table["seed"]) == {"0", "1"}
     assert set(table["iterations"]) == {"5"}
     assert set(table["n_evaluated"]) == {"15"}
-    assert set(table["template"]) == {"procedure"}
+    assert set(table["template"]) == {"names"}
     llm = table[table["method"] == LLM_LABEL]
     assert set(llm["model"]) != {""}  # the LLM method records its model...
     assert set(table.loc[table["method"] == "onehot", "model"]) == {""}  # ...baselines do not
