@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from llmbo.datasets import POOL_NAMES
+from llmbo.datasets import POOL_NAMES, POOLS
 from llmbo.metrics import mean_and_sem
 
 __all__ = [
@@ -76,17 +76,22 @@ def _runs(results: pd.DataFrame, method: str, pool: str, seeds: Sequence[int]) -
     from llmbo.benchmarks.methods import METHODS
     from llmbo.datasets import load_pool
 
-    rows = results[
+    keep = (
         (results["method"] == method)
         & (results["benchmark"] == pool)
         & results["seed"].isin(list(seeds))
-        & (results["iterations"] == 50)
-        & (results["n_initial"] == 10)
-        & (results["batch_size"] == 1)
-    ]
-    if method in METHODS and METHODS.get(method).uses_model:
+    )
+    # The protocol's settings, where the file records them (older files lack some columns).
+    for column, value in (("iterations", 50), ("n_initial", 10), ("batch_size", 1)):
+        if column in results.columns:
+            keep &= results[column] == value
+    rows = results[keep]
+    if method in METHODS and METHODS.get(method).uses_model and pool in POOLS:
         template = load_pool(pool).default_template
-        rows = rows[(rows["template"] == template) & (rows["model"].fillna("") == "minilm")]
+        if "template" in rows.columns:
+            rows = rows[rows["template"] == template]
+        if "model" in rows.columns:
+            rows = rows[rows["model"].fillna("") == "minilm"]
     return rows.drop_duplicates("seed").sort_values("seed")
 
 

@@ -363,8 +363,11 @@ def _registered_runs(frame: pd.DataFrame) -> pd.DataFrame:
     wanted = set(product_presets()) | set(PEERS)
     defaults = {p: load_pool(p).default_template for p in frame["benchmark"].unique() if p in POOLS}
     uses_model = frame["method"].map(lambda m: m in METHODS and METHODS.get(m).uses_model)
-    on_default = frame["template"] == frame["benchmark"].map(defaults)
-    model = frame["model"].fillna("").astype(str)
+    template = (
+        frame["template"] if "template" in frame.columns else frame["benchmark"].map(defaults)
+    )
+    on_default = template == frame["benchmark"].map(defaults)
+    model = frame["model"].fillna("").astype(str) if "model" in frame.columns else "minilm"
     keep = frame["method"].isin(wanted) & (~uses_model | (on_default & (model == "minilm")))
     if "iterations" in frame.columns:
         keep &= frame["iterations"] == 50
