@@ -2,7 +2,7 @@
 
 :func:`load_study_data` reads a study of any kind: a BO campaign (reaction pool, user
 table), a parameter search (LoRA hyperparameters, any grid) or a catalyst run, with the fit
-records :mod:`llmbo.study.diagnostics` stored at each suggestion.
+records :mod:`llmbo.report.records` stored at each suggestion.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from llmbo.errors import InputError, StudyError
+from llmbo.report import records as diagnostics
 from llmbo.storage import BaseStorage, TrialState, get_storage
-from llmbo.study import diagnostics
 
 __all__ = ["StudyData", "load_study_data"]
 

@@ -265,16 +265,16 @@ class Study:
 
     def _has_map_before(self) -> bool:
         if not getattr(self, "_map_before", False):
-            from llmbo.study.diagnostics import MAP_BEFORE
+            from llmbo.report.records import MAP_BEFORE
 
             self._map_before = MAP_BEFORE in self.storage.get_attrs(self.record.study_id)
         return self._map_before
 
     def _record_fit(self, observed: Observations, proposal: Any) -> None:
-        """Store what a report needs from this proposal's fit (:mod:`llmbo.study.diagnostics`):
+        """Store what a report needs from this proposal's fit (:mod:`llmbo.report.records`):
         predictions of the suggested candidates and the feature maps. Never stops a
         suggestion: a failure is logged."""
-        from llmbo.study import diagnostics
+        from llmbo.report import records as diagnostics
 
         fitted = proposal.info.get("fitted")
         if fitted is None or not hasattr(fitted, "model"):

@@ -1,4 +1,5 @@
-"""What a report needs from a fit, recorded in the study when the suggestion is made.
+"""What a report needs from a fit, recorded in the study when the suggestion is made
+(:meth:`llmbo.study.Study.ask` calls this; reports read it without importing torch).
 
 A report never refits a model: when a Bayesian proposal comes with its fitted surrogate,
 the study stores
@@ -21,10 +22,12 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,8 @@ def predictions(
     ``observed`` are the maximised values the model was fitted on (before the outcome
     power); the records are in the objective's units and direction.
     """
+    import torch
+
     with torch.no_grad():
         x = fitted.features[torch.as_tensor(list(rows), dtype=torch.long)]
         posterior = fitted.model.posterior(x)
@@ -115,6 +120,8 @@ def feature_map(
     if len(rest) > room:
         rest = np.sort(np.random.default_rng(seed).choice(rest, room, replace=False))
     rows = np.concatenate([np.asarray(keep_set, dtype=np.int64), rest]).astype(np.int64)
+    import torch
+
     with torch.no_grad():
         x = features[torch.from_numpy(rows)].double().cpu().numpy()
     x = x - x.mean(axis=0, keepdims=True)
