@@ -480,3 +480,23 @@ def test_killed_record_many_is_all_or_nothing(tmp_path: Path, delay: float) -> N
     # The study is usable afterwards.
     out = get_storage(db).record_many(sid, [("k000000", 0.0), ("extra", 1.0)])
     assert [t.state for t in out] == [TrialState.COMPLETE, TrialState.COMPLETE]
+
+
+def test_text_overwritten_with_bytes_that_are_not_utf8_is_a_damaged_study(tmp_path) -> None:
+    """Found by the CLI fuzzer: a candidate id whose bytes were overwritten in place."""
+    import sqlite3
+
+    import pytest
+
+    from llmbo.errors import StudyFileError
+    from llmbo.storage import get_storage
+
+    path = tmp_path / "s.db"
+    store = get_storage(str(path))
+    study = store.create_study("s", space={}, config={}, seed=0, direction="maximize")
+    store.record(study.study_id, "c1", 1.0)
+    store.engine.dispose()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE llmbo_trials SET candidate_id = CAST(x'63c9bbff31' AS TEXT)")
+    with pytest.raises(StudyFileError, match=r"damaged|could not decode"):
+        get_storage(str(path)).trials(study.study_id)

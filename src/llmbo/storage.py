@@ -106,7 +106,13 @@ _DIRECTIONS = ("maximize", "minimize")
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 # Words of the SQLite errors that mean the file itself is damaged (SQLITE_CORRUPT/NOTADB).
-_DAMAGE_MARKERS = ("malformed", "not a database", "file is encrypted", "disk image")
+_DAMAGE_MARKERS = (
+    "malformed",
+    "not a database",
+    "file is encrypted",
+    "disk image",
+    "could not decode",  # text that is not UTF-8: bytes overwritten in place
+)
 # Words of the SQLite errors that mean the file or its folder cannot be written.
 _READONLY_MARKERS = ("readonly database", "read-only", "unable to open database file")
 _CHUNK = 500  # ids per IN (...) query; stays under every backend's bound-parameter limit
